@@ -1,0 +1,266 @@
+//! The embedding API: one async method per gosession operation.
+
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result};
+use crate::loader::UserLoader;
+use crate::policy::{
+    Call, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser, WitUserInfo,
+};
+use crate::store::{MemoryStore, Store};
+use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
+
+/// Builds a [`SessionManager`].
+#[derive(Default)]
+pub struct SessionManagerBuilder {
+    store: Option<Arc<dyn Store>>,
+    loader: Option<Arc<dyn UserLoader>>,
+    policy: Option<Policy>,
+    settings: Settings,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for SessionManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManagerBuilder")
+            .field("settings", &self.settings)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManagerBuilder {
+    /// Where tokens live; the embedded [`MemoryStore`] when not set.
+    pub fn store(self, store: impl Store) -> Self {
+        self.shared_store(Arc::new(store))
+    }
+
+    /// Like [`Self::store`], for a store that is shared already.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where user detail comes from when the user-info cache has none; no
+    /// loader means no detail beyond the cache.
+    pub fn loader(mut self, loader: impl UserLoader) -> Self {
+        self.loader = Some(Arc::new(loader));
+        self
+    }
+
+    /// The policy; the built-in one when not set.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Prefixes, default expiry and single mode.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Time and memory limits per call.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Builds the manager, compiling the built-in policy if none was given.
+    pub fn build(self) -> anyhow::Result<SessionManager> {
+        let policy = match self.policy {
+            Some(policy) => policy,
+            None => Policy::builtin()?,
+        };
+        let settings = WitSettings {
+            token_key_prefix: self.settings.token_key_prefix,
+            user_key_prefix: self.settings.user_key_prefix,
+            default_expire_seconds: self.settings.default_expire_seconds,
+            index_expire_seconds: self.settings.index_expire_seconds,
+            single_mode: self.settings.single_mode,
+            user_loader: self.loader.is_some(),
+        };
+        Ok(SessionManager {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            loader: self.loader,
+            policy: RwLock::new(policy),
+            settings,
+            limits: self.limits,
+        })
+    }
+}
+
+/// Issues, checks, refreshes, lists and revokes session tokens through a
+/// policy component and a store. Share it behind an `Arc`; every method
+/// runs in a fresh policy instance.
+pub struct SessionManager {
+    store: Arc<dyn Store>,
+    loader: Option<Arc<dyn UserLoader>>,
+    policy: RwLock<Policy>,
+    settings: WitSettings,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs one export of the policy in a fresh instance.
+macro_rules! call {
+    ($manager:ident . $export:ident ( $($arg:expr),* )) => {{
+        let mut call = $manager.start().await?;
+        let (api, store) = call.parts();
+        let outcome = api.$export(store, &$manager.settings $(, $arg)*).await;
+        call.finish(outcome)
+    }};
+}
+
+impl SessionManager {
+    /// A builder with the memory store, the built-in policy and gosession's
+    /// default settings.
+    pub fn builder() -> SessionManagerBuilder {
+        SessionManagerBuilder::default()
+    }
+
+    /// The store this manager uses.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Replaces the policy. Calls already running finish on the old one.
+    pub fn swap_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    async fn start(&self) -> Result<Call> {
+        let policy = self
+            .policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Call::start(
+            &policy,
+            &self.limits,
+            Arc::clone(&self.store),
+            self.loader.clone(),
+        )
+        .await
+    }
+
+    /// Issues a token for `user_id`, valid `ttl_seconds` (0: the default).
+    /// In single mode the user's other tokens are revoked at once.
+    pub async fn set_token(&self, user_id: &str, ttl_seconds: i64) -> Result<IssuedToken> {
+        call!(self.call_set_token(user_id, ttl_seconds)).map(IssuedToken::from)
+    }
+
+    /// Extends a live token to `ttl_seconds` from now (0: the default) and
+    /// returns its new expiry; [`Error::NotFound`] when it is not live.
+    pub async fn refresh_token(&self, token: &str, ttl_seconds: i64) -> Result<i64> {
+        call!(self.call_refresh_token(token, ttl_seconds))
+    }
+
+    /// Revokes a token; revoking a dead one is fine.
+    pub async fn delete_token(&self, token: &str) -> Result<()> {
+        call!(self.call_delete_token(token))
+    }
+
+    /// The user of a live token, without detail; `None` when the token is
+    /// dead or malformed.
+    pub async fn check_token(&self, token: &str) -> Result<Option<User>> {
+        call!(self.call_check_token(token)).and_then(|user| user.map(User::try_from).transpose())
+    }
+
+    /// The user of a live token with detail from the user-info cache, or
+    /// from the loader (then cached for `user_ttl_seconds`).
+    pub async fn check_token_or_update_user(
+        &self,
+        token: &str,
+        user_ttl_seconds: i64,
+    ) -> Result<Option<User>> {
+        call!(self.call_check_token_or_update_user(token, user_ttl_seconds))
+            .and_then(|user| user.map(User::try_from).transpose())
+    }
+
+    /// The live tokens of a user, sorted by token.
+    pub async fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>> {
+        call!(self.call_list_user_token(user_id))
+            .map(|entries| entries.into_iter().map(TokenEntry::from).collect())
+    }
+
+    /// Revokes every token of a user.
+    pub async fn delete_user_token(&self, user_id: &str) -> Result<()> {
+        call!(self.call_delete_user_token(user_id))
+    }
+
+    /// Reloads the user-info cache of each user from the loader.
+    pub async fn refresh_user(&self, user_ids: &[String], user_ttl_seconds: i64) -> Result<()> {
+        call!(self.call_refresh_user(user_ids, user_ttl_seconds))
+    }
+
+    /// Removes a user's user-info cache entry.
+    pub async fn delete_user(&self, user_id: &str) -> Result<()> {
+        call!(self.call_delete_user(user_id))
+    }
+
+    /// Loads a user from the loader into the user-info cache for
+    /// `user_ttl_seconds` and returns what was cached.
+    pub async fn add_user(&self, user_id: &str, user_ttl_seconds: i64) -> Result<UserInfo> {
+        call!(self.call_add_user(user_id, user_ttl_seconds)).and_then(UserInfo::try_from)
+    }
+}
+
+fn detail(json: Option<String>) -> Result<Option<serde_json::Value>> {
+    json.map(|json| {
+        serde_json::from_str(&json)
+            .map_err(|e| Error::Policy(format!("the policy returned detail that is not JSON: {e}")))
+    })
+    .transpose()
+}
+
+impl From<WitIssuedToken> for IssuedToken {
+    fn from(token: WitIssuedToken) -> Self {
+        Self {
+            token: token.token,
+            token_expire_time: token.token_expire_time,
+        }
+    }
+}
+
+impl From<WitTokenEntry> for TokenEntry {
+    fn from(entry: WitTokenEntry) -> Self {
+        Self {
+            token: entry.token,
+            token_remain_live_time: entry.token_remain_live_time,
+            token_expire_time: entry.token_expire_time,
+        }
+    }
+}
+
+impl TryFrom<WitUser> for User {
+    type Error = Error;
+
+    fn try_from(user: WitUser) -> Result<Self> {
+        Ok(Self {
+            id: user.id,
+            token: user.token,
+            token_remain_live_time: user.token_remain_live_time,
+            token_expire_time: user.token_expire_time,
+            detail: detail(user.detail)?,
+        })
+    }
+}
+
+impl TryFrom<WitUserInfo> for UserInfo {
+    type Error = Error;
+
+    fn try_from(user: WitUserInfo) -> Result<Self> {
+        Ok(Self {
+            id: user.id,
+            detail: detail(user.detail)?,
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! Key-value stores with Redis semantics: what a policy reads and writes.
+//!
+//! A [`Store`] runs the typed commands of the policy's `store` interface.
+//! Each method is one network round trip however many commands it carries,
+//! so a policy can reason about its cost.
+
+mod memory;
+mod redis;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisConfig, RedisStore};
+
+/// When a `SET` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Always.
+    Always,
+    /// Only when the key does not exist (`NX`).
+    IfAbsent,
+    /// Only when the key exists (`XX`).
+    IfPresent,
+}
+
+/// When an `EXPIRE` changes a key's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireCondition {
+    /// Always.
+    Always,
+    /// Only when the key has no expiry (`NX`).
+    IfNone,
+    /// Only when the new expiry is later than the current one (`GT`); a key
+    /// without expiry is never changed.
+    IfLater,
+}
+
+/// One command of a batch. The reply each gives is documented on [`Reply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `GET key` → [`Reply::Text`], or [`Reply::Nil`] when missing.
+    Get(String),
+    /// `SET key value [EX ttl] [NX|XX]` → [`Reply::Ok`], or [`Reply::Nil`]
+    /// when the condition kept it from writing. A TTL of 0 means no expiry.
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Lifetime in seconds, 0 for none.
+        ttl_seconds: i64,
+        /// When to write.
+        condition: SetCondition,
+    },
+    /// `DEL key…` → [`Reply::Integer`]: how many keys existed.
+    Del(Vec<String>),
+    /// `EXISTS key…` → [`Reply::Integer`]: how many of the keys exist.
+    Exists(Vec<String>),
+    /// `TTL key` → [`Reply::Integer`]: seconds left, -1 without expiry, -2
+    /// when missing.
+    Ttl(String),
+    /// `EXPIRE key seconds [NX|GT]` → [`Reply::Integer`]: 1 when changed.
+    Expire {
+        /// The key.
+        key: String,
+        /// New lifetime, at least 1 second.
+        seconds: i64,
+        /// When to change it.
+        condition: ExpireCondition,
+    },
+    /// `HSET key field value…` → [`Reply::Integer`]: how many fields are new.
+    HashSet {
+        /// The hash.
+        key: String,
+        /// Fields and values, at least one.
+        fields: Vec<(String, String)>,
+    },
+    /// `HDEL key field…` → [`Reply::Integer`]: how many fields existed.
+    HashDelete {
+        /// The hash.
+        key: String,
+        /// Fields, at least one.
+        fields: Vec<String>,
+    },
+    /// `HGETALL key` → [`Reply::Pairs`], empty when missing.
+    HashGetAll(String),
+}
+
+impl Command {
+    /// Rejects arguments Redis would reject or misread, so that a bad policy
+    /// gets a clear error instead of a surprise (`EXPIRE 0` deletes a key).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let invalid = |what: &str| Err(StoreError::invalid_command(format!("{what} in {self:?}")));
+        match self {
+            Self::Set { ttl_seconds, .. } if *ttl_seconds < 0 => invalid("negative SET ttl"),
+            Self::Expire { seconds, .. } if *seconds < 1 => invalid("EXPIRE seconds below 1"),
+            Self::Del(keys) | Self::Exists(keys) if keys.is_empty() => invalid("no keys"),
+            Self::HashSet { fields, .. } if fields.is_empty() => invalid("no fields"),
+            Self::HashDelete { fields, .. } if fields.is_empty() => invalid("no fields"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The reply to one [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A missing value, or a conditional write that did not happen.
+    Nil,
+    /// A write that happened.
+    Ok,
+    /// A number.
+    Integer(i64),
+    /// A string value.
+    Text(String),
+    /// A hash's fields and values.
+    Pairs(Vec<(String, String)>),
+}
+
+/// A store failure: unreachable, timed out, or a command it refused. Says
+/// nothing about whether a token is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    fn invalid_command(message: String) -> Self {
+        Self::new(format!("invalid command: {message}"))
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A read-modify-write begun by [`Store::watch`]. Dropping it without
+/// committing releases the watch.
+#[async_trait]
+pub trait Transaction: Send {
+    /// Runs `commands` atomically unless a watched key was written, expired
+    /// or deleted since the watch: then nothing runs and the answer is
+    /// `Ok(None)`. One round trip.
+    async fn commit(
+        self: Box<Self>,
+        commands: Vec<Command>,
+    ) -> Result<Option<Vec<Reply>>, StoreError>;
+}
+
+/// A key-value store with Redis semantics.
+///
+/// The contract every backend keeps (and the behaviour tests check):
+/// a missing key reads as [`Reply::Nil`] or an empty hash, never an error;
+/// an expired key is missing; each method costs one round trip.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `commands` in order as one pipeline. Not atomic. Fails whole when
+    /// any command fails.
+    async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError>;
+
+    /// Runs `commands` atomically (`MULTI`/`EXEC`).
+    async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError>;
+
+    /// Watches `keys`, then runs `reads`; returns the transaction to commit
+    /// and the replies to `reads`.
+    async fn watch(
+        &self,
+        keys: Vec<String>,
+        reads: Vec<Command>,
+    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError>;
+
+    /// Whether the store can take writes now (a ping for Redis).
+    async fn ready(&self) -> Result<(), StoreError>;
+}
