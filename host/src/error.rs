@@ -34,5 +34,22 @@ pub enum Error {
     Overloaded(String),
 }
 
+impl Error {
+    /// A stable snake_case name for the case, as the service and the CLI
+    /// report it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::NotFound => "not_found",
+            Self::Store(_) => "store_error",
+            Self::Loader(_) => "loader_error",
+            Self::Conflict(_) => "conflict",
+            Self::Corrupt(_) => "corrupt_data",
+            Self::Policy(_) => "policy_error",
+            Self::Overloaded(_) => "overloaded",
+        }
+    }
+}
+
 /// The result of a token operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

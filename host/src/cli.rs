@@ -1,0 +1,358 @@
+//! The command line: parsing, running one command, printing its outcome.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use dsession::store::{RedisConfig, RedisStore};
+use dsession::{Error, Policy, SessionManager, Settings};
+use serde_json::json;
+
+/// Distributed session tokens on Redis, with a swappable WebAssembly policy.
+#[derive(Debug, Parser)]
+#[command(name = "dsession", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Issue, check, refresh, list and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect policy components.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Issue a token for a user.
+    Create {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+        /// Lifetime in seconds; 0 means the default.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        ttl: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check a token; exits 1 when it is not valid.
+    Check {
+        /// The token.
+        #[arg(long)]
+        token: String,
+        /// Also load the user's detail (cache, then loader), caching it for
+        /// this many seconds (0: the default).
+        #[arg(long, allow_negative_numbers = true)]
+        user_ttl: Option<i64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Extend a live token; exits 1 when it is not live.
+    Refresh {
+        /// The token.
+        #[arg(long)]
+        token: String,
+        /// New lifetime in seconds from now; 0 means the default.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        ttl: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The token.
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List a user's live tokens.
+    List {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke every token of a user.
+    RevokeAll {
+        /// The user id.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Load and validate a policy component and say what it exports.
+    Check {
+        /// The component, a `.wasm` file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where tokens live and how they are laid out.
+#[derive(Debug, Args)]
+struct Common {
+    /// Redis URL, `redis://[user:password@]host:port/db`. Without it an
+    /// empty in-memory store is used, which only suits trying things out.
+    #[arg(long, env = "DSESSION_REDIS_URL")]
+    redis: Option<String>,
+    /// A policy component to use instead of the built-in one.
+    #[arg(long, env = "DSESSION_POLICY")]
+    policy: Option<PathBuf>,
+    /// Prefix of token keys.
+    #[arg(long, default_value = "gosession-token")]
+    token_prefix: String,
+    /// Prefix of user-info keys.
+    #[arg(long, default_value = "gosession-user")]
+    user_prefix: String,
+    /// Default token lifetime in seconds.
+    #[arg(long, default_value_t = 604_800)]
+    default_expire: i64,
+    /// Single-login mode: a new token revokes the user's others.
+    #[arg(long)]
+    single_mode: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    async fn manager(&self) -> anyhow::Result<SessionManager> {
+        let mut builder = SessionManager::builder().settings(Settings {
+            token_key_prefix: self.token_prefix.clone(),
+            user_key_prefix: self.user_prefix.clone(),
+            default_expire_seconds: self.default_expire,
+            single_mode: self.single_mode,
+            ..Settings::default()
+        });
+        if let Some(url) = &self.redis {
+            builder = builder.store(RedisStore::connect(RedisConfig::new(url)).await?);
+        }
+        if let Some(path) = &self.policy {
+            builder = builder.policy(Policy::from_file(path)?);
+        }
+        builder.build().context("cannot set up the session manager")
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` picks the level (default: warnings).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+}
+
+/// What a command produced: text for people, JSON for programs, and
+/// whether the answer was "yes".
+struct Output {
+    text: String,
+    json: serde_json::Value,
+    success: bool,
+}
+
+impl Output {
+    fn yes(text: impl Into<String>, json: serde_json::Value) -> Self {
+        Self {
+            text: text.into(),
+            json,
+            success: true,
+        }
+    }
+
+    fn no(text: impl Into<String>, json: serde_json::Value) -> Self {
+        Self {
+            success: false,
+            ..Self::yes(text, json)
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+fn expiry(expire_time: i64) -> String {
+    if expire_time < 0 {
+        "never expires".into()
+    } else {
+        format!("expires at {expire_time} (in {} s)", expire_time - now())
+    }
+}
+
+async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error>> {
+    Ok(match command {
+        TokenCommand::Create { user, ttl, common } => {
+            let issued = common.manager().await?.set_token(&user, ttl).await;
+            issued.map(|issued| {
+                let text = format!("{}\n{}", issued.token, expiry(issued.token_expire_time));
+                Output::yes(text, json!(issued))
+            })
+        }
+        TokenCommand::Check {
+            token,
+            user_ttl,
+            common,
+        } => {
+            let manager = common.manager().await?;
+            let user = match user_ttl {
+                Some(ttl) => manager.check_token_or_update_user(&token, ttl).await,
+                None => manager.check_token(&token).await,
+            };
+            user.map(|user| match user {
+                Some(user) => {
+                    let detail = user
+                        .detail
+                        .as_ref()
+                        .map(|detail| format!("\ndetail: {detail}"))
+                        .unwrap_or_default();
+                    let text = format!(
+                        "valid: user {}, {}{detail}",
+                        user.id,
+                        expiry(user.token_expire_time)
+                    );
+                    Output::yes(text, json!({ "valid": true, "user": user }))
+                }
+                None => Output::no("not valid", json!({ "valid": false, "user": null })),
+            })
+        }
+        TokenCommand::Refresh { token, ttl, common } => {
+            match common.manager().await?.refresh_token(&token, ttl).await {
+                Ok(expires) => Ok(Output::yes(
+                    format!("refreshed, {}", expiry(expires)),
+                    json!({ "refreshed": true, "token_expire_time": expires }),
+                )),
+                Err(Error::NotFound) => Ok(Output::no(
+                    "not live: nothing refreshed",
+                    json!({ "refreshed": false }),
+                )),
+                Err(error) => Err(error),
+            }
+        }
+        TokenCommand::Revoke { token, common } => common
+            .manager()
+            .await?
+            .delete_token(&token)
+            .await
+            .map(|()| Output::yes("revoked", json!({ "revoked": true }))),
+        TokenCommand::List { user, common } => common
+            .manager()
+            .await?
+            .list_user_token(&user)
+            .await
+            .map(|tokens| {
+                let text = if tokens.is_empty() {
+                    format!("user {user} has no live tokens")
+                } else {
+                    tokens
+                        .iter()
+                        .map(|entry| {
+                            format!("{}  {}", entry.token, expiry(entry.token_expire_time))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                Output::yes(text, json!({ "tokens": tokens }))
+            }),
+        TokenCommand::RevokeAll { user, common } => common
+            .manager()
+            .await?
+            .delete_user_token(&user)
+            .await
+            .map(|()| {
+                Output::yes(
+                    format!("revoked every token of user {user}"),
+                    json!({ "revoked": true }),
+                )
+            }),
+    })
+}
+
+fn run_policy(command: PolicyCommand) -> anyhow::Result<Output> {
+    let PolicyCommand::Check { file, .. } = command;
+    let policy = Policy::from_file(&file)?;
+    let exports = policy.describe_exports();
+    let imports = policy.describe_imports();
+    let text = format!(
+        "{} is a valid dsession policy\nexports:\n  {}\nimports:\n  {}",
+        file.display(),
+        exports.join("\n  "),
+        imports.join("\n  ")
+    );
+    let json_value = json!({ "valid": true, "exports": exports, "imports": imports });
+    Ok(Output::yes(text, json_value))
+}
+
+fn print(output: &Output, as_json: bool) -> ExitCode {
+    if as_json {
+        println!("{}", output.json);
+    } else {
+        println!("{}", output.text);
+    }
+    if output.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Token(
+            TokenCommand::Create { common, .. }
+            | TokenCommand::Check { common, .. }
+            | TokenCommand::Refresh { common, .. }
+            | TokenCommand::Revoke { common, .. }
+            | TokenCommand::List { common, .. }
+            | TokenCommand::RevokeAll { common, .. },
+        ) => common.json,
+        Command::Policy(PolicyCommand::Check { json, .. }) => *json,
+    }
+}
+
+fn fail(code: &str, message: &str, as_json: bool) -> ExitCode {
+    if as_json {
+        println!(
+            "{}",
+            json!({ "error": { "code": code, "message": message } })
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::from(2)
+}
+
+/// Runs one command: exit 0 on success, 1 for a "no" (not valid, not
+/// live), 2 for an error.
+pub async fn run(cli: Cli) -> ExitCode {
+    let as_json = wants_json(&cli.command);
+    let outcome = match cli.command {
+        Command::Token(command) => run_token(command).await,
+        Command::Policy(command) => run_policy(command).map(Ok),
+    };
+    match outcome {
+        Ok(Ok(output)) => print(&output, as_json),
+        Ok(Err(error)) => fail(error.code(), &error.to_string(), as_json),
+        Err(setup) => fail("setup", &format!("{setup:#}"), as_json),
+    }
+}
