@@ -1,1 +1,8 @@
+//! Integration tests: one binary, real `redis-server` processes.
 
+mod behaviour;
+mod compat;
+mod concurrency;
+mod limits;
+mod round_trips;
+mod support;

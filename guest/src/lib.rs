@@ -173,9 +173,9 @@ fn load_detail(config: &Config, user_id: &str) -> Result<Option<serde_json::Valu
     let Some(text) = user_loader::load(user_id).map_err(Error::Loader)? else {
         return Ok(None);
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Loader(format!("detail of user {user_id:?} is not JSON: {e}")))
+    let detail: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Loader(format!("detail of user {user_id:?} is not JSON: {e}")))?;
+    Ok(Some(detail).filter(|detail| !detail.is_null()))
 }
 
 /// The command that caches a user's info for `ttl` seconds.

@@ -15,13 +15,9 @@ pub fn build(crate_dir: &Path, artifact: &str) -> PathBuf {
     let target_dir = out_dir.join("guest-target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
+        // A component is a cdylib; natively (tests, clippy) the crate is a plain lib.
+        .args(["rustc", "--lib", "--crate-type", "cdylib", "--release"])
+        .args(["--target", "wasm32-wasip2", "--manifest-path"])
         .arg(crate_dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
@@ -37,7 +33,7 @@ pub fn build(crate_dir: &Path, artifact: &str) -> PathBuf {
         crate_dir.display()
     );
     let built = target_dir
-        .join("wasm32-wasip2/release")
+        .join("wasm32-wasip2/release/deps")
         .join(format!("{artifact}.wasm"));
     let copy = out_dir.join(format!("{artifact}.wasm"));
     std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));

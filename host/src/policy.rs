@@ -7,14 +7,14 @@
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable, types::ComponentItem};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
-    StoreLimitsBuilder,
+    StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -88,10 +88,12 @@ fn runtime() -> anyhow::Result<&'static Runtime> {
         return Ok(runtime);
     }
     let mut pool = PoolingAllocationConfig::default();
+    // A component built by rustc holds a few core modules (the program
+    // plus adapter shims), each its own core instance with tables.
     pool.total_component_instances(MAX_INSTANCES)
-        .total_core_instances(MAX_INSTANCES)
-        .total_memories(MAX_INSTANCES)
-        .total_tables(MAX_INSTANCES)
+        .total_core_instances(MAX_INSTANCES * 8)
+        .total_memories(MAX_INSTANCES * 2)
+        .total_tables(MAX_INSTANCES * 8)
         .total_stacks(MAX_INSTANCES)
         .max_memory_size(MAX_MEMORY_BYTES);
     let mut config = Config::new();
@@ -429,13 +431,17 @@ impl Call {
         };
         let mut wasm_store = wasmtime::Store::new(&runtime.engine, state);
         wasm_store.limiter(|state| &mut state.limits);
-        let ticks = limits
-            .call_timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
-        wasm_store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        wasm_store.epoch_deadline_trap();
+        // Every tick, a running policy yields to the executor (a busy policy
+        // never starves other tasks) and is stopped once past its time.
+        let deadline = Instant::now() + limits.call_timeout;
+        wasm_store.set_epoch_deadline(1);
+        wasm_store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         let bindings = policy
             .pre
             .instantiate_async(&mut wasm_store)

@@ -1,0 +1,197 @@
+//! Fixtures: real `redis-server` processes on free loopback ports, and an
+//! environment per store kind so that behaviour tests are written once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dsession::store::{
+    self, MemoryStore, RedisConfig, RedisStore, Reply, Store, StoreError, Transaction,
+};
+use dsession::{Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
+pub use dsession_tests::RedisServer;
+
+/// A store wrapper that counts round trips.
+pub struct Counting<S> {
+    inner: S,
+    round_trips: Arc<AtomicUsize>,
+}
+
+impl<S: Store> Counting<S> {
+    /// Wraps `inner`; the counter is shared with the returned handle.
+    pub fn new(inner: S) -> (Self, Arc<AtomicUsize>) {
+        let round_trips = Arc::new(AtomicUsize::new(0));
+        let counting = Self {
+            inner,
+            round_trips: Arc::clone(&round_trips),
+        };
+        (counting, round_trips)
+    }
+}
+
+struct CountingTransaction {
+    inner: Box<dyn Transaction>,
+    round_trips: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Transaction for CountingTransaction {
+    async fn commit(
+        self: Box<Self>,
+        commands: Vec<store::Command>,
+    ) -> Result<Option<Vec<Reply>>, StoreError> {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.commit(commands).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Counting<S> {
+    async fn batch(&self, commands: Vec<store::Command>) -> Result<Vec<Reply>, StoreError> {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.batch(commands).await
+    }
+
+    async fn atomic(&self, commands: Vec<store::Command>) -> Result<Vec<Reply>, StoreError> {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.atomic(commands).await
+    }
+
+    async fn watch(
+        &self,
+        keys: Vec<String>,
+        reads: Vec<store::Command>,
+    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        let (inner, replies) = self.inner.watch(keys, reads).await?;
+        let transaction = CountingTransaction {
+            inner,
+            round_trips: Arc::clone(&self.round_trips),
+        };
+        Ok((Box::new(transaction), replies))
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.inner.ready().await
+    }
+}
+
+/// Which store an environment runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    Redis,
+}
+
+/// One store to run behaviour tests on, with the server behind it.
+pub struct Env {
+    pub store: Arc<dyn Store>,
+    pub redis: Option<RedisServer>,
+}
+
+impl Env {
+    pub async fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::Memory => Self {
+                store: Arc::new(MemoryStore::new()),
+                redis: None,
+            },
+            Kind::Redis => {
+                let server = RedisServer::start();
+                let store = RedisStore::connect(RedisConfig::new(server.url()))
+                    .await
+                    .unwrap();
+                Self {
+                    store: Arc::new(store),
+                    redis: Some(server),
+                }
+            }
+        }
+    }
+
+    /// A builder on this environment's store.
+    pub fn builder(&self) -> SessionManagerBuilder {
+        SessionManager::builder().shared_store(Arc::clone(&self.store))
+    }
+
+    /// A manager with default settings.
+    pub fn manager(&self) -> SessionManager {
+        self.builder().build().unwrap()
+    }
+
+    /// A manager with `settings`.
+    pub fn manager_with(&self, settings: Settings) -> SessionManager {
+        self.builder().settings(settings).build().unwrap()
+    }
+
+    /// Runs raw commands against the store, as another service would.
+    pub async fn raw(&self, commands: Vec<store::Command>) -> Vec<Reply> {
+        self.store.batch(commands).await.unwrap()
+    }
+
+    /// The fields of a hash, sorted.
+    pub async fn hash(&self, key: &str) -> Vec<(String, String)> {
+        match self
+            .raw(vec![store::Command::HashGetAll(key.into())])
+            .await
+            .remove(0)
+        {
+            Reply::Pairs(mut pairs) => {
+                pairs.sort();
+                pairs
+            }
+            other => panic!("HGETALL {key} gave {other:?}"),
+        }
+    }
+
+    /// `TTL key`.
+    pub async fn ttl(&self, key: &str) -> i64 {
+        match self
+            .raw(vec![store::Command::Ttl(key.into())])
+            .await
+            .remove(0)
+        {
+            Reply::Integer(ttl) => ttl,
+            other => panic!("TTL {key} gave {other:?}"),
+        }
+    }
+}
+
+/// The hostile test policy (loops, allocates or panics on request).
+pub fn hostile_policy() -> Policy {
+    Policy::from_file(concat!(env!("OUT_DIR"), "/dsession_hostile_policy.wasm")).unwrap()
+}
+
+/// Tight limits, so that the hostile policy's tests run fast.
+pub fn tight_limits() -> Limits {
+    Limits {
+        call_timeout: Duration::from_millis(500),
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    }
+}
+
+/// Writes behaviour tests once and runs each on every store kind: for each
+/// `async fn name(env: Env)` listed, a test `memory::name` and `redis::name`.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Env::new($crate::support::Kind::Memory).await).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Env::new($crate::support::Kind::Redis).await).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_store;
