@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use dsession::store::{RedisConfig, RedisStore};
+use dsession::server::{ServeConfig, StoreConfig};
 use dsession::{Error, Policy, SessionManager, Settings};
 use serde_json::json;
 
@@ -20,6 +21,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the token service (JSON API and forward-auth). Without a config
+    /// file: memory store, built-in policy, http://127.0.0.1:7480.
+    Serve(ServeArgs),
     /// Issue, check, refresh, list and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -102,6 +106,90 @@ enum PolicyCommand {
     },
 }
 
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `dsession serve`: a config file, overridden by `DSESSION_*` environment
+/// variables, overridden by flags. The admin key comes only from the file
+/// or `DSESSION_ADMIN_KEY`, so that it never shows in a process list.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// A TOML config file (see examples/dsession.toml).
+    #[arg(long, env = "DSESSION_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "DSESSION_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Use this Redis server as the store.
+    #[arg(long, env = "DSESSION_REDIS_URL")]
+    redis: Option<String>,
+    /// A policy component instead of the built-in policy.
+    #[arg(long, env = "DSESSION_POLICY")]
+    policy: Option<PathBuf>,
+    /// Reload the policy when its file changes.
+    #[arg(long, env = "DSESSION_WATCH_POLICY")]
+    watch_policy: bool,
+    /// Prefix of token keys.
+    #[arg(long, env = "DSESSION_TOKEN_KEY_PREFIX")]
+    token_prefix: Option<String>,
+    /// Prefix of user-info keys.
+    #[arg(long, env = "DSESSION_USER_KEY_PREFIX")]
+    user_prefix: Option<String>,
+    /// Default token lifetime in seconds.
+    #[arg(long, env = "DSESSION_DEFAULT_EXPIRE_SECONDS")]
+    default_expire: Option<i64>,
+    /// Single-login mode.
+    #[arg(long, env = "DSESSION_SINGLE_MODE")]
+    single_mode: bool,
+    /// Log format.
+    #[arg(long, env = "DSESSION_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
+}
+
+impl ServeArgs {
+    fn config(self) -> anyhow::Result<ServeConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        if let Ok(key) = std::env::var("DSESSION_ADMIN_KEY") {
+            config.admin_key = Some(key);
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = self.redis {
+            config.store = StoreConfig::Redis {
+                url,
+                connect_timeout_ms: 1000,
+                command_timeout_ms: 1000,
+            };
+        }
+        if let Some(path) = self.policy {
+            config.policy.path = Some(path);
+        }
+        config.policy.watch |= self.watch_policy;
+        if let Some(prefix) = self.token_prefix {
+            config.settings.token_key_prefix = prefix;
+        }
+        if let Some(prefix) = self.user_prefix {
+            config.settings.user_key_prefix = prefix;
+        }
+        if let Some(seconds) = self.default_expire {
+            config.settings.default_expire_seconds = seconds;
+        }
+        config.settings.single_mode |= self.single_mode;
+        Ok(config)
+    }
+}
+
 /// Where tokens live and how they are laid out.
 #[derive(Debug, Args)]
 struct Common {
@@ -148,15 +236,55 @@ impl Common {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` picks the level (default: warnings).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+/// Logs go to stderr; `RUST_LOG` picks the level (default: info for the
+/// service, warnings for one-off commands).
+pub fn init_logging(cli: &Cli) {
+    let (default_level, format) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format),
+        _ => ("warn", LogFormat::Text),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn run_serve(args: ServeArgs) -> ExitCode {
+    let outcome = match args.config() {
+        Ok(config) => dsession::server::serve(config, shutdown_signal()).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// What a command produced: text for people, JSON for programs, and
@@ -327,6 +455,7 @@ fn wants_json(command: &Command) -> bool {
             | TokenCommand::RevokeAll { common, .. },
         ) => common.json,
         Command::Policy(PolicyCommand::Check { json, .. }) => *json,
+        Command::Serve(_) => false,
     }
 }
 
@@ -347,6 +476,7 @@ fn fail(code: &str, message: &str, as_json: bool) -> ExitCode {
 pub async fn run(cli: Cli) -> ExitCode {
     let as_json = wants_json(&cli.command);
     let outcome = match cli.command {
+        Command::Serve(args) => return run_serve(args).await,
         Command::Token(command) => run_token(command).await,
         Command::Policy(command) => run_policy(command).map(Ok),
     };

@@ -26,6 +26,7 @@ mod error;
 mod loader;
 mod manager;
 mod policy;
+pub mod server;
 pub mod store;
 mod types;
 

@@ -1,4 +1,4 @@
-//! The `dsession` command: token operations and policy checks.
+//! The `dsession` command: the service, token operations, policy checks.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,6 @@ mod cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging();
+    cli::init_logging(&args);
     cli::run(args).await
 }

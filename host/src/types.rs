@@ -1,9 +1,10 @@
 //! What the token operations take and return.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A user behind a live token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     /// The user id: the part of the token before its last `_`.
     pub id: String,
@@ -28,7 +29,7 @@ pub struct IssuedToken {
 }
 
 /// One live token of a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenEntry {
     /// The token.
     pub token: String,
@@ -39,7 +40,7 @@ pub struct TokenEntry {
 }
 
 /// A user-info cache entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserInfo {
     /// The user id.
     pub id: String,

@@ -1,0 +1,190 @@
+//! The service's configuration: a TOML file, then `DSESSION_*` environment
+//! variables, then flags (the last two merged by the CLI).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::Limits;
+use crate::Settings;
+
+/// Everything `dsession serve` needs; every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where to listen; a non-loopback address needs `admin_key`.
+    pub listen: SocketAddr,
+    /// Bearer key for `/v1/*` and `/admin/*`. Without it those routes are
+    /// open, which `serve` allows only on a loopback address.
+    pub admin_key: Option<String>,
+    /// Where tokens live.
+    pub store: StoreConfig,
+    /// Prefixes, default expiry, single mode.
+    pub settings: Settings,
+    /// Which policy runs.
+    pub policy: PolicyConfig,
+    /// Where user detail comes from.
+    pub loader: LoaderConfig,
+    /// How `GET /auth` answers gateways.
+    pub auth: AuthConfig,
+    /// Request and policy limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            admin_key: None,
+            store: StoreConfig::default(),
+            settings: Settings::default(),
+            policy: PolicyConfig::default(),
+            loader: LoaderConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Which store, with its settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded store: tokens live in this process only.
+    #[default]
+    Memory,
+    /// One Redis server.
+    Redis {
+        /// `redis://[user:password@]host:port/db`.
+        url: String,
+        /// Connect timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        connect_timeout_ms: u64,
+        /// Command timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        command_timeout_ms: u64,
+    },
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+
+/// Which policy runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A policy component; absent means the built-in policy.
+    pub path: Option<PathBuf>,
+    /// Reload the policy when the file changes (besides SIGHUP and
+    /// `POST /admin/policy/reload`).
+    pub watch: bool,
+}
+
+/// Where user detail comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// `none`: detail only from the user-info cache.
+    pub kind: LoaderKind,
+}
+
+/// The kinds of user loader the service can run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoaderKind {
+    /// No loader.
+    #[default]
+    None,
+}
+
+/// How `GET /auth` answers gateways.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The cookie that may carry the token.
+    pub cookie: String,
+    /// Send the user's detail in `X-User-Detail` (base64url of its JSON).
+    pub load_user: bool,
+    /// How long loaded user detail is cached, in seconds (0: the default).
+    pub user_ttl_seconds: i64,
+    /// Sliding expiry: extend a valid token to this many seconds on each
+    /// check. Absent: tokens keep their expiry.
+    pub refresh_on_check_seconds: Option<i64>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            cookie: "dsession_token".into(),
+            load_user: false,
+            user_ttl_seconds: 0,
+            refresh_on_check_seconds: None,
+        }
+    }
+}
+
+/// Request and policy limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest request body, in bytes (413 past it).
+    pub body_bytes: usize,
+    /// Wall-clock time one policy call may take, in milliseconds.
+    pub policy_call_timeout_ms: u64,
+    /// Linear memory one policy call may use, in MiB.
+    pub policy_memory_mib: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            body_bytes: 64 * 1024,
+            policy_call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            policy_memory_mib: limits.memory_bytes >> 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The policy limits these settings describe.
+    pub fn policy_limits(&self) -> Limits {
+        Limits {
+            call_timeout: Duration::from_millis(self.policy_call_timeout_ms),
+            memory_bytes: self.policy_memory_mib << 20,
+            ..Limits::default()
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Rejects what cannot be served safely: an open admin API on a
+    /// non-loopback address, an empty admin key, a useless limit.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match &self.admin_key {
+            Some(key) if key.trim().is_empty() => anyhow::bail!("admin_key must not be empty"),
+            None if !self.listen.ip().is_loopback() => anyhow::bail!(
+                "refusing to listen on {} without an admin key: set admin_key in the config or DSESSION_ADMIN_KEY",
+                self.listen
+            ),
+            _ => {}
+        }
+        anyhow::ensure!(self.limits.body_bytes > 0, "limits.body_bytes must be positive");
+        anyhow::ensure!(self.limits.policy_call_timeout_ms > 0, "limits.policy_call_timeout_ms must be positive");
+        anyhow::ensure!(self.limits.policy_memory_mib > 0, "limits.policy_memory_mib must be positive");
+        if let Some(seconds) = self.auth.refresh_on_check_seconds {
+            anyhow::ensure!(seconds > 0, "auth.refresh_on_check_seconds must be positive");
+        }
+        Ok(())
+    }
+}

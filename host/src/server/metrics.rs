@@ -1,0 +1,129 @@
+//! Prometheus metrics: requests, policy calls, store errors, reloads.
+
+use std::time::Instant;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::Error;
+
+/// The service's metrics, registered in a registry of their own.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    policy_calls: IntCounterVec,
+    policy_seconds: HistogramVec,
+    store_errors: IntCounter,
+    reloads: IntCounter,
+    reload_failures: IntCounter,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let metric = HistogramVec::new(opts, labels).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        Self {
+            requests: counter_vec(
+                &registry,
+                "dsession_http_requests_total",
+                "HTTP requests by route, method and status.",
+                &["route", "method", "status"],
+            ),
+            request_seconds: histogram_vec(
+                &registry,
+                "dsession_http_request_duration_seconds",
+                "HTTP request latency by route.",
+                &["route"],
+            ),
+            policy_calls: counter_vec(
+                &registry,
+                "dsession_policy_calls_total",
+                "Policy calls by operation and outcome (ok or an error code).",
+                &["operation", "outcome"],
+            ),
+            policy_seconds: histogram_vec(
+                &registry,
+                "dsession_policy_call_duration_seconds",
+                "Policy call duration by operation, store round trips included.",
+                &["operation"],
+            ),
+            store_errors: counter(&registry, "dsession_store_errors_total", "Operations that failed in the store."),
+            reloads: counter(&registry, "dsession_policy_reloads_total", "Policy reloads that took effect."),
+            reload_failures: counter(
+                &registry,
+                "dsession_policy_reload_failures_total",
+                "Policy reloads rejected; the old policy kept serving.",
+            ),
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one HTTP request.
+    pub fn request(&self, route: &str, method: &str, status: u16, started: Instant) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Records one policy call and passes its outcome on.
+    pub fn policy_call<T>(&self, operation: &str, started: Instant, outcome: Result<T, Error>) -> Result<T, Error> {
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(error) => error.code(),
+        };
+        if matches!(outcome, Err(Error::Store(_))) {
+            self.store_errors.inc();
+        }
+        self.policy_calls.with_label_values(&[operation, label]).inc();
+        self.policy_seconds
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// Records a policy reload.
+    pub fn reload(&self, succeeded: bool) {
+        if succeeded {
+            self.reloads.inc();
+        } else {
+            self.reload_failures.inc();
+        }
+    }
+
+    /// Everything in Prometheus's text format.
+    pub fn render(&self) -> String {
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("encoding to memory cannot fail");
+        String::from_utf8(text).expect("Prometheus text is UTF-8")
+    }
+}

@@ -1,0 +1,274 @@
+//! `dsession serve`: the token service for gateways.
+//!
+//! [`app`] builds the router (tests drive it directly); [`serve`] builds
+//! the state from a [`ServeConfig`], listens, reloads the policy on SIGHUP
+//! or file change, and shuts down gracefully.
+
+mod auth;
+mod config;
+mod error;
+mod metrics;
+mod openapi;
+mod routes;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post, put};
+use tokio::net::TcpListener;
+
+pub use self::config::{
+    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, PolicyConfig, ServeConfig, StoreConfig,
+};
+pub use self::error::{AppError, ErrorBody, ErrorDetail};
+pub use self::metrics::Metrics;
+pub use self::openapi::openapi;
+
+use crate::store::{MemoryStore, RedisConfig, RedisStore, Store};
+use crate::{Error, Policy, SessionManager};
+
+/// What every request handler shares. Cloning it is cheap.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
+    sessions: SessionManager,
+    admin_key: Option<String>,
+    auth: AuthConfig,
+    metrics: Metrics,
+    policy_path: Option<PathBuf>,
+    body_limit: usize,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("policy_path", &self.0.policy_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for `sessions` with the parts of `config` the routes use.
+    pub fn new(sessions: SessionManager, config: &ServeConfig) -> Self {
+        Self(Arc::new(Shared {
+            sessions,
+            admin_key: config.admin_key.clone(),
+            auth: config.auth.clone(),
+            metrics: Metrics::default(),
+            policy_path: config.policy.path.clone(),
+            body_limit: config.limits.body_bytes,
+            reloading: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The session manager.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.0.sessions
+    }
+
+    /// Runs one policy call and records it in the metrics.
+    async fn call<T>(&self, operation: &str, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let started = Instant::now();
+        let outcome = call.await;
+        self.0.metrics.policy_call(operation, started, outcome)
+    }
+
+    /// Compiles and validates the policy file, then swaps it in; calls in
+    /// flight finish on the old policy. On failure the old policy keeps
+    /// serving. Returns what the new policy exports.
+    pub async fn reload_policy(&self) -> Result<Vec<String>, AppError> {
+        let Some(path) = self.0.policy_path.clone() else {
+            return Err(AppError::BadRequest(
+                "no policy file is configured: the built-in policy has nothing to reload".into(),
+            ));
+        };
+        let _one_at_a_time = self.0.reloading.lock().await;
+        let loaded = tokio::task::spawn_blocking(move || Policy::from_file(&path))
+            .await
+            .map_err(|e| Error::Policy(format!("the policy compiler failed: {e}")))?;
+        match loaded {
+            Ok(policy) => {
+                let exports = policy.describe_exports();
+                self.0.sessions.swap_policy(policy);
+                self.0.metrics.reload(true);
+                tracing::info!(path = ?self.0.policy_path, "policy reloaded");
+                Ok(exports)
+            }
+            Err(error) => {
+                self.0.metrics.reload(false);
+                tracing::error!(path = ?self.0.policy_path, error = format!("{error:#}"), "policy reload rejected; the old policy keeps serving");
+                Err(AppError::BadRequest(format!(
+                    "policy rejected, the old one keeps serving: {error:#}"
+                )))
+            }
+        }
+    }
+}
+
+/// Counts and logs every request by its route (never its raw path).
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.0.metrics.request(&route, method.as_str(), status, started);
+    tracing::debug!(
+        method = %method,
+        route,
+        status,
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
+}
+
+/// The service's routes.
+pub fn app(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/v1/tokens", post(routes::create_token))
+        .route("/v1/tokens/check", post(routes::check_token))
+        .route("/v1/tokens/refresh", post(routes::refresh_token))
+        .route("/v1/tokens/revoke", post(routes::revoke_token))
+        .route(
+            "/v1/users/{id}/tokens",
+            get(routes::list_user_tokens).delete(routes::revoke_user_tokens),
+        )
+        .route("/v1/users/{id}", put(routes::add_user).delete(routes::delete_user))
+        .route("/v1/users/refresh", post(routes::refresh_users))
+        .route("/admin/policy/reload", post(routes::reload_policy))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin_key));
+    Router::new()
+        .merge(admin)
+        .route("/auth", any(auth::forward_auth))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi_json))
+        .fallback(|| async { AppError::RouteNotFound })
+        .layer(DefaultBodyLimit::max(state.0.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config {
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Redis {
+            url,
+            connect_timeout_ms,
+            command_timeout_ms,
+        } => Arc::new(
+            RedisStore::connect(RedisConfig {
+                url: url.clone(),
+                connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                command_timeout: Duration::from_millis(*command_timeout_ms),
+            })
+            .await?,
+        ),
+    })
+}
+
+/// Builds the state a config describes: connects the store, loads the
+/// policy, and checks that the policy accepts the settings.
+pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
+    config.validate()?;
+    let store = open_store(&config.store).await?;
+    let policy = match &config.policy.path {
+        Some(path) => Policy::from_file(path)?,
+        None => Policy::builtin()?,
+    };
+    let sessions = SessionManager::builder()
+        .shared_store(store)
+        .policy(policy)
+        .settings(config.settings.clone())
+        .limits(config.limits.policy_limits())
+        .build()?;
+    // A well-formed token nobody holds: the policy checks the settings on
+    // every call, so a bad setting fails here rather than on each request.
+    let probe = "dsession-startup-check_00000000000000000000000000000000";
+    match sessions.check_token(probe).await {
+        Err(Error::InvalidArgument(reason)) => anyhow::bail!("the policy rejects the settings: {reason}"),
+        Err(error) => return Err(error).context("the first call to the policy failed"),
+        Ok(_) => {}
+    }
+    Ok(AppState::new(sessions, config))
+}
+
+/// Reloads the policy whenever its file's modification time changes.
+fn watch_policy_file(state: AppState, path: PathBuf) {
+    let modified = |path: &PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    tokio::spawn(async move {
+        let mut last: Option<SystemTime> = modified(&path);
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            let now = modified(&path);
+            if now.is_some() && now != last {
+                last = now;
+                // A failed reload is logged and counted; the old policy serves on.
+                let _ = state.reload_policy().await;
+            }
+        }
+    });
+}
+
+/// Reloads the policy on SIGHUP.
+fn reload_on_sighup(state: AppState) -> anyhow::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the policy");
+            let _ = state.reload_policy().await;
+        }
+    });
+    Ok(())
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; requests in
+/// flight then finish.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")
+}
+
+/// Runs the service described by `config` until `shutdown` resolves.
+pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    reload_on_sighup(state.clone())?;
+    if let (true, Some(path)) = (config.policy.watch, &config.policy.path) {
+        watch_policy_file(state.clone(), path.clone());
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, store = ?store_kind(&config.store), "dsession listening");
+    serve_on(listener, state, shutdown).await
+}
+
+fn store_kind(store: &StoreConfig) -> &'static str {
+    match store {
+        StoreConfig::Memory => "memory",
+        StoreConfig::Redis { .. } => "redis",
+    }
+}

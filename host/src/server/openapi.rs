@@ -1,0 +1,51 @@
+//! The OpenAPI 3.1 document, generated from the routes' annotations.
+
+use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{auth, routes};
+
+struct AdminKey;
+
+impl Modify for AdminKey {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dsession",
+        description = "Distributed session tokens: a JSON API for the token operations and forward-auth for gateways. Tokens travel in bodies and headers, never in paths."
+    ),
+    paths(
+        routes::create_token,
+        routes::check_token,
+        routes::refresh_token,
+        routes::revoke_token,
+        routes::list_user_tokens,
+        routes::revoke_user_tokens,
+        routes::add_user,
+        routes::delete_user,
+        routes::refresh_users,
+        routes::reload_policy,
+        auth::forward_auth,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        routes::openapi_json,
+    ),
+    modifiers(&AdminKey)
+)]
+struct ApiDoc;
+
+/// The service's OpenAPI document.
+pub fn openapi() -> Document {
+    ApiDoc::openapi()
+}
