@@ -3,6 +3,8 @@
 mod behaviour;
 mod compat;
 mod concurrency;
+mod gateways;
 mod limits;
 mod round_trips;
+mod server;
 mod support;

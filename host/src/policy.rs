@@ -333,6 +333,12 @@ impl Policy {
         Ok(BUILTIN.get_or_init(|| policy).clone())
     }
 
+    /// The built-in policy's component, e.g. to write it to a file and
+    /// start a custom policy from it.
+    pub fn builtin_component() -> &'static [u8] {
+        BUILTIN_POLICY
+    }
+
     /// Loads a policy component from a `.wasm` file.
     pub fn from_file(path: impl AsRef<Path>) -> anyhow::Result<Self> {
         let path = path.as_ref();

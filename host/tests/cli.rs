@@ -155,3 +155,177 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let stderr = String::from_utf8_lossy(&rejected.stderr);
     assert!(stderr.contains("not a valid wasm component"), "{stderr}");
 }
+
+/// A `dsession serve` process, killed on drop.
+struct ServeProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn serve(args: &[&str], envs: &[(&str, String)], port: u16) -> ServeProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_dsession"))
+        .arg("serve")
+        .args(args)
+        .env_remove("DSESSION_REDIS_URL")
+        .env_remove("DSESSION_POLICY")
+        .env_remove("DSESSION_LISTEN")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run dsession serve");
+    let process = ServeProcess { child, port };
+    wait_for(
+        || matches!(http(port, "GET", "/healthz"), Ok((200, _))),
+        "dsession serve did not start",
+    );
+    process
+}
+
+fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn reloads(port: u16) -> u64 {
+    let (_, metrics) = http(port, "GET", "/metrics").unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("dsession_policy_reloads_total "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+fn signal(process: &ServeProcess, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(process.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_refuses_to_listen_beyond_loopback_without_an_admin_key() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dsession"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("DSESSION_ADMIN_KEY")
+        .env_remove("DSESSION_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without an admin key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_layers_config_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from_file, from_env, from_flag) = (
+        dsession_tests::free_port(),
+        dsession_tests::free_port(),
+        dsession_tests::free_port(),
+    );
+    let config = dir.path().join("dsession.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{from_file}\"\nadmin_key = \"from-file\"\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let env_listen = ("DSESSION_LISTEN", format!("127.0.0.1:{from_env}"));
+
+    let process = serve(&["--config", &config], &[env_listen.clone()], from_env);
+    let (status, _) = http(process.port, "POST", "/admin/policy/reload").unwrap();
+    assert_eq!(status, 401, "the admin key from the file applies");
+    drop(process);
+
+    let flag = format!("127.0.0.1:{from_flag}");
+    let process = serve(
+        &["--config", &config, "--listen", &flag],
+        &[env_listen],
+        from_flag,
+    );
+    assert_eq!(http(process.port, "GET", "/healthz").unwrap().0, 200);
+}
+
+#[test]
+fn serve_reloads_on_sighup_and_file_change_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.wasm");
+    std::fs::write(&policy, dsession::Policy::builtin_component()).unwrap();
+    let port = dsession_tests::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let policy_arg = policy.display().to_string();
+    let mut process = serve(
+        &[
+            "--listen",
+            &listen,
+            "--policy",
+            &policy_arg,
+            "--watch-policy",
+        ],
+        &[],
+        port,
+    );
+    assert_eq!(reloads(port), 0);
+
+    signal(&process, "HUP");
+    wait_for(|| reloads(port) == 1, "SIGHUP did not reload the policy");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&policy, dsession::Policy::builtin_component()).unwrap();
+    wait_for(
+        || reloads(port) == 2,
+        "changing the file did not reload the policy",
+    );
+
+    signal(&process, "TERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGTERM did not stop the service"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

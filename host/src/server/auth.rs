@@ -20,7 +20,9 @@ pub const USER_DETAIL_HEADER: &str = "x-user-detail";
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, credentials) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -75,7 +77,11 @@ fn header_safe(user_id: &str) -> HeaderValue {
 /// Lets a request through only with `Authorization: Bearer <admin key>`,
 /// compared in constant time; open when no key is configured (loopback
 /// only, as `serve` enforces).
-pub async fn require_admin_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_admin_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(key) = &state.0.admin_key {
         let presented = bearer(request.headers()).unwrap_or("");
         if !bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
@@ -98,7 +104,10 @@ pub async fn require_admin_key(State(state): State<AppState>, request: Request, 
         (status = 503, description = "The store is unavailable", body = super::ErrorBody),
     )
 )]
-pub async fn forward_auth(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn forward_auth(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let config = &state.0.auth;
     let Some(token) = presented_token(&headers, &config.cookie) else {
         return Err(AppError::InvalidToken { presented: false });
@@ -106,7 +115,10 @@ pub async fn forward_auth(State(state): State<AppState>, headers: HeaderMap) -> 
     let sessions = state.sessions();
     let user = if config.load_user {
         state
-            .call("check_token_or_update_user", sessions.check_token_or_update_user(token, config.user_ttl_seconds))
+            .call(
+                "check_token_or_update_user",
+                sessions.check_token_or_update_user(token, config.user_ttl_seconds),
+            )
             .await
     } else {
         state.call("check_token", sessions.check_token(token)).await
@@ -120,7 +132,10 @@ pub async fn forward_auth(State(state): State<AppState>, headers: HeaderMap) -> 
         Err(error) => return Err(error.into()),
     };
     if let Some(seconds) = config.refresh_on_check_seconds {
-        match state.call("refresh_token", sessions.refresh_token(token, seconds)).await {
+        match state
+            .call("refresh_token", sessions.refresh_token(token, seconds))
+            .await
+        {
             Ok(_) => {}
             Err(Error::NotFound) => return Err(AppError::InvalidToken { presented: true }),
             Err(error) => return Err(error.into()),
@@ -146,12 +161,30 @@ mod tests {
     #[test]
     fn the_token_comes_from_bearer_then_header_then_cookie() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; dsession_token=from-cookie"));
-        assert_eq!(presented_token(&headers, "dsession_token"), Some("from-cookie"));
-        headers.insert(SESSION_TOKEN_HEADER, HeaderValue::from_static("from-header"));
-        assert_eq!(presented_token(&headers, "dsession_token"), Some("from-header"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer from-bearer"));
-        assert_eq!(presented_token(&headers, "dsession_token"), Some("from-bearer"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; dsession_token=from-cookie"),
+        );
+        assert_eq!(
+            presented_token(&headers, "dsession_token"),
+            Some("from-cookie")
+        );
+        headers.insert(
+            SESSION_TOKEN_HEADER,
+            HeaderValue::from_static("from-header"),
+        );
+        assert_eq!(
+            presented_token(&headers, "dsession_token"),
+            Some("from-header")
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer from-bearer"),
+        );
+        assert_eq!(
+            presented_token(&headers, "dsession_token"),
+            Some("from-bearer")
+        );
         assert_eq!(presented_token(&HeaderMap::new(), "dsession_token"), None);
     }
 
@@ -163,7 +196,10 @@ mod tests {
 
     #[test]
     fn logs_see_only_a_token_prefix() {
-        assert_eq!(redact("alice_0123456789abcdef0123456789abcdef"), "alice_0123…");
+        assert_eq!(
+            redact("alice_0123456789abcdef0123456789abcdef"),
+            "alice_0123…"
+        );
         assert_eq!(redact("garbage"), "<malformed>");
     }
 }

@@ -144,7 +144,8 @@ impl Default for LimitsConfig {
         let limits = Limits::default();
         Self {
             body_bytes: 64 * 1024,
-            policy_call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            policy_call_timeout_ms: u64::try_from(limits.call_timeout.as_millis())
+                .unwrap_or(u64::MAX),
             policy_memory_mib: limits.memory_bytes >> 20,
         }
     }
@@ -164,7 +165,8 @@ impl LimitsConfig {
 impl ServeConfig {
     /// Reads a TOML file; unknown keys are errors.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
@@ -179,11 +181,23 @@ impl ServeConfig {
             ),
             _ => {}
         }
-        anyhow::ensure!(self.limits.body_bytes > 0, "limits.body_bytes must be positive");
-        anyhow::ensure!(self.limits.policy_call_timeout_ms > 0, "limits.policy_call_timeout_ms must be positive");
-        anyhow::ensure!(self.limits.policy_memory_mib > 0, "limits.policy_memory_mib must be positive");
+        anyhow::ensure!(
+            self.limits.body_bytes > 0,
+            "limits.body_bytes must be positive"
+        );
+        anyhow::ensure!(
+            self.limits.policy_call_timeout_ms > 0,
+            "limits.policy_call_timeout_ms must be positive"
+        );
+        anyhow::ensure!(
+            self.limits.policy_memory_mib > 0,
+            "limits.policy_memory_mib must be positive"
+        );
         if let Some(seconds) = self.auth.refresh_on_check_seconds {
-            anyhow::ensure!(seconds > 0, "auth.refresh_on_check_seconds must be positive");
+            anyhow::ensure!(
+                seconds > 0,
+                "auth.refresh_on_check_seconds must be positive"
+            );
         }
         Ok(())
     }

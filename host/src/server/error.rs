@@ -67,7 +67,9 @@ fn status_of(error: &Error) -> StatusCode {
         Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Store(_) | Error::Loader(_) | Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Store(_) | Error::Loader(_) | Error::Overloaded(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -93,7 +95,9 @@ impl IntoResponse for AppError {
                 (status, code, message)
             }
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, "invalid_argument", message),
-            Self::PayloadTooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
+            Self::PayloadTooLarge(message) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -105,9 +109,17 @@ impl IntoResponse for AppError {
                 } else {
                     "no session token: send `Authorization: Bearer`, `X-Session-Token` or the session cookie"
                 };
-                (StatusCode::UNAUTHORIZED, "unauthenticated", message.to_owned())
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    message.to_owned(),
+                )
             }
-            Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found", "no such route".to_owned()),
+            Self::RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "no such route".to_owned(),
+            ),
         };
         let body = ErrorBody {
             error: ErrorDetail {

@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 use crate::Error;
 
@@ -20,25 +22,32 @@ pub struct Metrics {
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
 ];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
     let metric = HistogramVec::new(opts, labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let metric = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
@@ -70,8 +79,16 @@ impl Default for Metrics {
                 "Policy call duration by operation, store round trips included.",
                 &["operation"],
             ),
-            store_errors: counter(&registry, "dsession_store_errors_total", "Operations that failed in the store."),
-            reloads: counter(&registry, "dsession_policy_reloads_total", "Policy reloads that took effect."),
+            store_errors: counter(
+                &registry,
+                "dsession_store_errors_total",
+                "Operations that failed in the store.",
+            ),
+            reloads: counter(
+                &registry,
+                "dsession_policy_reloads_total",
+                "Policy reloads that took effect.",
+            ),
             reload_failures: counter(
                 &registry,
                 "dsession_policy_reload_failures_total",
@@ -94,7 +111,12 @@ impl Metrics {
     }
 
     /// Records one policy call and passes its outcome on.
-    pub fn policy_call<T>(&self, operation: &str, started: Instant, outcome: Result<T, Error>) -> Result<T, Error> {
+    pub fn policy_call<T>(
+        &self,
+        operation: &str,
+        started: Instant,
+        outcome: Result<T, Error>,
+    ) -> Result<T, Error> {
         let label = match &outcome {
             Ok(_) => "ok",
             Err(error) => error.code(),
@@ -102,7 +124,9 @@ impl Metrics {
         if matches!(outcome, Err(Error::Store(_))) {
             self.store_errors.inc();
         }
-        self.policy_calls.with_label_values(&[operation, label]).inc();
+        self.policy_calls
+            .with_label_values(&[operation, label])
+            .inc();
         self.policy_seconds
             .with_label_values(&[operation])
             .observe(started.elapsed().as_secs_f64());

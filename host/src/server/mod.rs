@@ -76,7 +76,11 @@ impl AppState {
     }
 
     /// Runs one policy call and records it in the metrics.
-    async fn call<T>(&self, operation: &str, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    async fn call<T>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let started = Instant::now();
         let outcome = call.await;
         self.0.metrics.policy_call(operation, started, outcome)
@@ -125,7 +129,10 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let method = request.method().clone();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    state.0.metrics.request(&route, method.as_str(), status, started);
+    state
+        .0
+        .metrics
+        .request(&route, method.as_str(), status, started);
     tracing::debug!(
         method = %method,
         route,
@@ -147,10 +154,16 @@ pub fn app(state: AppState) -> Router {
             "/v1/users/{id}/tokens",
             get(routes::list_user_tokens).delete(routes::revoke_user_tokens),
         )
-        .route("/v1/users/{id}", put(routes::add_user).delete(routes::delete_user))
+        .route(
+            "/v1/users/{id}",
+            put(routes::add_user).delete(routes::delete_user),
+        )
         .route("/v1/users/refresh", post(routes::refresh_users))
         .route("/admin/policy/reload", post(routes::reload_policy))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin_key,
+        ));
     Router::new()
         .merge(admin)
         .route("/auth", any(auth::forward_auth))
@@ -201,7 +214,9 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
     // every call, so a bad setting fails here rather than on each request.
     let probe = "dsession-startup-check_00000000000000000000000000000000";
     match sessions.check_token(probe).await {
-        Err(Error::InvalidArgument(reason)) => anyhow::bail!("the policy rejects the settings: {reason}"),
+        Err(Error::InvalidArgument(reason)) => {
+            anyhow::bail!("the policy rejects the settings: {reason}")
+        }
         Err(error) => return Err(error).context("the first call to the policy failed"),
         Ok(_) => {}
     }
@@ -253,7 +268,10 @@ pub async fn serve_on(
 }
 
 /// Runs the service described by `config` until `shutdown` resolves.
-pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
     reload_on_sighup(state.clone())?;
     if let (true, Some(path)) = (config.policy.watch, &config.policy.path) {

@@ -151,7 +151,10 @@ pub async fn create_token(
     JsonBody(request): JsonBody<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
     let issued = state
-        .call("set_token", state.sessions().set_token(&request.user_id, request.ttl))
+        .call(
+            "set_token",
+            state.sessions().set_token(&request.user_id, request.ttl),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -180,7 +183,9 @@ pub async fn check_token(
             )
             .await?
     } else {
-        state.call("check_token", sessions.check_token(&request.token)).await?
+        state
+            .call("check_token", sessions.check_token(&request.token))
+            .await?
     };
     Ok(Json(CheckTokenResponse {
         valid: user.is_some(),
@@ -198,7 +203,10 @@ pub async fn refresh_token(
     JsonBody(request): JsonBody<RefreshTokenRequest>,
 ) -> Result<Json<RefreshedToken>, AppError> {
     let expires_at = state
-        .call("refresh_token", state.sessions().refresh_token(&request.token, request.ttl))
+        .call(
+            "refresh_token",
+            state.sessions().refresh_token(&request.token, request.ttl),
+        )
         .await?;
     Ok(Json(RefreshedToken { expires_at }))
 }
@@ -213,7 +221,10 @@ pub async fn revoke_token(
     JsonBody(request): JsonBody<RevokeTokenRequest>,
 ) -> Result<StatusCode, AppError> {
     state
-        .call("delete_token", state.sessions().delete_token(&request.token))
+        .call(
+            "delete_token",
+            state.sessions().delete_token(&request.token),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -223,7 +234,10 @@ pub async fn revoke_token(
     security(("admin_key" = [])),
     responses((status = 200, body = TokenList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-pub async fn list_user_tokens(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TokenList>, AppError> {
+pub async fn list_user_tokens(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenList>, AppError> {
     let tokens = state
         .call("list_user_token", state.sessions().list_user_token(&id))
         .await?;
@@ -235,7 +249,10 @@ pub async fn list_user_tokens(State(state): State<AppState>, Path(id): Path<Stri
     security(("admin_key" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-pub async fn revoke_user_tokens(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+pub async fn revoke_user_tokens(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     state
         .call("delete_user_token", state.sessions().delete_user_token(&id))
         .await?;
@@ -252,7 +269,9 @@ pub async fn add_user(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<AddUserRequest>,
 ) -> Result<Json<UserInfo>, AppError> {
-    let user = state.call("add_user", state.sessions().add_user(&id, request.ttl)).await?;
+    let user = state
+        .call("add_user", state.sessions().add_user(&id, request.ttl))
+        .await?;
     Ok(Json(user))
 }
 
@@ -261,8 +280,13 @@ pub async fn add_user(
     security(("admin_key" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
-    state.call("delete_user", state.sessions().delete_user(&id)).await?;
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    state
+        .call("delete_user", state.sessions().delete_user(&id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -276,7 +300,10 @@ pub async fn refresh_users(
     JsonBody(request): JsonBody<RefreshUsersRequest>,
 ) -> Result<StatusCode, AppError> {
     state
-        .call("refresh_user", state.sessions().refresh_user(&request.ids, request.ttl))
+        .call(
+            "refresh_user",
+            state.sessions().refresh_user(&request.ids, request.ttl),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -288,13 +315,18 @@ pub async fn refresh_users(
         (status = 401, body = ErrorBody)))]
 pub async fn reload_policy(State(state): State<AppState>) -> Result<Json<Reloaded>, AppError> {
     let exports = state.reload_policy().await?;
-    Ok(Json(Reloaded { reloaded: true, exports }))
+    Ok(Json(Reloaded {
+        reloaded: true,
+        exports,
+    }))
 }
 
 /// Liveness: the process serves requests.
 #[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Readiness: the store takes requests.
@@ -302,7 +334,12 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.sessions().store().ready().await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ok".into() })),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+            }),
+        ),
         Err(error) => {
             tracing::warn!(%error, "not ready: the store is unavailable");
             (

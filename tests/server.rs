@@ -1,0 +1,638 @@
+//! `dsession serve`'s routes: driven in-process with `oneshot`, and over a
+//! real socket for hot swap under load.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use base64::Engine as _;
+use dsession::server::{AppState, ServeConfig, StoreConfig, app, build_state};
+use dsession::store::{Command, SetCondition};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::support::RedisServer;
+
+/// The service on a real socket, on a free loopback port; shut down
+/// gracefully on drop.
+pub struct Served {
+    address: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Served {
+    pub async fn start(config: ServeConfig) -> Self {
+        let state = build_state(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(dsession::server::serve_on(listener, state, async {
+            let _ = stop.await;
+        }));
+        Self {
+            address,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+const HEX32: &str = "0123456789abcdef0123456789abcdef";
+
+struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Body::from(body.unwrap_or("").to_owned()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn post(app: &Router, uri: &str, body: Value) -> Response {
+    send(app, Method::POST, uri, &[], Some(&body.to_string())).await
+}
+
+async fn auth(app: &Router, headers: &[(&str, &str)]) -> Response {
+    send(app, Method::GET, "/auth", headers, None).await
+}
+
+async fn service(config: ServeConfig) -> (Router, AppState) {
+    let state = build_state(&config).await.unwrap();
+    (app(state.clone()), state)
+}
+
+async fn token(app: &Router, user: &str) -> String {
+    let created = post(app, "/v1/tokens", json!({ "user_id": user, "ttl": 600 })).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    created.body["token"].as_str().unwrap().to_owned()
+}
+
+fn error_code(response: &Response) -> &str {
+    response.body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {:?}", response.body))
+}
+
+#[tokio::test]
+async fn every_token_route_answers_with_its_documented_status() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let created = post(
+        &app,
+        "/v1/tokens",
+        json!({ "user_id": "alice", "ttl": 600 }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let token = created.body["token"].as_str().unwrap().to_owned();
+    assert!(created.body["expires_at"].as_i64().unwrap() > 0);
+
+    let checked = post(&app, "/v1/tokens/check", json!({ "token": token })).await;
+    assert_eq!(checked.status, StatusCode::OK);
+    assert_eq!(checked.body["valid"], true);
+    assert_eq!(checked.body["user"]["id"], "alice");
+    let checked = post(
+        &app,
+        "/v1/tokens/check",
+        json!({ "token": token, "load_user": true, "user_ttl": 60 }),
+    )
+    .await;
+    assert_eq!(checked.body["user"]["detail"], Value::Null);
+
+    let refreshed = post(
+        &app,
+        "/v1/tokens/refresh",
+        json!({ "token": token, "ttl": 900 }),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK);
+    assert!(
+        refreshed.body["expires_at"].as_i64().unwrap()
+            > created.body["expires_at"].as_i64().unwrap()
+    );
+
+    let listed = send(&app, Method::GET, "/v1/users/alice/tokens", &[], None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["tokens"][0]["token"], token.as_str());
+
+    let revoked = post(&app, "/v1/tokens/revoke", json!({ "token": token })).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let checked = post(&app, "/v1/tokens/check", json!({ "token": token })).await;
+    assert_eq!(checked.body, json!({ "valid": false, "user": null }));
+    let refreshed = post(&app, "/v1/tokens/refresh", json!({ "token": token })).await;
+    assert_eq!(refreshed.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&refreshed), "not_found");
+
+    let second = self::token(&app, "alice").await;
+    let revoked = send(&app, Method::DELETE, "/v1/users/alice/tokens", &[], None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let checked = post(&app, "/v1/tokens/check", json!({ "token": second })).await;
+    assert_eq!(checked.body["valid"], false);
+}
+
+#[tokio::test]
+async fn user_routes_manage_the_user_info_cache() {
+    let (app, state) = service(ServeConfig::default()).await;
+    let added = send(
+        &app,
+        Method::PUT,
+        "/v1/users/bob",
+        &[],
+        Some(r#"{"ttl":60}"#),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK);
+    assert_eq!(added.body, json!({ "id": "bob", "detail": null }));
+    let cached = state
+        .sessions()
+        .store()
+        .batch(vec![Command::Ttl("gosession-user_bob".into())])
+        .await
+        .unwrap();
+    assert_eq!(cached, vec![dsession::store::Reply::Integer(60)]);
+
+    let refreshed = post(
+        &app,
+        "/v1/users/refresh",
+        json!({ "ids": ["bob", "carol"], "ttl": 30 }),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::NO_CONTENT);
+    let deleted = send(&app, Method::DELETE, "/v1/users/bob", &[], None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let bad = send(
+        &app,
+        Method::PUT,
+        &format!("/v1/users/bob_{HEX32}"),
+        &[],
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&bad), "invalid_argument");
+}
+
+#[tokio::test]
+async fn probes_metrics_and_openapi_need_no_key() {
+    let config = ServeConfig {
+        admin_key: Some("s3cret".into()),
+        ..ServeConfig::default()
+    };
+    let (app, _) = service(config).await;
+    let health = send(&app, Method::GET, "/healthz", &[], None).await;
+    assert_eq!(
+        (health.status, health.body),
+        (StatusCode::OK, json!({ "status": "ok" }))
+    );
+    let ready = send(&app, Method::GET, "/readyz", &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let denied = auth(&app, &[]).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+
+    let metrics = send(&app, Method::GET, "/metrics", &[], None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().unwrap();
+    for name in [
+        "dsession_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
+        "dsession_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+
+    let document = send(&app, Method::GET, "/openapi.json", &[], None).await;
+    assert_eq!(document.body["openapi"], "3.1.0");
+    let paths = document.body["paths"].as_object().unwrap();
+    for path in [
+        "/v1/tokens",
+        "/v1/tokens/check",
+        "/v1/tokens/refresh",
+        "/v1/tokens/revoke",
+        "/v1/users/{id}/tokens",
+        "/v1/users/{id}",
+        "/v1/users/refresh",
+        "/admin/policy/reload",
+        "/auth",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_admin_routes_need_the_admin_key() {
+    let config = ServeConfig {
+        admin_key: Some("s3cret".into()),
+        ..ServeConfig::default()
+    };
+    let (app, _) = service(config).await;
+    let body = r#"{"user_id":"alice"}"#;
+    for headers in [
+        &[][..],
+        &[("authorization", "Bearer wrong")][..],
+        &[("authorization", "s3cret")][..],
+    ] {
+        let denied = send(&app, Method::POST, "/v1/tokens", headers, Some(body)).await;
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(denied.headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(error_code(&denied), "unauthorized");
+    }
+    let denied = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    let allowed = send(
+        &app,
+        Method::POST,
+        "/v1/tokens",
+        &[("authorization", "Bearer s3cret")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_errors() {
+    let config = ServeConfig {
+        limits: dsession::server::LimitsConfig {
+            body_bytes: 1024,
+            ..Default::default()
+        },
+        ..ServeConfig::default()
+    };
+    let (app, _) = service(config).await;
+    let syntax = send(&app, Method::POST, "/v1/tokens", &[], Some("{not json")).await;
+    assert_eq!(syntax.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&syntax), "invalid_argument");
+
+    let unknown = post(
+        &app,
+        "/v1/tokens",
+        json!({ "user_id": "alice", "ttl": 5, "admin": true }),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `admin`")
+    );
+
+    let missing = post(&app, "/v1/tokens", json!({ "ttl": 5 })).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+
+    let plain = send(
+        &app,
+        Method::POST,
+        "/v1/tokens",
+        &[("content-type", "text/plain")],
+        None,
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST);
+
+    let huge = json!({ "user_id": "x".repeat(4096) }).to_string();
+    let too_large = send(&app, Method::POST, "/v1/tokens", &[], Some(&huge)).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&too_large), "payload_too_large");
+
+    let negative = post(&app, "/v1/tokens", json!({ "user_id": "alice", "ttl": -1 })).await;
+    assert_eq!(negative.status, StatusCode::BAD_REQUEST);
+    assert!(
+        negative.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ttl")
+    );
+
+    let nowhere = send(&app, Method::GET, "/v1/nothing", &[], None).await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&nowhere), "route_not_found");
+}
+
+#[tokio::test]
+async fn forward_auth_takes_the_token_from_bearer_header_or_cookie() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let token = token(&app, "a_b").await;
+    let cookie = format!("theme=dark; dsession_token={token}");
+    let bearer = format!("Bearer {token}");
+    for headers in [
+        [("authorization", bearer.as_str())],
+        [("x-session-token", token.as_str())],
+        [("cookie", cookie.as_str())],
+    ] {
+        let allowed = auth(&app, &headers).await;
+        assert_eq!(allowed.status, StatusCode::OK, "{headers:?}");
+        assert_eq!(allowed.headers["x-user-id"], "a_b");
+        assert!(!allowed.headers.contains_key("x-user-detail"));
+    }
+
+    for headers in [
+        &[][..],
+        &[("authorization", "Bearer garbage")][..],
+        &[("x-session-token", "")][..],
+        &[("cookie", "dsession_token=alice_0123")][..],
+    ] {
+        let denied = auth(&app, headers).await;
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(denied.headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(!denied.headers.contains_key("x-user-id"));
+    }
+
+    post(&app, "/v1/tokens/revoke", json!({ "token": token })).await;
+    let revoked = auth(&app, &[("authorization", bearer.as_str())]).await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn forward_auth_sends_the_user_detail_when_configured() {
+    let mut config = ServeConfig::default();
+    config.auth.load_user = true;
+    let (app, state) = service(config).await;
+    let token = token(&app, "alice").await;
+    state
+        .sessions()
+        .store()
+        .batch(vec![Command::Set {
+            key: "gosession-user_alice".into(),
+            value: r#"{"id":"alice","detail":{"name":"Ann Ö","roles":["admin"]}}"#.into(),
+            ttl_seconds: 60,
+            condition: SetCondition::Always,
+        }])
+        .await
+        .unwrap();
+    let allowed = auth(&app, &[("x-session-token", &token)]).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    let encoded = allowed.headers["x-user-detail"].to_str().unwrap();
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .unwrap();
+    let detail: Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(detail, json!({ "name": "Ann Ö", "roles": ["admin"] }));
+}
+
+#[tokio::test]
+async fn sliding_expiry_extends_a_token_on_each_check() {
+    let mut config = ServeConfig::default();
+    config.auth.refresh_on_check_seconds = Some(5000);
+    let (app, _) = service(config).await;
+    let token = token(&app, "alice").await;
+    assert_eq!(
+        auth(&app, &[("x-session-token", &token)]).await.status,
+        StatusCode::OK
+    );
+    let checked = post(&app, "/v1/tokens/check", json!({ "token": token })).await;
+    let remaining = checked.body["user"]["token_remain_live_time"]
+        .as_i64()
+        .unwrap();
+    assert!((4998..=5000).contains(&remaining), "{remaining}");
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_never_401() {
+    let mut redis = RedisServer::start();
+    let config = ServeConfig {
+        store: StoreConfig::Redis {
+            url: redis.url(),
+            connect_timeout_ms: 300,
+            command_timeout_ms: 300,
+        },
+        ..ServeConfig::default()
+    };
+    let (app, _) = service(config).await;
+    let token = token(&app, "alice").await;
+    redis.kill();
+    let outage = auth(&app, &[("x-session-token", &token)]).await;
+    assert_eq!(outage.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&outage), "store_error");
+    assert_eq!(
+        outage.body["error"]["message"],
+        "the session store is unavailable"
+    );
+    let ready = send(&app, Method::GET, "/readyz", &[], None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let created = post(&app, "/v1/tokens", json!({ "user_id": "bob" })).await;
+    assert_eq!(created.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_an_admin_key() {
+    let config = ServeConfig {
+        listen: "0.0.0.0:7480".parse().unwrap(),
+        ..ServeConfig::default()
+    };
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("refusing to listen on 0.0.0.0:7480 without an admin key"),
+        "{error}"
+    );
+    let keyed = ServeConfig {
+        admin_key: Some("k".into()),
+        ..config
+    };
+    keyed.validate().unwrap();
+}
+
+#[tokio::test]
+async fn settings_the_policy_rejects_stop_startup() {
+    let mut config = ServeConfig::default();
+    config.settings.token_key_prefix = String::new();
+    let error = format!("{:#}", build_state(&config).await.unwrap_err());
+    assert!(
+        error.contains("the policy rejects the settings: token key prefix must not be empty"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_example_config_is_the_default_config() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/dsession.toml");
+    assert_eq!(
+        ServeConfig::from_file(&example).unwrap(),
+        ServeConfig::default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        "[store]\nkind = \"redis\"\nurl = \"redis://x\"\ntimeout = 5\n",
+    )
+    .unwrap();
+    let error = format!("{:#}", ServeConfig::from_file(&typo).unwrap_err());
+    assert!(error.contains("unknown field `timeout`"), "{error}");
+}
+
+fn builtin_policy_bytes() -> &'static [u8] {
+    dsession::Policy::builtin_component()
+}
+
+#[tokio::test]
+async fn a_broken_policy_file_is_rejected_and_the_old_policy_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::write(&path, builtin_policy_bytes()).unwrap();
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path.clone());
+    let (app, _) = service(config).await;
+    let token = token(&app, "alice").await;
+
+    let reloaded = post(&app, "/admin/policy/reload", json!({})).await;
+    assert_eq!(reloaded.status, StatusCode::OK);
+    assert!(
+        reloaded.body["exports"][0]
+            .as_str()
+            .unwrap()
+            .contains("token-manage")
+    );
+
+    std::fs::write(&path, b"not a component").unwrap();
+    let rejected = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
+    assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
+    assert!(
+        rejected.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the old one keeps serving")
+    );
+    assert_eq!(
+        auth(&app, &[("x-session-token", &token)]).await.status,
+        StatusCode::OK
+    );
+
+    let metrics = send(&app, Method::GET, "/metrics", &[], None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("dsession_policy_reloads_total 1"), "{text}");
+    assert!(
+        text.contains("dsession_policy_reload_failures_total 1"),
+        "{text}"
+    );
+
+    let (builtin, _) = service(ServeConfig::default()).await;
+    let nothing = send(&builtin, Method::POST, "/admin/policy/reload", &[], None).await;
+    assert_eq!(nothing.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::write(&path, builtin_policy_bytes()).unwrap();
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path);
+    let served = Served::start(config).await;
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(served.url("/v1/tokens"))
+        .json(&json!({ "user_id": "alice" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), served.url("/auth"), token.clone());
+            let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    let response = client.get(&url).bearer_auth(&token).send().await;
+                    match response {
+                        Ok(response) if response.status() == reqwest::StatusCode::OK => {
+                            ok.fetch_add(1, Ordering::SeqCst)
+                        }
+                        _ => failed.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        let reloaded = client
+            .post(served.url("/admin/policy/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
+    }
+    done.store(true, Ordering::SeqCst);
+    for task in clients {
+        task.await.unwrap();
+    }
+    let metrics = client
+        .get(served.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dsession_policy_reloads_total 10"),
+        "{metrics}"
+    );
+    println!(
+        "hot swap: {} requests served during 10 swaps",
+        ok.load(Ordering::SeqCst)
+    );
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(ok.load(Ordering::SeqCst) > 0);
+}
