@@ -24,6 +24,12 @@ fn assert_near(actual: i64, expected: i64, what: &str) {
     );
 }
 
+/// The tokens in a user's index, sorted.
+async fn index_tokens(env: &Env, user: &str) -> Vec<String> {
+    let index = env.hash(&format!("gosession-token_{user}")).await;
+    index.into_iter().map(|(token, _)| token).collect()
+}
+
 const HEX32: &str = "0123456789abcdef0123456789abcdef";
 
 /// A loader that counts its calls and returns `{"name": id}`.
@@ -495,14 +501,7 @@ async fn an_expired_token_is_invalid_unlisted_and_pruned(env: Env) {
         listed.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),
         vec![long.as_str()]
     );
-    let index = env.hash("gosession-token_alice").await;
-    assert_eq!(
-        index
-            .iter()
-            .map(|(token, _)| token.as_str())
-            .collect::<Vec<_>>(),
-        vec![long.as_str()]
-    );
+    assert_eq!(index_tokens(&env, "alice").await, vec![long]);
 }
 
 async fn set_token_prunes_expired_entries_so_the_index_stays_small(env: Env) {
@@ -512,14 +511,7 @@ async fn set_token_prunes_expired_entries_so_the_index_stays_small(env: Env) {
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let fresh = sessions.set_token("alice", 60).await.unwrap().token;
-    let index = env.hash("gosession-token_alice").await;
-    assert_eq!(
-        index
-            .iter()
-            .map(|(token, _)| token.as_str())
-            .collect::<Vec<_>>(),
-        vec![fresh.as_str()]
-    );
+    assert_eq!(index_tokens(&env, "alice").await, vec![fresh]);
 }
 
 async fn the_index_outlives_its_longest_token_and_never_shrinks(env: Env) {

@@ -153,16 +153,7 @@ async fn check_gateway(start: fn(u16, u16) -> Gateway) {
     let mut gateway = start(served.port(), upstream);
     let client = reqwest::Client::new();
     wait_until_serving(&mut gateway, &client).await;
-    let created: Value = client
-        .post(served.url("/v1/tokens"))
-        .json(&json!({ "user_id": "alice" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = served.create_token(&client, "alice").await;
     let url = format!("http://127.0.0.1:{}/some/page", gateway.port);
 
     let allowed = client

@@ -46,6 +46,20 @@ impl Served {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
+
+    /// Issues a token over HTTP.
+    pub async fn create_token(&self, client: &reqwest::Client, user: &str) -> String {
+        let created: Value = client
+            .post(self.url("/v1/tokens"))
+            .json(&json!({ "user_id": user }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["token"].as_str().unwrap().to_owned()
+    }
 }
 
 impl Drop for Served {
@@ -575,16 +589,7 @@ async fn hot_swap_under_load_fails_no_request() {
     config.policy.path = Some(path);
     let served = Served::start(config).await;
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(served.url("/v1/tokens"))
-        .json(&json!({ "user_id": "alice" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = served.create_token(&client, "alice").await;
 
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
