@@ -6,5 +6,6 @@ mod concurrency;
 mod gateways;
 mod limits;
 mod round_trips;
+mod sentinel;
 mod server;
 mod support;

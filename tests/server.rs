@@ -9,8 +9,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
-use dsession::server::{AppState, ServeConfig, StoreConfig, app, build_state};
-use dsession::store::{Command, SetCondition};
+use dsession::server::{AppState, ServeConfig, app, build_state};
+use dsession::store::{Command, SetCondition, StoreConfig};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -528,6 +528,30 @@ fn the_example_config_is_the_default_config() {
     .unwrap();
     let error = format!("{:#}", ServeConfig::from_file(&typo).unwrap_err());
     assert!(error.contains("unknown field `timeout`"), "{error}");
+}
+
+#[test]
+fn a_sentinel_store_is_configured_in_the_config_file() {
+    let config: ServeConfig = toml::from_str(
+        "[store]\nkind = \"sentinel\"\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"mymaster\"\nmin_replicas_ack = 1\n",
+    )
+    .unwrap();
+    match config.store {
+        StoreConfig::Sentinel {
+            sentinels,
+            master_name,
+            min_replicas_ack,
+            db,
+            ..
+        } => {
+            assert_eq!(sentinels, vec!["127.0.0.1:26379".to_owned()]);
+            assert_eq!(
+                (master_name.as_str(), min_replicas_ack, db),
+                ("mymaster", 1, 0)
+            );
+        }
+        other => panic!("expected a sentinel store, got {other:?}"),
+    }
 }
 
 fn builtin_policy_bytes() -> &'static [u8] {

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use dsession::server::{ServeConfig, StoreConfig};
-use dsession::store::{RedisConfig, RedisStore};
+use dsession::server::ServeConfig;
+use dsession::store::StoreConfig;
 use dsession::{Error, Policy, SessionManager, Settings};
 use serde_json::json;
 
@@ -127,9 +127,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "DSESSION_LISTEN")]
     listen: Option<std::net::SocketAddr>,
-    /// Use this Redis server as the store.
-    #[arg(long, env = "DSESSION_REDIS_URL")]
-    redis: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// A policy component instead of the built-in policy.
     #[arg(long, env = "DSESSION_POLICY")]
     policy: Option<PathBuf>,
@@ -165,12 +164,8 @@ impl ServeArgs {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
-        if let Some(url) = self.redis {
-            config.store = StoreConfig::Redis {
-                url,
-                connect_timeout_ms: 1000,
-                command_timeout_ms: 1000,
-            };
+        if let Some(store) = self.store.config() {
+            config.store = store;
         }
         if let Some(path) = self.policy {
             config.policy.path = Some(path);
@@ -190,13 +185,64 @@ impl ServeArgs {
     }
 }
 
+/// Which store: one Redis server, Redis behind sentinels, or (neither
+/// given) the in-memory store.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Redis URL, `redis://[user:password@]host:port/db`.
+    #[arg(long, env = "DSESSION_REDIS_URL", conflicts_with = "sentinel")]
+    redis: Option<String>,
+    /// Redis behind these sentinels, `host:port,host:port,…`; passwords come
+    /// from DSESSION_REDIS_PASSWORD and DSESSION_SENTINEL_PASSWORD.
+    #[arg(
+        long,
+        env = "DSESSION_SENTINELS",
+        value_delimiter = ',',
+        requires = "master_name"
+    )]
+    sentinel: Vec<String>,
+    /// The name the sentinels monitor the master under.
+    #[arg(long, env = "DSESSION_MASTER_NAME")]
+    master_name: Option<String>,
+    /// Sentinel mode: replicas that must acknowledge each issuing or revoking
+    /// write (0: off).
+    #[arg(long, env = "DSESSION_MIN_REPLICAS_ACK", default_value_t = 0)]
+    min_replicas_ack: usize,
+}
+
+impl StoreArgs {
+    /// The store the flags name, if any.
+    fn config(&self) -> Option<StoreConfig> {
+        if let Some(url) = &self.redis {
+            return Some(StoreConfig::Redis {
+                url: url.clone(),
+                connect_timeout_ms: 1000,
+                command_timeout_ms: 1000,
+            });
+        }
+        let master_name = self.master_name.clone()?;
+        (!self.sentinel.is_empty()).then(|| StoreConfig::Sentinel {
+            sentinels: self.sentinel.clone(),
+            master_name,
+            username: None,
+            password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
+            sentinel_password: std::env::var("DSESSION_SENTINEL_PASSWORD").ok(),
+            db: 0,
+            connect_timeout_ms: 1000,
+            command_timeout_ms: 1000,
+            min_replicas_ack: self.min_replicas_ack,
+            ack_timeout_ms: 1000,
+        })
+    }
+}
+
 /// Where tokens live and how they are laid out.
 #[derive(Debug, Args)]
 struct Common {
-    /// Redis URL, `redis://[user:password@]host:port/db`. Without it an
-    /// empty in-memory store is used, which only suits trying things out.
-    #[arg(long, env = "DSESSION_REDIS_URL")]
-    redis: Option<String>,
+    /// Without --redis or --sentinel an empty in-memory store is used,
+    /// which only suits trying things out.
+    #[command(flatten)]
+    store: StoreArgs,
     /// A policy component to use instead of the built-in one.
     #[arg(long, env = "DSESSION_POLICY")]
     policy: Option<PathBuf>,
@@ -226,8 +272,8 @@ impl Common {
             single_mode: self.single_mode,
             ..Settings::default()
         });
-        if let Some(url) = &self.redis {
-            builder = builder.store(RedisStore::connect(RedisConfig::new(url)).await?);
+        if let Some(store) = self.store.config() {
+            builder = builder.shared_store(store.open().await?);
         }
         if let Some(path) = &self.policy {
             builder = builder.policy(Policy::from_file(path)?);

@@ -128,6 +128,26 @@ fn an_unreachable_redis_is_a_clear_error() {
 }
 
 #[test]
+fn unreachable_sentinels_are_named_in_the_error() {
+    let (first, second) = (dsession_tests::free_port(), dsession_tests::free_port());
+    let sentinels = format!("127.0.0.1:{first},127.0.0.1:{second}");
+    let args = ["token", "list", "--user", "alice", "--sentinel", &sentinels];
+    let without_name = dsession(&args);
+    assert_eq!(code(&without_name), 2);
+    assert!(String::from_utf8_lossy(&without_name.stderr).contains("--master-name"));
+
+    let created = dsession(&[&args[..], &["--master-name", "mymaster"]].concat());
+    assert_eq!(code(&created), 2);
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    for sentinel in sentinels.split(',') {
+        assert!(
+            stderr.contains(sentinel),
+            "{sentinel} not named in: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn without_redis_the_memory_store_serves() {
     let created = dsession(&["token", "create", "--user", "alice"]);
     assert_eq!(code(&created), 0);
@@ -270,7 +290,11 @@ fn serve_layers_config_file_then_environment_then_flags() {
     let config = config.display().to_string();
     let env_listen = ("DSESSION_LISTEN", format!("127.0.0.1:{from_env}"));
 
-    let process = serve(&["--config", &config], &[env_listen.clone()], from_env);
+    let process = serve(
+        &["--config", &config],
+        std::slice::from_ref(&env_listen),
+        from_env,
+    );
     let (status, _) = http(process.port, "POST", "/admin/policy/reload").unwrap();
     assert_eq!(status, 401, "the admin key from the file applies");
     drop(process);

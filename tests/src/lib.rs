@@ -2,20 +2,58 @@
 //! `redis-server` processes on free loopback ports.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// How long a server may take to answer its first PING.
+/// How long a server may take to answer its first PING, and a replica to
+/// sync.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a fixture's own connection may take to connect or to answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pause between two polls of a server's state.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Where a server writes its log, in its directory.
+const LOG_FILE: &str = "redis.log";
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().unwrap().port()
+}
+
+/// Calls `ready` until it holds; after `timeout`, panics with `failure()`.
+fn poll_until(
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+    failure: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{}", failure());
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// One command to the server on `port`, over a fresh connection with short
+/// timeouts; None when it cannot be reached or refuses the command.
+fn query<T: redis::FromRedisValue>(port: u16, command: &redis::Cmd) -> Option<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut connection = client.get_connection_with_timeout(QUERY_TIMEOUT).ok()?;
+    connection.set_read_timeout(Some(QUERY_TIMEOUT)).ok()?;
+    command.query(&mut connection).ok()
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// A `redis-server` owned by a test: no persistence, a log in its own
@@ -25,6 +63,8 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: TempDir,
+    /// What it was started with, to start it again on the same port.
+    args: Vec<OsString>,
 }
 
 impl RedisServer {
@@ -37,48 +77,96 @@ impl RedisServer {
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--logfile")
-            .arg(dir.path().join("redis.log"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start redis-server: is it installed? (apt-get install redis-server)");
-        let server = Self { child, port, dir };
+        let mut args: Vec<OsString> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        args.push("--dir".into());
+        args.push(dir.path().into());
+        args.push("--logfile".into());
+        args.push(dir.path().join(LOG_FILE).into());
+        args.extend(extra.iter().map(OsString::from));
+        Self::launch(dir, port, args)
+    }
+
+    /// Starts a sentinel that monitors the master on `master_port` as
+    /// [`MASTER_NAME`], from a config file of its own (sentinels rewrite it).
+    fn start_sentinel(master_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let config = dir.path().join("sentinel.conf");
+        let text = format!(
+            "port {port}\n\
+             bind 127.0.0.1\n\
+             dir \"{dir}\"\n\
+             logfile \"{log}\"\n\
+             sentinel resolve-hostnames no\n\
+             sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+             sentinel failover-timeout {MASTER_NAME} 3000\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n",
+            dir = dir.path().display(),
+            log = dir.path().join(LOG_FILE).display(),
+        );
+        std::fs::write(&config, text).expect("write sentinel.conf");
+        Self::launch(dir, port, vec![config.into(), "--sentinel".into()])
+    }
+
+    fn launch(dir: TempDir, port: u16, args: Vec<OsString>) -> Self {
+        let mut server = Self {
+            child: Self::spawn(&args),
+            port,
+            dir,
+            args,
+        };
         server.wait_ready();
         server
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let client = redis::Client::open(self.url()).unwrap();
-        loop {
-            if let Ok(mut connection) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start:\n{}",
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn spawn(args: &[OsString]) -> Child {
+        Command::new("redis-server")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start redis-server: is it installed? (apt-get install redis-server)")
+    }
+
+    fn wait_ready(&mut self) {
+        let (port, log) = (self.port, self.log_path());
+        let child = &mut self.child;
+        poll_until(
+            START_TIMEOUT,
+            || {
+                if let Some(status) = child.try_wait().expect("redis-server status") {
+                    panic!(
+                        "redis-server on port {port} exited with {status}:\n{}",
+                        read_log(&log)
+                    );
+                }
+                query::<String>(port, &redis::cmd("PING")).is_some()
+            },
+            || {
+                format!(
+                    "redis-server on port {port} did not start:\n{}",
+                    read_log(&log)
+                )
+            },
+        );
+    }
+
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:{port}/0`.
@@ -88,11 +176,11 @@ impl RedisServer {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        read_log(&self.log_path())
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
+        self.dir.path().join(LOG_FILE)
     }
 
     /// A plain Redis client connection, independent of dsession.
@@ -109,6 +197,35 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Starts the server again on the same port, with the same arguments
+    /// (and, without persistence, no data), and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.args);
+        self.wait_ready();
+    }
+
+    /// Waits until this replica has synced with its master.
+    fn wait_synced(&self) {
+        poll_until(
+            START_TIMEOUT,
+            || {
+                // ROLE on a replica: slave, master host, master port, link state, offset.
+                let role: Option<Vec<redis::Value>> = query(self.port, &redis::cmd("ROLE"));
+                role.and_then(|role| role.into_iter().nth(3))
+                    .and_then(|state| redis::from_redis_value::<String>(state).ok())
+                    .is_some_and(|state| state == "connected")
+            },
+            || {
+                format!(
+                    "replica on port {} did not sync:\n{}",
+                    self.port,
+                    self.log()
+                )
+            },
+        );
+    }
 }
 
 impl Drop for RedisServer {
@@ -121,5 +238,125 @@ impl Drop for RedisServer {
                 self.log()
             );
         }
+    }
+}
+
+/// The name a [`SentinelCluster`]'s sentinels know its master by.
+pub const MASTER_NAME: &str = "mymaster";
+
+/// How long sentinels may take to find the master, its replica and each
+/// other (they greet each other every 2 s).
+const SENTINEL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A master, one replica and three sentinels (quorum 2) on free loopback
+/// ports, each a [`RedisServer`] with its own directory and log; the
+/// sentinels declare a master down after 1 s.
+#[derive(Debug)]
+pub struct SentinelCluster {
+    sentinels: Vec<RedisServer>,
+    /// The master first, then the replica; a failover swaps their roles.
+    servers: Vec<RedisServer>,
+}
+
+impl SentinelCluster {
+    /// Starts the cluster and waits until the replica has synced and every
+    /// sentinel knows the master, the replica and the two other sentinels.
+    pub fn start() -> Self {
+        // Without it a diskless sync waits 5 s for more replicas; the
+        // replica needs it too, for when it is promoted.
+        let no_sync_delay = ["--repl-diskless-sync-delay", "0"];
+        let master = RedisServer::start_with(&no_sync_delay);
+        let master_port = master.port().to_string();
+        let replica = RedisServer::start_with(
+            &[
+                &no_sync_delay[..],
+                &["--replicaof", "127.0.0.1", &master_port],
+            ]
+            .concat(),
+        );
+        replica.wait_synced();
+        let sentinels = (0..3)
+            .map(|_| RedisServer::start_sentinel(master.port()))
+            .collect();
+        let cluster = Self {
+            sentinels,
+            servers: vec![master, replica],
+        };
+        cluster.wait_monitored();
+        cluster
+    }
+
+    fn wait_monitored(&self) {
+        for sentinel in &self.sentinels {
+            poll_until(
+                SENTINEL_TIMEOUT,
+                || {
+                    let master: Option<HashMap<String, String>> = query(
+                        sentinel.port(),
+                        redis::cmd("SENTINEL").arg("master").arg(MASTER_NAME),
+                    );
+                    let replicas: Option<Vec<redis::Value>> = query(
+                        sentinel.port(),
+                        redis::cmd("SENTINEL").arg("replicas").arg(MASTER_NAME),
+                    );
+                    let others =
+                        master.and_then(|master| master.get("num-other-sentinels").cloned());
+                    others.as_deref() == Some("2") && replicas.is_some_and(|r| !r.is_empty())
+                },
+                || {
+                    format!(
+                        "sentinel on port {} did not see the master, its replica and the \
+                         other sentinels:\n{}",
+                        sentinel.port(),
+                        sentinel.log()
+                    )
+                },
+            );
+        }
+    }
+
+    /// The sentinels, as `127.0.0.1:port`.
+    pub fn sentinel_addresses(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+            .collect()
+    }
+
+    /// The port of the master, as the first sentinel that answers names it.
+    pub fn master_port(&self) -> u16 {
+        self.sentinels
+            .iter()
+            .find_map(|sentinel| {
+                query::<(String, u16)>(
+                    sentinel.port(),
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(MASTER_NAME),
+                )
+            })
+            .expect("no sentinel names the master")
+            .1
+    }
+
+    /// Asks a sentinel to fail over now, while the master is still up: the
+    /// replica is promoted and the old master becomes its replica.
+    pub fn force_failover(&self) {
+        let done: Option<String> = query(
+            self.sentinels[0].port(),
+            redis::cmd("SENTINEL").arg("failover").arg(MASTER_NAME),
+        );
+        assert!(done.is_some(), "SENTINEL FAILOVER was refused");
+    }
+
+    /// Kills the current master and returns the port it listened on.
+    pub fn kill_master(&mut self) -> u16 {
+        let port = self.master_port();
+        self.servers
+            .iter_mut()
+            .find(|server| server.port() == port)
+            .expect("the master is one of the cluster's servers")
+            .kill();
+        port
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dsession::store::{
-    self, MemoryStore, RedisConfig, RedisStore, Reply, Store, StoreError, Transaction,
+    self, MemoryStore, RedisConfig, RedisStore, Reply, SentinelConfig, SentinelStore, Store,
+    StoreError, Transaction,
 };
 use dsession::{Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
-pub use dsession_tests::RedisServer;
+pub use dsession_tests::{MASTER_NAME, RedisServer, SentinelCluster, free_port};
 
 /// A store wrapper that counts round trips.
 pub struct Counting<S> {
@@ -82,12 +83,14 @@ impl<S: Store> Store for Counting<S> {
 pub enum Kind {
     Memory,
     Redis,
+    Sentinel,
 }
 
-/// One store to run behaviour tests on, with the server behind it.
+/// One store to run behaviour tests on, with the servers behind it.
 pub struct Env {
     pub store: Arc<dyn Store>,
     pub redis: Option<RedisServer>,
+    pub sentinel: Option<SentinelCluster>,
 }
 
 impl Env {
@@ -96,6 +99,7 @@ impl Env {
             Kind::Memory => Self {
                 store: Arc::new(MemoryStore::new()),
                 redis: None,
+                sentinel: None,
             },
             Kind::Redis => {
                 let server = RedisServer::start();
@@ -105,6 +109,18 @@ impl Env {
                 Self {
                     store: Arc::new(store),
                     redis: Some(server),
+                    sentinel: None,
+                }
+            }
+            Kind::Sentinel => {
+                let cluster = SentinelCluster::start();
+                let store = SentinelStore::connect(sentinel_config(&cluster))
+                    .await
+                    .unwrap();
+                Self {
+                    store: Arc::new(store),
+                    redis: None,
+                    sentinel: Some(cluster),
                 }
             }
         }
@@ -172,8 +188,14 @@ pub fn tight_limits() -> Limits {
     }
 }
 
+/// How to reach the master of `cluster` through its sentinels.
+pub fn sentinel_config(cluster: &SentinelCluster) -> SentinelConfig {
+    SentinelConfig::new(cluster.sentinel_addresses(), MASTER_NAME)
+}
+
 /// Writes behaviour tests once and runs each on every store kind: for each
-/// `async fn name(env: Env)` listed, a test `memory::name` and `redis::name`.
+/// `async fn name(env: Env)` listed, a test `memory::name`, `redis::name`
+/// and `sentinel::name`.
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -189,6 +211,14 @@ macro_rules! on_every_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::support::Env::new($crate::support::Kind::Redis).await).await;
+                }
+            )*
+        }
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Env::new($crate::support::Kind::Sentinel).await).await;
                 }
             )*
         }

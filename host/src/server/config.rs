@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::Limits;
-use crate::Settings;
+use crate::store::StoreConfig;
+use crate::{Limits, Settings};
 
 /// Everything `dsession serve` needs; every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -47,30 +47,6 @@ impl Default for ServeConfig {
             limits: LimitsConfig::default(),
         }
     }
-}
-
-/// Which store, with its settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StoreConfig {
-    /// The embedded store: tokens live in this process only.
-    #[default]
-    Memory,
-    /// One Redis server.
-    Redis {
-        /// `redis://[user:password@]host:port/db`.
-        url: String,
-        /// Connect timeout in milliseconds (default 1000).
-        #[serde(default = "default_timeout_ms")]
-        connect_timeout_ms: u64,
-        /// Command timeout in milliseconds (default 1000).
-        #[serde(default = "default_timeout_ms")]
-        command_timeout_ms: u64,
-    },
-}
-
-fn default_timeout_ms() -> u64 {
-    1000
 }
 
 /// Which policy runs.

@@ -25,13 +25,12 @@ use axum::routing::{any, get, post, put};
 use tokio::net::TcpListener;
 
 pub use self::config::{
-    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, PolicyConfig, ServeConfig, StoreConfig,
+    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, PolicyConfig, ServeConfig,
 };
 pub use self::error::{AppError, ErrorBody, ErrorDetail};
 pub use self::metrics::Metrics;
 pub use self::openapi::openapi;
 
-use crate::store::{MemoryStore, RedisConfig, RedisStore, Store};
 use crate::{Error, Policy, SessionManager};
 
 /// What every request handler shares. Cloning it is cheap.
@@ -177,29 +176,11 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match config {
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis {
-            url,
-            connect_timeout_ms,
-            command_timeout_ms,
-        } => Arc::new(
-            RedisStore::connect(RedisConfig {
-                url: url.clone(),
-                connect_timeout: Duration::from_millis(*connect_timeout_ms),
-                command_timeout: Duration::from_millis(*command_timeout_ms),
-            })
-            .await?,
-        ),
-    })
-}
-
 /// Builds the state a config describes: connects the store, loads the
 /// policy, and checks that the policy accepts the settings.
 pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.validate()?;
-    let store = open_store(&config.store).await?;
+    let store = config.store.open().await?;
     let policy = match &config.policy.path {
         Some(path) => Policy::from_file(path)?,
         None => Policy::builtin()?,
@@ -280,13 +261,6 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, store = ?store_kind(&config.store), "dsession listening");
+    tracing::info!(address = %listener.local_addr()?, store = config.store.kind(), "dsession listening");
     serve_on(listener, state, shutdown).await
-}
-
-fn store_kind(store: &StoreConfig) -> &'static str {
-    match store {
-        StoreConfig::Memory => "memory",
-        StoreConfig::Redis { .. } => "redis",
-    }
 }

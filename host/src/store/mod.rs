@@ -4,15 +4,19 @@
 //! Each method is one network round trip however many commands it carries,
 //! so a policy can reason about its cost.
 
+mod config;
 mod memory;
 mod redis;
+mod sentinel;
 
 use std::fmt;
 
 use async_trait::async_trait;
 
+pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisConfig, RedisStore};
+pub use self::sentinel::{SentinelConfig, SentinelStore};
 
 /// When a `SET` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,15 @@ impl Command {
             Self::HashDelete { fields, .. } if fields.is_empty() => invalid("no fields"),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the command only reads (`GET`, `EXISTS`, `TTL`, `HGETALL`), so
+    /// that sending it twice is as good as sending it once.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Self::Get(_) | Self::Exists(_) | Self::Ttl(_) | Self::HashGetAll(_)
+        )
     }
 }
 

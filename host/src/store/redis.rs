@@ -3,14 +3,22 @@
 //! Batches go over one auto-reconnecting multiplexed connection. A `WATCH`
 //! needs a connection of its own for its whole life, so transactions take
 //! one from a small pool of dedicated connections.
+//!
+//! [`Server`] holds that connection logic and the command encoding for every
+//! Redis backend; the sentinel store runs one per master it finds.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Pipeline, RedisError, Value};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, ServerErrorKind, Value,
+};
 
 use super::{Command, ExpireCondition, Reply, SetCondition, Store, StoreError, Transaction};
 
@@ -36,40 +44,18 @@ impl RedisConfig {
     }
 }
 
-/// Idle dedicated connections kept for transactions.
-const IDLE_WATCH_CONNECTIONS: usize = 16;
-
 /// A store on one Redis server. Cloning it shares its connections.
 #[derive(Clone)]
 pub struct RedisStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: Client,
-    shared: ConnectionManager,
-    connection_config: AsyncConnectionConfig,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    server: Arc<Server<ConnectionManager>>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("server", &self.inner.client.get_connection_info().addr())
+            .field("server", self.server.address())
             .finish_non_exhaustive()
     }
-}
-
-fn store_error(error: RedisError) -> StoreError {
-    let what = if error.is_timeout() {
-        "redis timed out"
-    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
-    {
-        "redis unreachable"
-    } else {
-        "redis refused the command"
-    };
-    StoreError::new(format!("{what}: {error}"))
 }
 
 impl RedisStore {
@@ -89,27 +75,152 @@ impl RedisStore {
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
         Ok(Self {
-            inner: Arc::new(Inner {
-                client,
-                shared,
-                connection_config,
-                idle: Mutex::new(Vec::new()),
-            }),
+            server: Arc::new(Server::new(client, shared, connection_config, None)),
         })
     }
 }
 
-impl Inner {
-    async fn dedicated(&self) -> Result<MultiplexedConnection, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(connection) => Ok(connection),
-            None => self
-                .client
-                .get_multiplexed_async_connection_with_config(&self.connection_config)
-                .await
-                .map_err(store_error),
+#[async_trait]
+impl Store for RedisStore {
+    async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
+        self.server.batch(&commands).await
+    }
+
+    async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
+        self.server.atomic(&commands).await
+    }
+
+    async fn watch(
+        &self,
+        keys: Vec<String>,
+        reads: Vec<Command>,
+    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
+        self.server.watch(&keys, &reads).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.server.ping().await
+    }
+}
+
+/// A `RedisError` as the store reports it.
+pub(super) fn store_error(error: RedisError) -> StoreError {
+    let what = if error.is_timeout() {
+        "redis timed out"
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
+        "redis unreachable"
+    } else {
+        "redis refused the command"
+    };
+    StoreError::new(format!("{what}: {error}"))
+}
+
+/// Whether `error` says the connection or the server's role is gone: the
+/// server died, hung, or was demoted to a replica.
+fn is_lost(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.clone().into_server_errors().is_some_and(|errors| {
+            errors.iter().any(|(_, error)| {
+                matches!(
+                    error.kind(),
+                    Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+                )
+            })
+        })
+}
+
+/// Idle dedicated connections kept for transactions and durable writes.
+const IDLE_WATCH_CONNECTIONS: usize = 16;
+
+/// How many replicas must acknowledge a write, and how long to wait for them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReplicaAck {
+    pub(super) replicas: usize,
+    pub(super) timeout: Duration,
+}
+
+/// Connections to one server: `shared` carries batches, and each `WATCH` (or
+/// write that waits for replicas) gets a dedicated connection, kept in a
+/// small pool between uses.
+pub(super) struct Server<C> {
+    client: Client,
+    shared: C,
+    connection_config: AsyncConnectionConfig,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+    /// Replicas that must acknowledge each atomic write before it succeeds.
+    ack: Option<ReplicaAck>,
+    /// Set once a connection failed in a way that says the server is gone or
+    /// no longer a master, so that whoever chose this server chooses again.
+    lost: AtomicBool,
+}
+
+impl<C> Server<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// `shared` must be a connection to `client`'s server; dedicated
+    /// connections are opened with `connection_config`.
+    pub(super) fn new(
+        client: Client,
+        shared: C,
+        connection_config: AsyncConnectionConfig,
+        ack: Option<ReplicaAck>,
+    ) -> Self {
+        Self {
+            client,
+            shared,
+            connection_config,
+            idle: Mutex::new(Vec::new()),
+            ack,
+            lost: AtomicBool::new(false),
         }
+    }
+
+    /// Where the server is.
+    pub(super) fn address(&self) -> &ConnectionAddr {
+        self.client.get_connection_info().addr()
+    }
+
+    /// Whether a failure said the server is gone or demoted.
+    pub(super) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Records that the server is gone or demoted; its idle connections go too.
+    pub(super) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.drop_idle();
+    }
+
+    fn drop_idle(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn failed(&self, error: RedisError) -> StoreError {
+        if is_lost(&error) {
+            self.mark_lost();
+        }
+        store_error(error)
+    }
+
+    /// The acknowledgement `commands` need: none unless one of them writes.
+    fn acknowledgement(&self, commands: &[Command]) -> Option<ReplicaAck> {
+        self.ack
+            .filter(|_| commands.iter().any(|command| !command.is_read()))
+    }
+
+    fn idle_connection(&self) -> Option<MultiplexedConnection> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    async fn new_connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.connection_config)
+            .await
     }
 
     fn give_back(&self, connection: MultiplexedConnection) {
@@ -117,6 +228,218 @@ impl Inner {
         if idle.len() < IDLE_WATCH_CONNECTIONS {
             idle.push(connection);
         }
+    }
+
+    /// `PING` on the shared connection.
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut self.shared.clone())
+            .await
+            .map_err(|error| self.failed(error))
+    }
+
+    /// The first element of `ROLE` on the shared connection.
+    pub(super) async fn role(&self) -> Result<String, StoreError> {
+        role(&mut self.shared.clone())
+            .await
+            .map_err(|error| self.failed(error))
+    }
+
+    /// Runs `commands` in order as one pipeline.
+    pub(super) async fn batch(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Value> = pipeline(commands)?
+            .query_async(&mut self.shared.clone())
+            .await
+            .map_err(|error| self.failed(error))?;
+        replies(commands, values)
+    }
+
+    /// Runs `commands` atomically on the shared connection.
+    pub(super) async fn atomic(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        let executed = match self.acknowledgement(commands) {
+            // WAIT holds up every later command on its connection until the
+            // replicas answer, so it must not hold up the shared one.
+            Some(_) => {
+                let mut connection = match self.idle_connection() {
+                    Some(connection) => connection,
+                    None => self
+                        .new_connection()
+                        .await
+                        .map_err(|error| self.failed(error))?,
+                };
+                let executed = self.exec(&mut connection, commands).await;
+                if executed.is_ok() {
+                    self.give_back(connection);
+                }
+                executed
+            }
+            None => self.exec(&mut self.shared.clone(), commands).await,
+        };
+        executed?.ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
+    }
+
+    /// Watches `keys` on a dedicated connection, then runs `reads` there.
+    pub(super) async fn watch(
+        self: &Arc<Self>,
+        keys: &[String],
+        reads: &[Command],
+    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
+        // WATCH goes first, so that it protects the reads after it.
+        let mut pipe = redis::pipe();
+        if !keys.is_empty() {
+            pipe.cmd("WATCH").arg(keys).ignore();
+        }
+        for read in reads {
+            read.validate()?;
+            add(&mut pipe, read);
+        }
+        let (connection, values) = match self.idle_connection() {
+            Some(mut connection) => match pipe.query_async(&mut connection).await {
+                // An idle connection may have died with an earlier server
+                // process; WATCH and reads write nothing, so sending them
+                // again on a fresh connection is safe.
+                Err(error) if is_lost(&error) => {
+                    self.drop_idle();
+                    self.watch_on_new_connection(&pipe).await?
+                }
+                outcome => (connection, outcome.map_err(|error| self.failed(error))?),
+            },
+            None => self.watch_on_new_connection(&pipe).await?,
+        };
+        let replies = replies(reads, values)?;
+        let transaction = RedisTransaction {
+            server: Arc::clone(self),
+            connection: Some(connection),
+        };
+        Ok((Box::new(transaction), replies))
+    }
+
+    async fn watch_on_new_connection(
+        &self,
+        pipe: &Pipeline,
+    ) -> Result<(MultiplexedConnection, Vec<Value>), StoreError> {
+        let watched = async {
+            let mut connection = self.new_connection().await?;
+            let values = pipe.query_async(&mut connection).await?;
+            Ok((connection, values))
+        };
+        watched.await.map_err(|error| self.failed(error))
+    }
+
+    /// Runs `commands` atomically on `connection`: None when a `WATCH`
+    /// aborted it. When replicas must acknowledge and a command writes,
+    /// `WAIT` follows `EXEC` in the same round trip.
+    async fn exec(
+        &self,
+        connection: &mut impl ConnectionLike,
+        commands: &[Command],
+    ) -> Result<Option<Vec<Reply>>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let ack = self.acknowledgement(commands);
+        let mut pipe = redis::pipe();
+        pipe.cmd("MULTI").ignore();
+        for command in commands {
+            command.validate()?;
+            add(&mut pipe, command);
+            pipe.ignore();
+        }
+        pipe.cmd("EXEC");
+        if let Some(ack) = ack {
+            pipe.cmd("WAIT")
+                .arg(ack.replicas)
+                .arg(u64::try_from(ack.timeout.as_millis()).unwrap_or(u64::MAX));
+        }
+        let mut values: Vec<Value> = pipe
+            .query_async(connection)
+            .await
+            .map_err(|error| self.failed(error))?;
+        let acknowledged = ack.and_then(|_| values.pop());
+        let executed = match values.pop() {
+            Some(Value::Nil) => return Ok(None),
+            Some(Value::Array(values)) => replies(commands, values)?,
+            other => {
+                return Err(StoreError::new(format!(
+                    "unexpected redis reply {other:?} to EXEC"
+                )));
+            }
+        };
+        if let Some(ack) = ack {
+            let count = match acknowledged {
+                Some(Value::Int(count)) => count,
+                other => {
+                    return Err(StoreError::new(format!(
+                        "unexpected redis reply {other:?} to WAIT"
+                    )));
+                }
+            };
+            if usize::try_from(count).unwrap_or(0) < ack.replicas {
+                // A master that lost its replicas may be cut off from a
+                // failover that promoted one of them.
+                self.mark_lost();
+                return Err(StoreError::new(format!(
+                    "only {count} of {} replicas acknowledged the write within {} ms: \
+                     the master applied it, but a failover may lose it",
+                    ack.replicas,
+                    ack.timeout.as_millis()
+                )));
+            }
+        }
+        Ok(Some(executed))
+    }
+}
+
+/// The first element of `ROLE` on `connection`: `master`, `slave` or
+/// `sentinel`.
+pub(super) async fn role(connection: &mut impl ConnectionLike) -> Result<String, RedisError> {
+    let value: Value = redis::cmd("ROLE").query_async(connection).await?;
+    let role = match value {
+        Value::Array(items) => items.into_iter().next().and_then(|role| text(role).ok()),
+        _ => None,
+    };
+    role.ok_or_else(|| {
+        RedisError::from((redis::ErrorKind::UnexpectedReturnType, "ROLE gave no role"))
+    })
+}
+
+/// Holds its dedicated connection until commit; dropped uncommitted, the
+/// connection goes with it and so does its `WATCH`.
+struct RedisTransaction<C> {
+    server: Arc<Server<C>>,
+    connection: Option<MultiplexedConnection>,
+}
+
+#[async_trait]
+impl<C> Transaction for RedisTransaction<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn commit(
+        mut self: Box<Self>,
+        commands: Vec<Command>,
+    ) -> Result<Option<Vec<Reply>>, StoreError> {
+        let mut connection = self
+            .connection
+            .take()
+            .ok_or_else(|| StoreError::new("transaction committed twice"))?;
+        let outcome = if commands.is_empty() {
+            // EXEC with nothing queued still ends the WATCH.
+            redis::cmd("UNWATCH")
+                .query_async::<()>(&mut connection)
+                .await
+                .map(|()| Some(Vec::new()))
+                .map_err(|error| self.server.failed(error))
+        } else {
+            self.server.exec(&mut connection, &commands).await
+        };
+        if outcome.is_ok() {
+            self.server.give_back(connection);
+        }
+        outcome
     }
 }
 
@@ -265,108 +588,4 @@ fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>, Store
         .zip(values)
         .map(|(command, value)| reply(command, value))
         .collect()
-}
-
-/// Runs `commands` atomically on `connection`: None when a `WATCH` aborted it.
-async fn exec(
-    connection: &mut impl redis::aio::ConnectionLike,
-    commands: &[Command],
-) -> Result<Option<Vec<Reply>>, StoreError> {
-    if commands.is_empty() {
-        return Ok(Some(Vec::new()));
-    }
-    let values: Option<Vec<Value>> = pipeline(commands)?
-        .atomic()
-        .query_async(connection)
-        .await
-        .map_err(store_error)?;
-    values.map(|values| replies(commands, values)).transpose()
-}
-
-#[async_trait]
-impl Store for RedisStore {
-    async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        if commands.is_empty() {
-            return Ok(Vec::new());
-        }
-        let values: Vec<Value> = pipeline(&commands)?
-            .query_async(&mut self.inner.shared.clone())
-            .await
-            .map_err(store_error)?;
-        replies(&commands, values)
-    }
-
-    async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        exec(&mut self.inner.shared.clone(), &commands)
-            .await?
-            .ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
-    }
-
-    async fn watch(
-        &self,
-        keys: Vec<String>,
-        reads: Vec<Command>,
-    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
-        let mut connection = self.inner.dedicated().await?;
-        // WATCH goes first, so that it protects the reads after it.
-        let mut pipe = redis::pipe();
-        if !keys.is_empty() {
-            pipe.cmd("WATCH").arg(&keys).ignore();
-        }
-        for read in &reads {
-            read.validate()?;
-            add(&mut pipe, read);
-        }
-        let values: Vec<Value> = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        let replies = replies(&reads, values)?;
-        let transaction = RedisTransaction {
-            inner: Arc::clone(&self.inner),
-            connection: Some(connection),
-        };
-        Ok((Box::new(transaction), replies))
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        redis::cmd("PING")
-            .query_async::<()>(&mut self.inner.shared.clone())
-            .await
-            .map_err(store_error)
-    }
-}
-
-/// Holds its dedicated connection until commit; dropped uncommitted, the
-/// connection goes with it and so does its `WATCH`.
-struct RedisTransaction {
-    inner: Arc<Inner>,
-    connection: Option<MultiplexedConnection>,
-}
-
-#[async_trait]
-impl Transaction for RedisTransaction {
-    async fn commit(
-        mut self: Box<Self>,
-        commands: Vec<Command>,
-    ) -> Result<Option<Vec<Reply>>, StoreError> {
-        let mut connection = self
-            .connection
-            .take()
-            .ok_or_else(|| StoreError::new("transaction committed twice"))?;
-        let outcome = if commands.is_empty() {
-            // EXEC with nothing queued still ends the WATCH.
-            redis::cmd("UNWATCH")
-                .query_async::<()>(&mut connection)
-                .await
-                .map(|()| Some(Vec::new()))
-                .map_err(store_error)
-        } else {
-            exec(&mut connection, &commands).await
-        };
-        if outcome.is_ok() {
-            self.inner.give_back(connection);
-        }
-        outcome
-    }
 }

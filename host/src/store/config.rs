@@ -1,0 +1,127 @@
+//! Which store to open, as the service's config file and the CLI name it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{MemoryStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store};
+
+/// A store and its settings, picked by `kind`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded store: tokens live in this process only.
+    #[default]
+    Memory,
+    /// One Redis server.
+    Redis {
+        /// `redis://[user:password@]host:port/db`.
+        url: String,
+        /// Connect timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        connect_timeout_ms: u64,
+        /// Command timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        command_timeout_ms: u64,
+    },
+    /// Redis behind sentinels, following failovers.
+    Sentinel {
+        /// The sentinels, as `host:port`.
+        sentinels: Vec<String>,
+        /// The name the sentinels monitor the master under.
+        master_name: String,
+        /// ACL user on the master.
+        #[serde(default)]
+        username: Option<String>,
+        /// Password on the master.
+        #[serde(default)]
+        password: Option<String>,
+        /// Password on the sentinels.
+        #[serde(default)]
+        sentinel_password: Option<String>,
+        /// Database number.
+        #[serde(default)]
+        db: i64,
+        /// Connect timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        connect_timeout_ms: u64,
+        /// Command timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        command_timeout_ms: u64,
+        /// Durable writes: replicas that must acknowledge each revoking or
+        /// issuing write (0, the default, turns this off; see
+        /// [`SentinelConfig::min_replicas_ack`] for its cost).
+        #[serde(default)]
+        min_replicas_ack: usize,
+        /// How long a durable write waits for its replicas, in milliseconds.
+        #[serde(default = "default_timeout_ms")]
+        ack_timeout_ms: u64,
+    },
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs and passwords stay out of logs.
+        f.write_str(self.kind())
+    }
+}
+
+impl StoreConfig {
+    /// `memory`, `redis` or `sentinel`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis { .. } => "redis",
+            Self::Sentinel { .. } => "sentinel",
+        }
+    }
+
+    /// Opens the store; fails when it cannot be reached now.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            Self::Memory => Arc::new(MemoryStore::new()),
+            Self::Redis {
+                url,
+                connect_timeout_ms,
+                command_timeout_ms,
+            } => Arc::new(
+                RedisStore::connect(RedisConfig {
+                    url: url.clone(),
+                    connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                    command_timeout: Duration::from_millis(*command_timeout_ms),
+                })
+                .await?,
+            ),
+            Self::Sentinel {
+                sentinels,
+                master_name,
+                username,
+                password,
+                sentinel_password,
+                db,
+                connect_timeout_ms,
+                command_timeout_ms,
+                min_replicas_ack,
+                ack_timeout_ms,
+            } => Arc::new(
+                SentinelStore::connect(SentinelConfig {
+                    username: username.clone(),
+                    password: password.clone(),
+                    sentinel_password: sentinel_password.clone(),
+                    db: *db,
+                    connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                    command_timeout: Duration::from_millis(*command_timeout_ms),
+                    min_replicas_ack: *min_replicas_ack,
+                    ack_timeout: Duration::from_millis(*ack_timeout_ms),
+                    ..SentinelConfig::new(sentinels.clone(), master_name.clone())
+                })
+                .await?,
+            ),
+        })
+    }
+}

@@ -1,0 +1,346 @@
+//! Failover: Redis Sentinel promoting a replica under load, sentinels that
+//! cannot help, and a single Redis server that goes away and comes back.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dsession::store::{RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store};
+use dsession::{Error, SessionManager, Settings};
+
+use crate::support::{Env, Kind, RedisServer, free_port, sentinel_config};
+
+/// How long a failover may take, from killing the master to the first call
+/// that succeeds: 1 s until the sentinels call the master down, then an
+/// election and a promotion.
+const FAILOVER_LIMIT: Duration = Duration::from_secs(10);
+
+/// Tasks issuing and checking tokens during the failover.
+const WORKERS: usize = 8;
+
+fn assert_store_error<T: Debug>(what: &str, outcome: dsession::Result<T>) {
+    assert!(
+        matches!(outcome, Err(Error::Store(_))),
+        "{what} while redis is down gave {outcome:?}, not a store error"
+    );
+}
+
+/// Error messages and how often each was seen.
+#[derive(Default)]
+struct Seen(Mutex<BTreeMap<String, usize>>);
+
+impl Seen {
+    fn record(&self, error: &Error) {
+        *self.0.lock().unwrap().entry(error.to_string()).or_default() += 1;
+    }
+
+    fn print(&self, heading: &str) {
+        eprintln!("{heading}:\n{self}");
+    }
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (message, count) in self.0.lock().unwrap().iter() {
+            writeln!(f, "  {count:>5} x {message}")?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_under_load_keeps_every_acknowledged_token_and_revocation() {
+    let mut env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_mut().unwrap();
+    // Writes acknowledged by the replica are the ones promised to survive;
+    // once it is promoted no replica is left, so this store cannot write
+    // again, and recovery is measured on the env's store, which needs no
+    // acknowledgement.
+    let durable = SentinelStore::connect(SentinelConfig {
+        min_replicas_ack: 1,
+        ack_timeout: Duration::from_millis(500),
+        ..sentinel_config(cluster)
+    })
+    .await
+    .unwrap();
+    let durable = Arc::new(SessionManager::builder().store(durable).build().unwrap());
+
+    let mut revoked = Vec::new();
+    for user in 0..20 {
+        let token = durable
+            .set_token(&format!("revoked{user}"), 600)
+            .await
+            .unwrap()
+            .token;
+        durable.delete_token(&token).await.unwrap();
+        revoked.push(token);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Seen::default());
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let (durable, stop, issued, errors) = (
+                Arc::clone(&durable),
+                Arc::clone(&stop),
+                Arc::clone(&issued),
+                Arc::clone(&errors),
+            );
+            tokio::spawn(async move {
+                let mut invalid = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let token = match durable.set_token(&format!("user{worker}"), 600).await {
+                        Ok(token) => token.token,
+                        Err(error) => {
+                            assert!(matches!(error, Error::Store(_)), "set-token: {error:?}");
+                            errors.record(&error);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    issued.lock().unwrap().push(token.clone());
+                    match durable.check_token(&token).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => invalid.push(token),
+                        Err(error) => {
+                            assert!(matches!(error, Error::Store(_)), "check-token: {error:?}");
+                            errors.record(&error);
+                        }
+                    }
+                }
+                invalid
+            })
+        })
+        .collect();
+
+    let load_deadline = Instant::now() + Duration::from_secs(10);
+    while issued.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < load_deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = Instant::now();
+    let old_master = cluster.kill_master();
+
+    let sessions = env.manager();
+    let probe_errors = Seen::default();
+    let recovery = loop {
+        let probe = async {
+            let issued = sessions.set_token("probe", 600).await?;
+            sessions.check_token(&issued.token).await
+        };
+        match probe.await {
+            Ok(Some(_)) => break killed.elapsed(),
+            Ok(None) => panic!("a token issued on the new master is not valid"),
+            Err(error) => {
+                assert!(matches!(error, Error::Store(_)), "probe: {error:?}");
+                probe_errors.record(&error);
+            }
+        }
+        assert!(
+            killed.elapsed() < FAILOVER_LIMIT,
+            "no call succeeded within {FAILOVER_LIMIT:?} of killing the master; errors:\n\
+             {probe_errors}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The workers see the new master too before they stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut invalid = Vec::new();
+    for worker in workers {
+        invalid.extend(worker.await.unwrap());
+    }
+
+    let new_master = env.sentinel.as_ref().unwrap().master_port();
+    assert_ne!(
+        new_master, old_master,
+        "the sentinels did not promote the replica"
+    );
+    env.store.ready().await.unwrap();
+    let issued = issued.lock().unwrap().clone();
+    let mut lost = Vec::new();
+    for token in &issued {
+        if durable.check_token(token).await.unwrap().is_none() {
+            lost.push(token.clone());
+        }
+    }
+    let mut revived = Vec::new();
+    for token in &revoked {
+        if durable.check_token(token).await.unwrap().is_some() {
+            revived.push(token.clone());
+        }
+    }
+
+    eprintln!(
+        "failover from port {old_master} to {new_master}: first success {recovery:?} after \
+         the kill; {} tokens issued with a replica's acknowledgement, {} lost; {} revoked, \
+         {} revived",
+        issued.len(),
+        lost.len(),
+        revoked.len(),
+        revived.len()
+    );
+    errors.print("errors seen by the workers (durable store)");
+    probe_errors.print("errors seen by the recovery probe");
+    assert!(invalid.is_empty(), "fresh tokens not valid: {invalid:?}");
+    assert!(lost.is_empty(), "acknowledged tokens lost: {lost:?}");
+    assert!(
+        revived.is_empty(),
+        "revoked tokens valid again: {revived:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_moves_the_store_to_the_promoted_replica() {
+    let env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_ref().unwrap();
+    // Acknowledged by the replica, so the promoted replica has it.
+    let durable = SentinelStore::connect(SentinelConfig {
+        min_replicas_ack: 1,
+        ..sentinel_config(cluster)
+    })
+    .await
+    .unwrap();
+    let before = SessionManager::builder()
+        .store(durable)
+        .build()
+        .unwrap()
+        .set_token("alice", 600)
+        .await
+        .unwrap()
+        .token;
+    // The sentinels make the demoted master a replica only seconds later,
+    // so the rest goes through a store that waits for no replica.
+    let store = SentinelStore::connect(sentinel_config(cluster))
+        .await
+        .unwrap();
+    let sessions = SessionManager::builder()
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let old_master = cluster.master_port();
+
+    cluster.force_failover();
+    // The old master keeps taking writes until the sentinels demote it,
+    // seconds later; the store must leave it as soon as they name another.
+    let deadline = Instant::now() + FAILOVER_LIMIT;
+    let errors = Seen::default();
+    let new_master = loop {
+        if let Err(error) = sessions.check_token(&before).await {
+            assert!(matches!(error, Error::Store(_)), "check-token: {error:?}");
+            errors.record(&error);
+        }
+        let master = cluster.master_port();
+        if master != old_master && store.master_address() == Some(format!("127.0.0.1:{master}")) {
+            break master;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store did not follow the sentinels within {FAILOVER_LIMIT:?}; now on {:?}; \
+             errors:\n{errors}",
+            store.master_address()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    errors.print("errors seen during the forced failover");
+
+    let after = sessions.set_token("bob", 600).await.unwrap().token;
+    assert_eq!(
+        store.master_address(),
+        Some(format!("127.0.0.1:{new_master}"))
+    );
+    assert!(sessions.check_token(&before).await.unwrap().is_some());
+    assert!(sessions.check_token(&after).await.unwrap().is_some());
+    store.ready().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_every_sentinel_down_connect_names_each_sentinel_tried() {
+    let sentinels: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let error = SentinelStore::connect(SentinelConfig::new(sentinels.clone(), "mymaster"))
+        .await
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("no sentinel reachable"), "{message}");
+    for sentinel in &sentinels {
+        assert!(message.contains(sentinel.as_str()), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_master_name_the_sentinels_do_not_know_is_a_clear_error() {
+    let env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_ref().unwrap();
+    let error = SentinelStore::connect(SentinelConfig {
+        master_name: "nosuchmaster".into(),
+        ..sentinel_config(cluster)
+    })
+    .await
+    .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("the sentinels do not know a redis master named \"nosuchmaster\""),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_server_fails_calls_with_store_errors_then_serves_again() {
+    let mut server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(RedisConfig::new(server.url()))
+            .await
+            .unwrap(),
+    );
+    let sessions = SessionManager::builder()
+        .shared_store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    let single = SessionManager::builder()
+        .shared_store(Arc::clone(&store))
+        .settings(Settings {
+            single_mode: true,
+            ..Settings::default()
+        })
+        .build()
+        .unwrap();
+    let token = sessions.set_token("alice", 600).await.unwrap().token;
+    single.set_token("bob", 600).await.unwrap();
+
+    server.kill();
+    // Twice: the first failure and the ones after it go different ways
+    // through the reconnect logic.
+    for _ in 0..2 {
+        assert_store_error("set-token", sessions.set_token("alice", 600).await);
+        assert_store_error("single-mode set-token", single.set_token("bob", 600).await);
+        assert_store_error("check-token", sessions.check_token(&token).await);
+        assert_store_error("refresh-token", sessions.refresh_token(&token, 600).await);
+        assert_store_error("delete-token", sessions.delete_token(&token).await);
+        assert_store_error("list-user-token", sessions.list_user_token("alice").await);
+        assert_store_error(
+            "delete-user-token",
+            sessions.delete_user_token("alice").await,
+        );
+        assert!(store.ready().await.is_err(), "ready while redis is down");
+    }
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.ready().await.is_err() {
+        assert!(Instant::now() < deadline, "redis did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = sessions.set_token("alice", 600).await.unwrap().token;
+    assert!(sessions.check_token(&token).await.unwrap().is_some());
+    sessions.refresh_token(&token, 600).await.unwrap();
+    let bob = single.set_token("bob", 600).await.unwrap().token;
+    assert_eq!(single.list_user_token("bob").await.unwrap()[0].token, bob);
+    sessions.delete_token(&token).await.unwrap();
+    assert_eq!(sessions.check_token(&token).await.unwrap(), None);
+    sessions.delete_user_token("bob").await.unwrap();
+}
