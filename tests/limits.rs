@@ -14,6 +14,15 @@ fn hostile() -> SessionManager {
         .unwrap()
 }
 
+/// set-token for `user` makes the hostile policy misbehave; the error says
+/// `reason`.
+async fn assert_policy_error(sessions: &SessionManager, user: &str, reason: &str) {
+    match sessions.set_token(user, 60).await {
+        Err(Error::Policy(message)) => assert!(message.contains(reason), "{message}"),
+        other => panic!("expected a policy error, got {other:?}"),
+    }
+}
+
 async fn assert_still_serving(hostile: &SessionManager) {
     let issued = hostile.set_token("fine", 60).await.unwrap();
     assert!(issued.token.starts_with("fine_"));
@@ -26,10 +35,7 @@ async fn assert_still_serving(hostile: &SessionManager) {
 async fn a_policy_that_loops_forever_is_stopped_at_its_time_limit() {
     let sessions = hostile();
     let started = Instant::now();
-    match sessions.set_token("loop", 60).await {
-        Err(Error::Policy(message)) => assert!(message.contains("time limit"), "{message}"),
-        other => panic!("expected a policy error, got {other:?}"),
-    }
+    assert_policy_error(&sessions, "loop", "time limit").await;
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(500) && took < Duration::from_secs(5),
@@ -41,20 +47,14 @@ async fn a_policy_that_loops_forever_is_stopped_at_its_time_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
     let sessions = hostile();
-    match sessions.set_token("alloc", 60).await {
-        Err(Error::Policy(message)) => assert!(message.contains("memory"), "{message}"),
-        other => panic!("expected a policy error, got {other:?}"),
-    }
+    assert_policy_error(&sessions, "alloc", "memory").await;
     assert_still_serving(&sessions).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_policy_reports_its_message() {
     let sessions = hostile();
-    match sessions.set_token("panic", 60).await {
-        Err(Error::Policy(message)) => assert!(message.contains("panics on request"), "{message}"),
-        other => panic!("expected a policy error, got {other:?}"),
-    }
+    assert_policy_error(&sessions, "panic", "panics on request").await;
     assert_still_serving(&sessions).await;
 }
 

@@ -221,9 +221,10 @@ fn set_token(config: &Config, user_id: &str, ttl: i64) -> Result<IssuedToken, Er
 
     if !config.single_mode {
         let mut commands = writes;
+        let read_index = commands.len();
         commands.push(Command::HashGetAll(index));
         let replies = store::atomic(&commands)?;
-        let entries = reply_pairs("HGETALL index", reply_at(replies, 4)?)?;
+        let entries = reply_pairs("HGETALL index", reply_at(replies, read_index)?)?;
         // Entries past their recorded expiry are probably dead: confirm and
         // prune them, so that the index stays as small as the live tokens.
         let now = now();

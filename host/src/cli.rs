@@ -135,18 +135,8 @@ struct ServeArgs {
     /// Reload the policy when its file changes.
     #[arg(long, env = "DSESSION_WATCH_POLICY")]
     watch_policy: bool,
-    /// Prefix of token keys.
-    #[arg(long, env = "DSESSION_TOKEN_KEY_PREFIX")]
-    token_prefix: Option<String>,
-    /// Prefix of user-info keys.
-    #[arg(long, env = "DSESSION_USER_KEY_PREFIX")]
-    user_prefix: Option<String>,
-    /// Default token lifetime in seconds.
-    #[arg(long, env = "DSESSION_DEFAULT_EXPIRE_SECONDS")]
-    default_expire: Option<i64>,
-    /// Single-login mode.
-    #[arg(long, env = "DSESSION_SINGLE_MODE")]
-    single_mode: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
     /// Log format.
     #[arg(long, env = "DSESSION_LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
@@ -171,16 +161,7 @@ impl ServeArgs {
             config.policy.path = Some(path);
         }
         config.policy.watch |= self.watch_policy;
-        if let Some(prefix) = self.token_prefix {
-            config.settings.token_key_prefix = prefix;
-        }
-        if let Some(prefix) = self.user_prefix {
-            config.settings.user_key_prefix = prefix;
-        }
-        if let Some(seconds) = self.default_expire {
-            config.settings.default_expire_seconds = seconds;
-        }
-        config.settings.single_mode |= self.single_mode;
+        self.settings.apply(&mut config.settings);
         Ok(config)
     }
 }
@@ -236,6 +217,39 @@ impl StoreArgs {
     }
 }
 
+/// gosession's configuration chain; each flag overrides the default (or,
+/// for `serve`, the config file).
+#[derive(Debug, Args)]
+struct SettingsArgs {
+    /// Prefix of token keys [default: gosession-token].
+    #[arg(long, env = "DSESSION_TOKEN_KEY_PREFIX")]
+    token_prefix: Option<String>,
+    /// Prefix of user-info keys [default: gosession-user].
+    #[arg(long, env = "DSESSION_USER_KEY_PREFIX")]
+    user_prefix: Option<String>,
+    /// Default token lifetime in seconds [default: 604800].
+    #[arg(long, env = "DSESSION_DEFAULT_EXPIRE_SECONDS")]
+    default_expire: Option<i64>,
+    /// Single-login mode: a new token revokes the user's others.
+    #[arg(long, env = "DSESSION_SINGLE_MODE")]
+    single_mode: bool,
+}
+
+impl SettingsArgs {
+    fn apply(&self, settings: &mut Settings) {
+        if let Some(prefix) = &self.token_prefix {
+            settings.token_key_prefix.clone_from(prefix);
+        }
+        if let Some(prefix) = &self.user_prefix {
+            settings.user_key_prefix.clone_from(prefix);
+        }
+        if let Some(seconds) = self.default_expire {
+            settings.default_expire_seconds = seconds;
+        }
+        settings.single_mode |= self.single_mode;
+    }
+}
+
 /// Where tokens live and how they are laid out.
 #[derive(Debug, Args)]
 struct Common {
@@ -246,18 +260,8 @@ struct Common {
     /// A policy component to use instead of the built-in one.
     #[arg(long, env = "DSESSION_POLICY")]
     policy: Option<PathBuf>,
-    /// Prefix of token keys.
-    #[arg(long, default_value = "gosession-token")]
-    token_prefix: String,
-    /// Prefix of user-info keys.
-    #[arg(long, default_value = "gosession-user")]
-    user_prefix: String,
-    /// Default token lifetime in seconds.
-    #[arg(long, default_value_t = 604_800)]
-    default_expire: i64,
-    /// Single-login mode: a new token revokes the user's others.
-    #[arg(long)]
-    single_mode: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -265,13 +269,9 @@ struct Common {
 
 impl Common {
     async fn manager(&self) -> anyhow::Result<SessionManager> {
-        let mut builder = SessionManager::builder().settings(Settings {
-            token_key_prefix: self.token_prefix.clone(),
-            user_key_prefix: self.user_prefix.clone(),
-            default_expire_seconds: self.default_expire,
-            single_mode: self.single_mode,
-            ..Settings::default()
-        });
+        let mut settings = Settings::default();
+        self.settings.apply(&mut settings);
+        let mut builder = SessionManager::builder().settings(settings);
         if let Some(store) = self.store.config() {
             builder = builder.shared_store(store.open().await?);
         }

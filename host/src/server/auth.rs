@@ -112,18 +112,8 @@ pub async fn forward_auth(
     let Some(token) = presented_token(&headers, &config.cookie) else {
         return Err(AppError::InvalidToken { presented: false });
     };
-    let sessions = state.sessions();
-    let user = if config.load_user {
-        state
-            .call(
-                "check_token_or_update_user",
-                sessions.check_token_or_update_user(token, config.user_ttl_seconds),
-            )
-            .await
-    } else {
-        state.call("check_token", sessions.check_token(token)).await
-    };
-    let user = match user {
+    let user_ttl = config.load_user.then_some(config.user_ttl_seconds);
+    let user = match state.check(token, user_ttl).await {
         Ok(Some(user)) => user,
         Ok(None) | Err(Error::InvalidArgument(_)) => {
             tracing::debug!(token = redact(token), "forward-auth rejected a token");
@@ -133,7 +123,10 @@ pub async fn forward_auth(
     };
     if let Some(seconds) = config.refresh_on_check_seconds {
         match state
-            .call("refresh_token", sessions.refresh_token(token, seconds))
+            .call(
+                "refresh_token",
+                state.sessions().refresh_token(token, seconds),
+            )
             .await
         {
             Ok(_) => {}
@@ -144,7 +137,8 @@ pub async fn forward_auth(
     let mut response = StatusCode::OK.into_response();
     let response_headers = response.headers_mut();
     response_headers.insert(USER_ID_HEADER, header_safe(&user.id));
-    if let Some(detail) = user.detail.filter(|_| config.load_user) {
+    // Only check-token-or-update-user (load_user) returns detail.
+    if let Some(detail) = user.detail {
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(detail.to_string());
         response_headers.insert(
             USER_DETAIL_HEADER,

@@ -85,6 +85,25 @@ impl AppState {
         self.0.metrics.policy_call(operation, started, outcome)
     }
 
+    /// check-token, or with `user_ttl` check-token-or-update-user.
+    async fn check(
+        &self,
+        token: &str,
+        user_ttl: Option<i64>,
+    ) -> Result<Option<crate::User>, Error> {
+        let sessions = &self.0.sessions;
+        match user_ttl {
+            Some(ttl) => {
+                self.call(
+                    "check_token_or_update_user",
+                    sessions.check_token_or_update_user(token, ttl),
+                )
+                .await
+            }
+            None => self.call("check_token", sessions.check_token(token)).await,
+        }
+    }
+
     /// Compiles and validates the policy file, then swaps it in; calls in
     /// flight finish on the old policy. On failure the old policy keeps
     /// serving. Returns what the new policy exports.

@@ -174,19 +174,8 @@ pub async fn check_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CheckTokenRequest>,
 ) -> Result<Json<CheckTokenResponse>, AppError> {
-    let sessions = state.sessions();
-    let user = if request.load_user {
-        state
-            .call(
-                "check_token_or_update_user",
-                sessions.check_token_or_update_user(&request.token, request.user_ttl),
-            )
-            .await?
-    } else {
-        state
-            .call("check_token", sessions.check_token(&request.token))
-            .await?
-    };
+    let user_ttl = request.load_user.then_some(request.user_ttl);
+    let user = state.check(&request.token, user_ttl).await?;
     Ok(Json(CheckTokenResponse {
         valid: user.is_some(),
         user,

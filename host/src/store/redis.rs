@@ -250,7 +250,9 @@ where
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let values: Vec<Value> = pipeline(commands)?
+        let mut pipe = redis::pipe();
+        queue(&mut pipe, commands, false)?;
+        let values: Vec<Value> = pipe
             .query_async(&mut self.shared.clone())
             .await
             .map_err(|error| self.failed(error))?;
@@ -292,10 +294,7 @@ where
         if !keys.is_empty() {
             pipe.cmd("WATCH").arg(keys).ignore();
         }
-        for read in reads {
-            read.validate()?;
-            add(&mut pipe, read);
-        }
+        queue(&mut pipe, reads, false)?;
         let (connection, values) = match self.idle_connection() {
             Some(mut connection) => match pipe.query_async(&mut connection).await {
                 // An idle connection may have died with an earlier server
@@ -343,11 +342,7 @@ where
         let ack = self.acknowledgement(commands);
         let mut pipe = redis::pipe();
         pipe.cmd("MULTI").ignore();
-        for command in commands {
-            command.validate()?;
-            add(&mut pipe, command);
-            pipe.ignore();
-        }
+        queue(&mut pipe, commands, true)?;
         pipe.cmd("EXEC");
         if let Some(ack) = ack {
             pipe.cmd("WAIT")
@@ -519,13 +514,21 @@ fn add(pipe: &mut Pipeline, command: &Command) {
     }
 }
 
-fn pipeline(commands: &[Command]) -> Result<Pipeline, StoreError> {
-    let mut pipe = redis::pipe();
+/// Validates `commands` and adds them to `pipe`; with `ignore_replies`
+/// their replies are dropped (inside `MULTI` they only answer `QUEUED`).
+fn queue(
+    pipe: &mut Pipeline,
+    commands: &[Command],
+    ignore_replies: bool,
+) -> Result<(), StoreError> {
     for command in commands {
         command.validate()?;
-        add(&mut pipe, command);
+        add(pipe, command);
+        if ignore_replies {
+            pipe.ignore();
+        }
     }
-    Ok(pipe)
+    Ok(())
 }
 
 fn text(value: Value) -> Result<String, Value> {
