@@ -360,17 +360,190 @@ async fn add_refresh_and_delete_user_manage_the_user_info_cache(env: Env) {
     sessions.delete_user("bob").await.unwrap();
     assert_eq!(env.ttl("gosession-user_bob").await, -2);
     sessions.delete_user("bob").await.unwrap();
+}
 
-    let no_loader = env.manager();
-    let user = no_loader.add_user("dave", 0).await.unwrap();
-    assert_eq!(user.detail, None);
+async fn without_a_loader_add_and_refresh_user_write_nothing_and_say_why(env: Env) {
+    let go_cached = r#"{"id":"dave","detail":{"from":"go","name":"dave"}}"#;
+    env.raw(vec![Command::Set {
+        key: "gosession-user_dave".into(),
+        value: go_cached.into(),
+        ttl_seconds: 0,
+        condition: SetCondition::Always,
+    }])
+    .await;
+    let sessions = env.manager();
+    for outcome in [
+        sessions.add_user("dave", 0).await.map(drop),
+        sessions.add_user("erin", 60).await.map(drop),
+        sessions.refresh_user(&["dave".into()], 60).await,
+    ] {
+        match outcome {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains("no user loader"), "{message}")
+            }
+            other => panic!("expected invalid argument naming the loader, got {other:?}"),
+        }
+    }
     let cached = env
-        .raw(vec![Command::Get("gosession-user_dave".into())])
+        .raw(vec![
+            Command::Get("gosession-user_dave".into()),
+            Command::Get("gosession-user_erin".into()),
+        ])
         .await;
+    assert_eq!(cached, vec![Reply::Text(go_cached.into()), Reply::Nil]);
+    assert_eq!(env.ttl("gosession-user_dave").await, -1);
+}
+
+async fn a_token_whose_index_entry_is_gone_is_not_valid_and_not_refreshed(env: Env) {
+    let (loader, _) = counting_loader();
+    let sessions = env.builder().loader(loader).build().unwrap();
+    let issued = sessions.set_token("alice", 600).await.unwrap();
+    let other = sessions.set_token("alice", 600).await.unwrap();
+    // What a gosession login does to a longer-lived dsession token: it
+    // shortens the index TTL, and the index then expires before the token.
+    env.raw(vec![Command::HashDelete {
+        key: "gosession-token_alice".into(),
+        fields: vec![issued.token.clone()],
+    }])
+    .await;
+    assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
     assert_eq!(
-        cached,
-        vec![Reply::Text(r#"{"id":"dave","detail":null}"#.into())]
+        sessions
+            .check_token_or_update_user(&issued.token, 60)
+            .await
+            .unwrap(),
+        None
     );
+    assert_eq!(
+        sessions.refresh_token(&issued.token, 6000).await,
+        Err(Error::NotFound)
+    );
+    assert_near(
+        env.ttl(&format!("gosession-token_{}", issued.token)).await,
+        600,
+        "an unlisted token's TTL is not extended",
+    );
+    assert_eq!(index_tokens(&env, "alice").await, vec![other.token.clone()]);
+
+    env.raw(vec![Command::Del(vec!["gosession-token_alice".into()])])
+        .await;
+    assert_eq!(sessions.check_token(&other.token).await.unwrap(), None);
+    sessions.delete_user_token("alice").await.unwrap();
+    for token in [&issued.token, &other.token] {
+        assert_eq!(sessions.check_token(token).await.unwrap(), None);
+    }
+}
+
+async fn tokens_of_long_user_ids_work_up_to_the_bound_and_longer_is_an_error(env: Env) {
+    let sessions = env.manager();
+    for len in [300, 1024] {
+        let id = "u".repeat(len);
+        let issued = sessions.set_token(&id, 60).await.unwrap();
+        assert_eq!(
+            sessions
+                .check_token(&issued.token)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            id
+        );
+        sessions.refresh_token(&issued.token, 120).await.unwrap();
+        assert_eq!(sessions.list_user_token(&id).await.unwrap().len(), 1);
+    }
+    // A token gosession issued for a 300-byte e-mail address.
+    let email = format!("{}@example.com", "f".repeat(288));
+    let token = format!("{email}_{HEX32}");
+    env.raw(vec![
+        Command::Set {
+            key: format!("gosession-token_{token}"),
+            value: format!("gosession-user_{email}"),
+            ttl_seconds: 60,
+            condition: SetCondition::Always,
+        },
+        Command::HashSet {
+            key: format!("gosession-token_{email}"),
+            fields: vec![(token.clone(), (now() + 60).to_string())],
+        },
+    ])
+    .await;
+    assert_eq!(
+        sessions.check_token(&token).await.unwrap().unwrap().id,
+        email
+    );
+
+    let too_long = "u".repeat(1025);
+    let forged = format!("{too_long}_{HEX32}");
+    for outcome in [
+        sessions.set_token(&too_long, 60).await.map(drop),
+        sessions.check_token(&forged).await.map(drop),
+        sessions
+            .check_token_or_update_user(&forged, 60)
+            .await
+            .map(drop),
+        sessions.refresh_token(&forged, 60).await.map(drop),
+        sessions.delete_token(&forged).await,
+        sessions.list_user_token(&too_long).await.map(drop),
+    ] {
+        match outcome {
+            Err(Error::InvalidArgument(message)) => assert!(message.contains("1024"), "{message}"),
+            other => panic!("expected invalid argument naming the bound, got {other:?}"),
+        }
+    }
+}
+
+async fn ids_a_header_cannot_carry_are_rejected_at_creation(env: Env) {
+    let sessions = env.manager();
+    for id in ["a\r\nb", "a\nb", "a\0b", " alice", "alice ", "alice\t"] {
+        match sessions.set_token(id, 60).await {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains("user id"), "{message}")
+            }
+            other => panic!("user id {id:?}: expected invalid argument, got {other:?}"),
+        }
+        assert!(env.hash(&format!("gosession-token_{id}")).await.is_empty());
+    }
+    let inner_space = sessions.set_token("józef kowalski", 60).await.unwrap();
+    assert!(
+        sessions
+            .check_token(&inner_space.token)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn a_token_is_valid_until_its_key_expires_even_with_one_second_left(env: Env) {
+    let sessions = env.manager();
+    let issued = sessions.set_token("alice", 1).await.unwrap();
+    let user = sessions
+        .check_token(&issued.token)
+        .await
+        .unwrap()
+        .expect("valid");
+    assert!(user.token_remain_live_time <= 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
+}
+
+async fn a_key_of_the_wrong_type_is_corrupt_data_not_an_outage(env: Env) {
+    let sessions = env.manager();
+    let issued = sessions.set_token("alice", 60).await.unwrap();
+    env.raw(vec![
+        Command::Del(vec!["gosession-token_alice".into()]),
+        Command::Set {
+            key: "gosession-token_alice".into(),
+            value: "not a hash".into(),
+            ttl_seconds: 0,
+            condition: SetCondition::Always,
+        },
+    ])
+    .await;
+    match sessions.check_token(&issued.token).await {
+        Err(Error::Corrupt(message)) => assert!(message.contains("WRONGTYPE"), "{message}"),
+        other => panic!("expected corrupt data, got {other:?}"),
+    }
+    env.store.ready().await.unwrap();
 }
 
 async fn user_ids_may_contain_underscores(env: Env) {
@@ -395,7 +568,7 @@ async fn user_ids_may_contain_underscores(env: Env) {
 
 async fn bad_input_gets_a_clear_error_and_writes_nothing(env: Env) {
     let sessions = env.manager();
-    let long = "x".repeat(257);
+    let long = "x".repeat(1025);
     let colliding = format!("bob_{HEX32}");
     for id in ["", long.as_str(), colliding.as_str()] {
         for outcome in [
@@ -581,6 +754,12 @@ on_every_store!(
     list_user_token_lists_live_tokens_and_prunes_dead_entries,
     delete_user_token_revokes_every_token_of_that_user_only,
     add_refresh_and_delete_user_manage_the_user_info_cache,
+    without_a_loader_add_and_refresh_user_write_nothing_and_say_why,
+    a_token_whose_index_entry_is_gone_is_not_valid_and_not_refreshed,
+    tokens_of_long_user_ids_work_up_to_the_bound_and_longer_is_an_error,
+    ids_a_header_cannot_carry_are_rejected_at_creation,
+    a_token_is_valid_until_its_key_expires_even_with_one_second_left,
+    a_key_of_the_wrong_type_is_corrupt_data_not_an_outage,
     user_ids_may_contain_underscores,
     bad_input_gets_a_clear_error_and_writes_nothing,
     bad_settings_are_an_invalid_argument,

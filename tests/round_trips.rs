@@ -50,13 +50,17 @@ async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
     );
 
     sessions.refresh_token(&issued.token, 60).await.unwrap();
-    assert_eq!(round_trips.swap(0, Ordering::SeqCst), 1, "refresh-token");
+    assert_eq!(
+        round_trips.swap(0, Ordering::SeqCst),
+        2,
+        "refresh-token: is it listed, then extend it"
+    );
     sessions.delete_token(&issued.token).await.unwrap();
     assert_eq!(round_trips.swap(0, Ordering::SeqCst), 1, "delete-token");
 }
 
 #[tokio::test]
-async fn a_check_sends_redis_only_one_get_and_one_ttl() {
+async fn a_check_sends_redis_only_one_get_one_ttl_and_one_hexists() {
     let server = RedisServer::start();
     let sessions = SessionManager::builder()
         .store(
@@ -90,6 +94,7 @@ async fn a_check_sends_redis_only_one_get_and_one_ttl() {
     };
     assert_eq!(calls("get"), 10, "{stats}");
     assert_eq!(calls("ttl"), 10, "{stats}");
+    assert_eq!(calls("hexists"), 10, "{stats}");
     assert_eq!(
         calls("hdel") + calls("hset") + calls("multi") + calls("watch"),
         0,

@@ -2,8 +2,9 @@
 //!
 //! Pure functions only, so that they are unit-tested natively.
 
-/// The longest user id accepted, in bytes.
-pub const MAX_USER_ID_BYTES: usize = 256;
+/// The longest user id accepted by every operation, in bytes: room for
+/// federated ids and long e-mail addresses.
+pub const MAX_USER_ID_BYTES: usize = 1024;
 /// The longest TTL accepted: ten years, far past any session and far from
 /// overflowing unix-second arithmetic.
 pub const MAX_TTL_SECONDS: i64 = 10 * 365 * 24 * 3600;
@@ -98,7 +99,12 @@ fn ends_like_token(s: &str) -> bool {
     bytes[split] == b'_' && bytes[split + 1..].iter().all(u8::is_ascii_hexdigit)
 }
 
-/// Rejects a user id that is empty, longer than 256 bytes, or ends in `_`
+/// The longest token accepted: a user id at its bound, `_`, the random part.
+pub const MAX_TOKEN_BYTES: usize = MAX_USER_ID_BYTES + 1 + TOKEN_RANDOM_HEX;
+
+/// Rejects a user id that is empty, longer than [`MAX_USER_ID_BYTES`],
+/// holds a control character (CR, LF, NUL…) or starts or ends with white
+/// space (a header carrying its token could not keep it), or ends in `_`
 /// and 32 hex digits (its index key would be another user's token key).
 pub fn check_user_id(user_id: &str) -> Result<(), Invalid> {
     if user_id.is_empty() {
@@ -110,6 +116,14 @@ pub fn check_user_id(user_id: &str) -> Result<(), Invalid> {
             user_id.len()
         ));
     }
+    if let Some(c) = user_id.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "user id must not contain control characters, found {c:?}"
+        ));
+    }
+    if user_id.starts_with(char::is_whitespace) || user_id.ends_with(char::is_whitespace) {
+        return Err("user id must not start or end with white space".into());
+    }
     if ends_like_token(user_id) {
         return Err(format!(
             "user id must not end in '_' and {TOKEN_RANDOM_HEX} hex digits: its keys would collide with a token's"
@@ -119,14 +133,27 @@ pub fn check_user_id(user_id: &str) -> Result<(), Invalid> {
 }
 
 /// The user id of a well-formed token: the part before its last `_`, the
-/// part after being 32 lowercase hex digits. None for a malformed token.
-pub fn token_user(token: &str) -> Option<&str> {
-    let (user_id, random) = token.rsplit_once('_')?;
+/// part after being 32 lowercase hex digits. None for a malformed token; an
+/// error for one longer than [`MAX_TOKEN_BYTES`], which no operation could
+/// have issued and none would answer for.
+pub fn token_user(token: &str) -> Result<Option<&str>, Invalid> {
+    if token.is_empty() {
+        return Err("token must not be empty".into());
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "token must be at most {MAX_TOKEN_BYTES} bytes (a user id of at most {MAX_USER_ID_BYTES}), got {}",
+            token.len()
+        ));
+    }
+    let Some((user_id, random)) = token.rsplit_once('_') else {
+        return Ok(None);
+    };
     let random_ok = random.len() == TOKEN_RANDOM_HEX
         && random
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (random_ok && check_user_id(user_id).is_ok()).then_some(user_id)
+    Ok((random_ok && check_user_id(user_id).is_ok()).then_some(user_id))
 }
 
 /// A new token for `user_id` from 16 random bytes.
@@ -197,8 +224,9 @@ mod tests {
     #[test]
     fn user_ids_that_are_empty_long_or_token_like_are_rejected() {
         assert!(check_user_id("").is_err());
-        assert!(check_user_id(&"x".repeat(257)).is_err());
-        assert!(check_user_id(&"x".repeat(256)).is_ok());
+        assert!(check_user_id(&"x".repeat(MAX_USER_ID_BYTES + 1)).is_err());
+        assert!(check_user_id(&"x".repeat(MAX_USER_ID_BYTES)).is_ok());
+        assert!(check_user_id(&"é".repeat(300)).is_ok());
         assert!(check_user_id("alice_0123456789abcdef0123456789abcdef").is_err());
         assert!(check_user_id("alice_0123456789ABCDEF0123456789ABCDEF").is_err());
         assert!(check_user_id("alice_bob").is_ok());
@@ -206,14 +234,33 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_a_header_cannot_carry_are_rejected() {
+        for bad in [
+            "a\rb", "a\nb", "a\0b", " alice", "alice ", "alice\t", "\u{85}x",
+        ] {
+            assert!(check_user_id(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(check_user_id("józef kowalski").is_ok());
+    }
+
+    #[test]
     fn token_user_is_the_part_before_the_last_underscore() {
         let token = new_token("a_b", &[0xab; 16]);
         assert_eq!(token, format!("a_b_{}", "ab".repeat(16)));
-        assert_eq!(token_user(&token), Some("a_b"));
-        assert_eq!(token_user("nounderscore"), None);
-        assert_eq!(token_user(&format!("_{}", "ab".repeat(16))), None);
-        assert_eq!(token_user(&format!("a_{}", "AB".repeat(16))), None);
-        assert_eq!(token_user("a_abc"), None);
+        assert_eq!(token_user(&token), Ok(Some("a_b")));
+        assert_eq!(token_user("nounderscore"), Ok(None));
+        assert_eq!(token_user(&format!("_{}", "ab".repeat(16))), Ok(None));
+        assert_eq!(token_user(&format!("a_{}", "AB".repeat(16))), Ok(None));
+        assert_eq!(token_user("a_abc"), Ok(None));
+        assert!(token_user("").is_err());
+    }
+
+    #[test]
+    fn tokens_of_user_ids_up_to_the_bound_are_read_and_longer_ones_rejected() {
+        let long = "x".repeat(MAX_USER_ID_BYTES);
+        let token = new_token(&long, &[1; 16]);
+        assert_eq!(token_user(&token), Ok(Some(long.as_str())));
+        assert!(token_user(&format!("x{token}")).is_err());
     }
 
     #[test]

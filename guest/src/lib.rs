@@ -16,8 +16,8 @@ wit_bindgen::generate!({
 });
 
 use dsession::session::store::{
-    self, Command, ExpireArgs, ExpireCondition, HashDeleteArgs, HashSetArgs, Reply, SetArgs,
-    SetCondition,
+    self, Command, ExpireArgs, ExpireCondition, HashDeleteArgs, HashExistsArgs, HashSetArgs, Reply,
+    SetArgs, SetCondition,
 };
 use dsession::session::types::{Error, IssuedToken, Settings, TokenEntry, User, UserInfo};
 use dsession::session::user_loader;
@@ -79,13 +79,34 @@ fn check_user_id(user_id: &str) -> Result<(), Error> {
     layout::check_user_id(user_id).map_err(Error::InvalidArgument)
 }
 
-/// The user of a token; None when it is malformed. An empty token is an
-/// invalid argument rather than a token that is merely not valid.
+/// The user of a token; None when it is malformed. An empty or oversized
+/// token is an invalid argument rather than a token that is merely not valid.
 fn token_user(token: &str) -> Result<Option<&str>, Error> {
-    if token.is_empty() {
-        return Err(Error::InvalidArgument("token must not be empty".into()));
+    layout::token_user(token).map_err(Error::InvalidArgument)
+}
+
+/// Whether the user's index still lists `token`. A token whose entry is
+/// gone (gosession shortens the index TTL, or another writer removed it) is
+/// not valid: delete-user-token could no longer reach it.
+fn index_entry(config: &Config, user_id: &str, token: &str) -> Command {
+    Command::HashExists(HashExistsArgs {
+        key: config.layout.index_key(user_id),
+        field: token.to_owned(),
+    })
+}
+
+/// Refuses to write the user-info cache when there is nothing to fill it
+/// from: gosession's AddUser errors without a loader too, and writing `null`
+/// would wipe detail that other services cached.
+fn require_loader(config: &Config) -> Result<(), Error> {
+    if config.user_loader {
+        return Ok(());
     }
-    Ok(layout::token_user(token))
+    Err(Error::InvalidArgument(
+        "no user loader is configured: add-user and refresh-user load the detail from it, \
+         and without one they would overwrite the cached detail; nothing was written"
+            .into(),
+    ))
 }
 
 fn now() -> i64 {
@@ -271,6 +292,13 @@ fn refresh_token(config: &Config, token: &str, ttl: i64) -> Result<i64, Error> {
     let Some(user_id) = token_user(token)? else {
         return Err(Error::NotFound);
     };
+    // A second round trip, as MULTI cannot make EXPIRE depend on HEXISTS;
+    // an entry removed in between by delete-user-token takes the token key
+    // with it, so EXPIRE then finds nothing to extend.
+    let listed = store::batch(&[index_entry(config, user_id, token)])?;
+    if reply_integer("HEXISTS index", &reply_at(listed, 0)?)? == 0 {
+        return Err(Error::NotFound);
+    }
     let expires = now() + ttl;
     let index = config.layout.index_key(user_id);
     let [expire_new, expire_later] = config.index_expiry(user_id, ttl);
@@ -313,12 +341,17 @@ fn check_token(config: &Config, token: &str, user_ttl: Option<i64>) -> Result<Op
     };
     let token_key = config.layout.token_key(token);
     let user_key = config.layout.user_key(user_id);
-    let mut reads = vec![Command::Get(token_key.clone()), Command::Ttl(token_key)];
+    let mut reads = vec![
+        Command::Get(token_key.clone()),
+        Command::Ttl(token_key),
+        index_entry(config, user_id, token),
+    ];
     if user_ttl.is_some() {
         reads.push(Command::Get(user_key.clone()));
     }
     let mut replies = store::batch(&reads)?.into_iter();
-    let (Some(value), Some(ttl)) = (replies.next(), replies.next()) else {
+    let (Some(value), Some(ttl), Some(listed)) = (replies.next(), replies.next(), replies.next())
+    else {
         return Err(Error::Corrupt("store returned too few replies".into()));
     };
     let now = now();
@@ -335,6 +368,9 @@ fn check_token(config: &Config, token: &str, user_ttl: Option<i64>) -> Result<Op
         return Err(Error::Corrupt(format!(
             "token key names user key {value:?}, expected {user_key:?}"
         )));
+    }
+    if reply_integer("HEXISTS index", &listed)? == 0 {
+        return Ok(None);
     }
 
     let detail = match user_ttl {
@@ -422,6 +458,7 @@ fn delete_user_token(config: &Config, user_id: &str) -> Result<(), Error> {
 }
 
 fn add_users(config: &Config, user_ids: &[String], ttl: i64) -> Result<Vec<UserInfo>, Error> {
+    require_loader(config)?;
     let mut users = Vec::with_capacity(user_ids.len());
     let mut writes = Vec::with_capacity(user_ids.len());
     for user_id in user_ids {

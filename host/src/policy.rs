@@ -191,6 +191,10 @@ impl From<wit_store::Command> for store::Command {
                 fields: args.fields,
             },
             W::HashGetAll(key) => Self::HashGetAll(key),
+            W::HashExists(args) => Self::HashExists {
+                key: args.key,
+                field: args.field,
+            },
         }
     }
 }
@@ -216,7 +220,11 @@ fn replies(replies: Vec<store::Reply>) -> Vec<wit_store::Reply> {
 }
 
 fn wit_store_error(error: store::StoreError) -> WitError {
-    WitError::Store(error.to_string())
+    if error.is_corrupt() {
+        WitError::Corrupt(error.to_string())
+    } else {
+        WitError::Store(error.to_string())
+    }
 }
 
 impl bindings::dsession::session::types::Host for CallState {}

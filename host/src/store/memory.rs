@@ -52,7 +52,7 @@ struct Inner {
 const SWEEP_EVERY: usize = 4096;
 
 fn wrong_type(key: &str) -> StoreError {
-    StoreError::new(format!(
+    StoreError::corrupt(format!(
         "WRONGTYPE operation against key {key:?} holding the wrong kind of value"
     ))
 }
@@ -246,6 +246,12 @@ impl Inner {
                 None => Vec::new(),
                 Some(hash) => hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect(),
             }),
+            Command::HashExists { key, field } => {
+                let exists = self
+                    .hash(key, now)?
+                    .is_some_and(|hash| hash.contains_key(field));
+                Reply::Integer(i64::from(exists))
+            }
         })
     }
 

@@ -90,6 +90,13 @@ pub enum Command {
     },
     /// `HGETALL key` → [`Reply::Pairs`], empty when missing.
     HashGetAll(String),
+    /// `HEXISTS key field` → [`Reply::Integer`]: 1 when the field exists.
+    HashExists {
+        /// The hash.
+        key: String,
+        /// The field.
+        field: String,
+    },
 }
 
 impl Command {
@@ -112,7 +119,11 @@ impl Command {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Self::Get(_) | Self::Exists(_) | Self::Ttl(_) | Self::HashGetAll(_)
+            Self::Get(_)
+                | Self::Exists(_)
+                | Self::Ttl(_)
+                | Self::HashGetAll(_)
+                | Self::HashExists { .. }
         )
     }
 }
@@ -137,14 +148,38 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError {
     message: String,
+    corrupt: bool,
 }
 
 impl StoreError {
-    /// A failure described by `message`.
+    /// A failure described by `message`: the store is unavailable.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            corrupt: false,
         }
+    }
+
+    /// The store answered, but a key holds data of the wrong type
+    /// (`WRONGTYPE`): corrupt data, not an outage.
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            corrupt: true,
+        }
+    }
+
+    /// The same failure, its message prefixed with `context`.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Self {
+            message: format!("{context}: {}", self.message),
+            ..self
+        }
+    }
+
+    /// Whether this is corrupt data rather than an unavailable store.
+    pub fn is_corrupt(&self) -> bool {
+        self.corrupt
     }
 
     fn invalid_command(message: String) -> Self {

@@ -105,6 +105,9 @@ impl Store for RedisStore {
 
 /// A `RedisError` as the store reports it.
 pub(super) fn store_error(error: RedisError) -> StoreError {
+    if is_wrong_type(&error) {
+        return StoreError::corrupt(format!("a key holds the wrong type of value: {error}"));
+    }
     let what = if error.is_timeout() {
         "redis timed out"
     } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
@@ -114,6 +117,15 @@ pub(super) fn store_error(error: RedisError) -> StoreError {
         "redis refused the command"
     };
     StoreError::new(format!("{what}: {error}"))
+}
+
+/// Whether Redis answered `WRONGTYPE`, alone or inside a pipeline.
+fn is_wrong_type(error: &RedisError) -> bool {
+    error.code() == Some("WRONGTYPE")
+        || error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "WRONGTYPE"))
 }
 
 /// Whether `error` says the connection or the server's role is gone: the
@@ -236,6 +248,33 @@ where
             .query_async::<()>(&mut self.shared.clone())
             .await
             .map_err(|error| self.failed(error))
+    }
+
+    /// The replicas connected to this master, as `ip:port`, from `ROLE`.
+    pub(super) async fn replicas(&self) -> Result<Vec<String>, StoreError> {
+        let value: Value = redis::cmd("ROLE")
+            .query_async(&mut self.shared.clone())
+            .await
+            .map_err(|error| self.failed(error))?;
+        let unexpected =
+            |value: &Value| StoreError::new(format!("unexpected ROLE reply {value:?}"));
+        let Value::Array(items) = value else {
+            return Err(unexpected(&value));
+        };
+        let Some(Value::Array(replicas)) = items.get(2) else {
+            return Err(unexpected(&Value::Array(items)));
+        };
+        replicas
+            .iter()
+            .map(|replica| match replica {
+                Value::Array(fields) if fields.len() >= 2 => {
+                    let ip = text(fields[0].clone()).map_err(|v| unexpected(&v))?;
+                    let port = text(fields[1].clone()).map_err(|v| unexpected(&v))?;
+                    Ok(format!("{ip}:{port}"))
+                }
+                other => Err(unexpected(other)),
+            })
+            .collect()
     }
 
     /// The first element of `ROLE` on the shared connection.
@@ -511,6 +550,9 @@ fn add(pipe: &mut Pipeline, command: &Command) {
         Command::HashGetAll(key) => {
             pipe.cmd("HGETALL").arg(key);
         }
+        Command::HashExists { key, field } => {
+            pipe.cmd("HEXISTS").arg(key).arg(field);
+        }
     }
 }
 
@@ -531,7 +573,7 @@ fn queue(
     Ok(())
 }
 
-fn text(value: Value) -> Result<String, Value> {
+pub(super) fn text(value: Value) -> Result<String, Value> {
     match value {
         Value::BulkString(bytes) => {
             String::from_utf8(bytes).map_err(|e| Value::BulkString(e.into_bytes()))
@@ -554,7 +596,8 @@ fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
             | Command::Ttl(_)
             | Command::Expire { .. }
             | Command::HashSet { .. }
-            | Command::HashDelete { .. },
+            | Command::HashDelete { .. }
+            | Command::HashExists { .. },
             Value::Int(n),
         ) => Reply::Integer(n),
         (Command::HashGetAll(_), Value::Map(pairs)) => Reply::Pairs(
