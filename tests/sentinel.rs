@@ -257,6 +257,90 @@ async fn a_forced_failover_moves_the_store_to_the_promoted_replica() {
     store.ready().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_writes_that_no_replica_can_acknowledge_make_the_store_not_ready() {
+    let mut env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_mut().unwrap();
+    let durable = SentinelStore::connect(SentinelConfig {
+        min_replicas_ack: 1,
+        ack_timeout: Duration::from_millis(200),
+        ..sentinel_config(cluster)
+    })
+    .await
+    .unwrap();
+    durable.ready().await.unwrap();
+    cluster.kill_replica();
+    let deadline = Instant::now() + FAILOVER_LIMIT;
+    let reason = loop {
+        match durable.ready().await {
+            Err(error) => break error.to_string(),
+            Ok(()) => {
+                assert!(Instant::now() < deadline, "still ready without a replica");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(reason.contains("min_replicas_ack is 1"), "{reason}");
+    let sessions = SessionManager::builder().store(durable).build().unwrap();
+    assert_store_error("a durable set-token", sessions.set_token("alice", 60).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_the_sentinels_do_not_know_makes_durable_writes_not_ready() {
+    let env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_ref().unwrap();
+    let durable = SentinelStore::connect(SentinelConfig {
+        min_replicas_ack: 1,
+        ..sentinel_config(cluster)
+    })
+    .await
+    .unwrap();
+    durable.ready().await.unwrap();
+    // A replica hidden from the sentinels could take the acknowledgements
+    // while they promote the other, lagging one.
+    let master_port = cluster.master_port().to_string();
+    let hidden = RedisServer::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &master_port,
+        "--replica-announced",
+        "no",
+    ]);
+    hidden.wait_synced();
+    // The master lists a replica in `ROLE` once it is online, a moment after
+    // the replica reports its link up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        match durable.ready().await {
+            Err(error) => break error.to_string(),
+            Ok(()) => {
+                assert!(Instant::now() < deadline, "ready despite a hidden replica");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(
+        reason.contains(&format!("127.0.0.1:{}", hidden.port()))
+            && reason.contains("not yet known to the sentinels"),
+        "{reason}"
+    );
+    // Once the sentinels learn of it (they read the master's INFO every
+    // 10 s), the store is ready again.
+    let mut client = hidden.client().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("replica-announced")
+        .arg("yes")
+        .query_async::<()>(&mut client)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while let Err(error) = durable.ready().await {
+        assert!(Instant::now() < deadline, "never ready again: {error}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn with_every_sentinel_down_connect_names_each_sentinel_tried() {
     let sentinels: Vec<String> = (0..3)

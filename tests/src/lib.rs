@@ -207,7 +207,8 @@ impl RedisServer {
     }
 
     /// Waits until this replica has synced with its master.
-    fn wait_synced(&self) {
+    /// Waits until this replica has synced with its master.
+    pub fn wait_synced(&self) {
         poll_until(
             START_TIMEOUT,
             || {
@@ -347,6 +348,16 @@ impl SentinelCluster {
             redis::cmd("SENTINEL").arg("failover").arg(MASTER_NAME),
         );
         assert!(done.is_some(), "SENTINEL FAILOVER was refused");
+    }
+
+    /// Kills the replica (the server that is not the master now).
+    pub fn kill_replica(&mut self) {
+        let master = self.master_port();
+        self.servers
+            .iter_mut()
+            .find(|server| server.port() != master)
+            .expect("the cluster has a replica")
+            .kill();
     }
 
     /// Kills the current master and returns the port it listened on.

@@ -28,7 +28,7 @@ use redis::{
     RedisError,
 };
 
-use super::redis::{ReplicaAck, Server, role, store_error};
+use super::redis::{ReplicaAck, Server, role, store_error, text};
 use super::{Command, Reply, Store, StoreError, Transaction};
 
 /// How to find the master through Redis Sentinel.
@@ -298,8 +298,8 @@ impl SentinelStore {
             outcome => outcome.map_err(|error| (master, error)),
         };
         outcome.map_err(|(master, error)| {
-            StoreError::new(format!(
-                "redis master {:?} at {}: {error}",
+            error.context(format!(
+                "redis master {:?} at {}",
                 self.inner.master_name,
                 master.address()
             ))
@@ -341,17 +341,41 @@ impl Store for SentinelStore {
         .await
     }
 
+    /// A writable master, and with durable writes: enough replicas to
+    /// acknowledge them, all known to the sentinels (one they do not know
+    /// yet could hold the acknowledgements while they promote another).
     async fn ready(&self) -> Result<(), StoreError> {
-        self.on_master(true, |master| async move {
-            match master.role().await?.as_str() {
-                "master" => Ok(()),
-                role => {
-                    master.mark_lost();
-                    Err(StoreError::new(format!("ROLE is {role}, not master")))
+        let master = self
+            .on_master(true, |master| async move {
+                match master.role().await?.as_str() {
+                    "master" => Ok(master),
+                    role => {
+                        master.mark_lost();
+                        Err(StoreError::new(format!("ROLE is {role}, not master")))
+                    }
                 }
-            }
-        })
-        .await
+            })
+            .await?;
+        let Some(ack) = self.inner.ack else {
+            return Ok(());
+        };
+        let replicas = master.replicas().await?;
+        if replicas.len() < ack.replicas {
+            return Err(StoreError::new(format!(
+                "durable writes cannot succeed: min_replicas_ack is {} but the master has {} connected replica(s)",
+                ack.replicas,
+                replicas.len()
+            )));
+        }
+        let known = self.inner.known_replicas().await?;
+        let unknown: Vec<&String> = replicas.iter().filter(|r| !known.contains(r)).collect();
+        if !unknown.is_empty() {
+            return Err(StoreError::new(format!(
+                "replica(s) {unknown:?} of the master are not yet known to the sentinels: \
+                 a failover now could promote a replica that lacks acknowledged writes"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -493,6 +517,56 @@ impl Inner {
             .query_async(&mut connection)
             .await?;
         Ok(address.map(|(host, port)| ConnectionAddr::Tcp(host, port)))
+    }
+
+    /// The replicas the preferred sentinel knows for the master, as
+    /// `ip:port`.
+    async fn known_replicas(&self) -> Result<Vec<String>, StoreError> {
+        let sentinel = &self.sentinels[self.preferred.load(Ordering::Relaxed)];
+        let unreachable = |error: RedisError| {
+            StoreError::new(format!(
+                "sentinel {} unreachable: {error}",
+                sentinel.address
+            ))
+        };
+        let mut connection = sentinel
+            .client
+            .get_multiplexed_async_connection_with_config(&self.sentinel_connection)
+            .await
+            .map_err(unreachable)?;
+        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(&self.master_name)
+            .query_async(&mut connection)
+            .await
+            .map_err(unreachable)?;
+        Ok(replicas
+            .into_iter()
+            .filter_map(|replica| {
+                let fields: Vec<(String, String)> = match replica {
+                    redis::Value::Map(pairs) => pairs
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((text(k).ok()?, text(v).ok()?)))
+                        .collect(),
+                    redis::Value::Array(items) => items
+                        .chunks(2)
+                        .filter_map(|pair| {
+                            Some((
+                                text(pair.first()?.clone()).ok()?,
+                                text(pair.get(1)?.clone()).ok()?,
+                            ))
+                        })
+                        .collect(),
+                    _ => return None,
+                };
+                let field = |name: &str| {
+                    fields
+                        .iter()
+                        .find_map(|(k, v)| (k == name).then(|| v.clone()))
+                };
+                Some(format!("{}:{}", field("ip")?, field("port")?))
+            })
+            .collect())
     }
 
     /// Connects to `addr` and checks that it is a master: during a failover
