@@ -70,15 +70,15 @@ impl Drop for Served {
     }
 }
 
-const HEX32: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const HEX32: &str = "0123456789abcdef0123456789abcdef";
 
-struct Response {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
+pub(crate) struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &Router,
     method: Method,
     uri: &str,
@@ -112,26 +112,26 @@ async fn send(
     }
 }
 
-async fn post(app: &Router, uri: &str, body: Value) -> Response {
+pub(crate) async fn post(app: &Router, uri: &str, body: Value) -> Response {
     send(app, Method::POST, uri, &[], Some(&body.to_string())).await
 }
 
-async fn auth(app: &Router, headers: &[(&str, &str)]) -> Response {
+pub(crate) async fn auth(app: &Router, headers: &[(&str, &str)]) -> Response {
     send(app, Method::GET, "/auth", headers, None).await
 }
 
-async fn service(config: ServeConfig) -> (Router, AppState) {
+pub(crate) async fn service(config: ServeConfig) -> (Router, AppState) {
     let state = build_state(&config).await.unwrap();
     (app(state.clone()), state)
 }
 
-async fn token(app: &Router, user: &str) -> String {
+pub(crate) async fn token(app: &Router, user: &str) -> String {
     let created = post(app, "/v1/tokens", json!({ "user_id": user, "ttl": 600 })).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     created.body["token"].as_str().unwrap().to_owned()
 }
 
-fn error_code(response: &Response) -> &str {
+pub(crate) fn error_code(response: &Response) -> &str {
     response.body["error"]["code"]
         .as_str()
         .unwrap_or_else(|| panic!("not an error body: {:?}", response.body))
@@ -195,7 +195,12 @@ async fn every_token_route_answers_with_its_documented_status() {
 
 #[tokio::test]
 async fn user_routes_manage_the_user_info_cache() {
-    let (app, state) = service(ServeConfig::default()).await;
+    let sessions = dsession::SessionManager::builder()
+        .loader(|_: String| std::future::ready(Ok(None)))
+        .build()
+        .unwrap();
+    let state = AppState::new(sessions, &ServeConfig::default());
+    let app = app(state.clone());
     let added = send(
         &app,
         Method::PUT,
@@ -554,7 +559,7 @@ fn a_sentinel_store_is_configured_in_the_config_file() {
     }
 }
 
-fn builtin_policy_bytes() -> &'static [u8] {
+pub(crate) fn builtin_policy_bytes() -> &'static [u8] {
     dsession::Policy::builtin_component()
 }
 

@@ -1,5 +1,6 @@
 //! The `dsession` binary, run as a user would.
 
+use std::io::Write as _;
 use std::process::{Command, Output};
 
 use dsession_tests::RedisServer;
@@ -162,7 +163,7 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let text = stdout(&checked);
     assert!(text.contains("is a valid dsession policy"), "{text}");
     assert!(
-        text.contains("dsession:session/token-manage@0.1.0: set-token, refresh-token"),
+        text.contains("dsession:session/token-manage@0.2.0: set-token, refresh-token"),
         "{text}"
     );
 
@@ -316,8 +317,13 @@ fn serve_reloads_on_sighup_and_file_change_and_stops_gracefully_on_sigterm() {
     let port = dsession_tests::free_port();
     let listen = format!("127.0.0.1:{port}");
     let policy_arg = policy.display().to_string();
+    let config = dir.path().join("dsession.toml");
+    std::fs::write(&config, "[limits]\nshutdown_timeout_ms = 500\n").unwrap();
+    let config_arg = config.display().to_string();
     let mut process = serve(
         &[
+            "--config",
+            &config_arg,
             "--listen",
             &listen,
             "--policy",
@@ -339,8 +345,18 @@ fn serve_reloads_on_sighup_and_file_change_and_stops_gracefully_on_sigterm() {
         "changing the file did not reload the policy",
     );
 
+    // A client that never finishes its request must not hold the process up
+    // past the shutdown deadline.
+    let mut half_sent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half_sent
+        .write_all(
+            b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 50\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     signal(&process, "TERM");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let status = loop {
         if let Some(status) = process.child.try_wait().unwrap() {
             break status;

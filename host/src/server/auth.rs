@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use subtle::ConstantTimeEq as _;
 
 use super::{AppError, AppState};
@@ -17,31 +18,50 @@ pub const USER_ID_HEADER: &str = "x-user-id";
 /// The user's detail, base64url (no padding) of its JSON.
 pub const USER_DETAIL_HEADER: &str = "x-user-detail";
 
+/// A header's value as UTF-8: tokens of non-ASCII user ids travel as raw
+/// UTF-8 bytes, which `HeaderValue::to_str` refuses.
+fn utf8(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = utf8(headers.get(header::AUTHORIZATION)?)?;
     let (scheme, credentials) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| credentials.trim())
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of cookie `name`, percent-decoded. Each `name=value` pair is
+/// read on its own, so a neighbour that is not UTF-8 spoils nothing.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(key, value)| (key == name).then_some(value))
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let split = pair.iter().position(|&b| b == b'=')?;
+            let (key, value) = (pair[..split].trim_ascii(), &pair[split + 1..]);
+            (key == name.as_bytes()).then_some(value.trim_ascii())
+        })
+        .find_map(|value| {
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            let decoded: Vec<u8> = percent_encoding::percent_decode(value).collect();
+            String::from_utf8(decoded).ok()
+        })
 }
 
 /// The token a request presents: `Authorization: Bearer`, then
 /// `X-Session-Token`, then the session cookie.
-fn presented_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
+fn presented_token(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
     bearer(headers)
-        .or_else(|| headers.get(SESSION_TOKEN_HEADER)?.to_str().ok())
+        .or_else(|| utf8(headers.get(SESSION_TOKEN_HEADER)?))
+        .map(str::to_owned)
         .or_else(|| cookie(headers, cookie_name))
-        .map(str::trim)
+        .map(|token| token.trim().to_owned())
         .filter(|token| !token.is_empty())
 }
 
@@ -53,24 +73,15 @@ pub fn redact(token: &str) -> String {
     }
 }
 
-/// A user id as a header value: as it is when it is visible ASCII,
-/// percent-encoded otherwise.
+/// Bytes of a user id that `X-User-Id` percent-encodes: all but visible
+/// ASCII, and `%` and `,` (an upstream that splits list headers at commas
+/// must not read two users).
+const USER_ID_ENCODED: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b',');
+
+/// A user id as a header value: its UTF-8 bytes, with every byte that is
+/// not visible ASCII, and `%` and `,`, percent-encoded as `%XX`.
 fn header_safe(user_id: &str) -> HeaderValue {
-    let plain = user_id.bytes().all(|b| b.is_ascii_graphic() && b != b'%');
-    let text = if plain {
-        user_id.to_owned()
-    } else {
-        user_id
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_graphic() && b != b'%' {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
+    let text = utf8_percent_encode(user_id, USER_ID_ENCODED).to_string();
     HeaderValue::from_str(&text).expect("visible ASCII is a valid header value")
 }
 
@@ -95,13 +106,15 @@ pub async fn require_admin_key(
 /// for a valid token, else 401 with `WWW-Authenticate: Bearer`. A store
 /// failure is a 503, never a 401.
 #[utoipa::path(
-    get,
+    method(get, head, post, put, delete, patch, options),
     path = "/auth",
     tag = "forward-auth",
+    description = "Takes any method, as gateways forward the original request's. The token comes from `Authorization: Bearer`, `X-Session-Token` or the session cookie (percent-decoded), read as UTF-8. `X-User-Id` is the user id's UTF-8 bytes with every byte that is not visible ASCII, and `%` and `,`, percent-encoded as `%XX`.",
     responses(
         (status = 200, description = "Valid token; headers X-User-Id and, if configured, X-User-Detail"),
         (status = 401, description = "No valid token", body = super::ErrorBody),
-        (status = 503, description = "The store is unavailable", body = super::ErrorBody),
+        (status = 500, description = "The policy failed (policy_error) or the store holds data it cannot read (corrupt_data)", body = super::ErrorBody),
+        (status = 503, description = "The store or the user loader is unavailable", body = super::ErrorBody),
     )
 )]
 pub async fn forward_auth(
@@ -112,6 +125,7 @@ pub async fn forward_auth(
     let Some(token) = presented_token(&headers, &config.cookie) else {
         return Err(AppError::InvalidToken { presented: false });
     };
+    let token = token.as_str();
     let user_ttl = config.load_user.then_some(config.user_ttl_seconds);
     let user = match state.check(token, user_ttl).await {
         Ok(Some(user)) => user,
@@ -151,6 +165,7 @@ pub async fn forward_auth(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderName;
 
     #[test]
     fn the_token_comes_from_bearer_then_header_then_cookie() {
@@ -160,7 +175,7 @@ mod tests {
             HeaderValue::from_static("a=1; dsession_token=from-cookie"),
         );
         assert_eq!(
-            presented_token(&headers, "dsession_token"),
+            presented_token(&headers, "dsession_token").as_deref(),
             Some("from-cookie")
         );
         headers.insert(
@@ -168,7 +183,7 @@ mod tests {
             HeaderValue::from_static("from-header"),
         );
         assert_eq!(
-            presented_token(&headers, "dsession_token"),
+            presented_token(&headers, "dsession_token").as_deref(),
             Some("from-header")
         );
         headers.insert(
@@ -176,16 +191,69 @@ mod tests {
             HeaderValue::from_static("bearer from-bearer"),
         );
         assert_eq!(
-            presented_token(&headers, "dsession_token"),
+            presented_token(&headers, "dsession_token").as_deref(),
             Some("from-bearer")
         );
         assert_eq!(presented_token(&HeaderMap::new(), "dsession_token"), None);
     }
 
     #[test]
+    fn tokens_of_non_ascii_users_are_read_from_every_place() {
+        let token = "józef_0123456789abcdef0123456789abcdef";
+        let raw = HeaderValue::from_bytes(token.as_bytes()).unwrap();
+        for (name, value) in [
+            (
+                header::AUTHORIZATION,
+                HeaderValue::from_bytes(format!("Bearer {token}").as_bytes()).unwrap(),
+            ),
+            (HeaderName::from_static(SESSION_TOKEN_HEADER), raw.clone()),
+            (
+                header::COOKIE,
+                HeaderValue::from_bytes(format!("dsession_token={token}").as_bytes()).unwrap(),
+            ),
+            (
+                header::COOKIE,
+                HeaderValue::from_static(
+                    "dsession_token=j%C3%B3zef_0123456789abcdef0123456789abcdef",
+                ),
+            ),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name.clone(), value);
+            assert_eq!(
+                presented_token(&headers, "dsession_token").as_deref(),
+                Some(token),
+                "from {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_neighbour_cookie_does_not_hide_the_session_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes("lang=é; dsession_token=T".as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            presented_token(&headers, "dsession_token").as_deref(),
+            Some("T")
+        );
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"bad=\xff\xfe;dsession_token=\"U\"").unwrap(),
+        );
+        assert_eq!(
+            presented_token(&headers, "dsession_token").as_deref(),
+            Some("U")
+        );
+    }
+
+    #[test]
     fn user_ids_become_header_safe() {
         assert_eq!(header_safe("alice_b"), "alice_b");
         assert_eq!(header_safe("a b%é"), "a%20b%25%C3%A9");
+        assert_eq!(header_safe("admin, bob"), "admin%2C%20bob");
     }
 
     #[test]

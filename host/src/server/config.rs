@@ -103,12 +103,29 @@ impl Default for AuthConfig {
     }
 }
 
-/// Request and policy limits.
+/// Request, connection and policy limits.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// The largest request body, in bytes (413 past it).
+    /// The largest request body, in bytes (413 past it, from the
+    /// `Content-Length` header alone when it says so).
     pub body_bytes: usize,
+    /// How long a request body may take to arrive, in milliseconds (408
+    /// past it).
+    pub body_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, in
+    /// milliseconds, also while a kept-alive connection waits for its next
+    /// request; the connection is closed past it (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// How long a connection may go without a byte read or written, in
+    /// milliseconds, before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog. Absent:
+    /// what the process's open-file limit allows, at most 16384.
+    pub max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in flight may take to finish, in
+    /// milliseconds; connections still open then are closed.
+    pub shutdown_timeout_ms: u64,
     /// Wall-clock time one policy call may take, in milliseconds.
     pub policy_call_timeout_ms: u64,
     /// Linear memory one policy call may use, in MiB.
@@ -120,6 +137,11 @@ impl Default for LimitsConfig {
         let limits = Limits::default();
         Self {
             body_bytes: 64 * 1024,
+            body_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: None,
+            shutdown_timeout_ms: 10_000,
             policy_call_timeout_ms: u64::try_from(limits.call_timeout.as_millis())
                 .unwrap_or(u64::MAX),
             policy_memory_mib: limits.memory_bytes >> 20,
@@ -146,21 +168,40 @@ impl ServeConfig {
         toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
+    /// The admin key without the white space a file or `echo` leaves around
+    /// it: clients' keys are trimmed too, so an untrimmed one locks them out.
+    pub fn admin_key(&self) -> Option<&str> {
+        self.admin_key.as_deref().map(str::trim)
+    }
+
     /// Rejects what cannot be served safely: an open admin API on a
     /// non-loopback address, an empty admin key, a useless limit.
     pub fn validate(&self) -> anyhow::Result<()> {
-        match &self.admin_key {
-            Some(key) if key.trim().is_empty() => anyhow::bail!("admin_key must not be empty"),
+        match self.admin_key() {
+            Some("") => anyhow::bail!("admin_key must not be empty"),
             None if !self.listen.ip().is_loopback() => anyhow::bail!(
                 "refusing to listen on {} without an admin key: set admin_key in the config or DSESSION_ADMIN_KEY",
                 self.listen
             ),
             _ => {}
         }
-        anyhow::ensure!(
-            self.limits.body_bytes > 0,
-            "limits.body_bytes must be positive"
-        );
+        let limits = &self.limits;
+        for (name, value) in [
+            ("limits.body_bytes", limits.body_bytes as u64),
+            ("limits.body_timeout_ms", limits.body_timeout_ms),
+            (
+                "limits.header_read_timeout_ms",
+                limits.header_read_timeout_ms,
+            ),
+            ("limits.idle_timeout_ms", limits.idle_timeout_ms),
+            ("limits.shutdown_timeout_ms", limits.shutdown_timeout_ms),
+            (
+                "limits.max_connections",
+                limits.max_connections.map_or(1, |n| n as u64),
+            ),
+        ] {
+            anyhow::ensure!(value > 0, "{name} must be positive");
+        }
         anyhow::ensure!(
             self.limits.policy_call_timeout_ms > 0,
             "limits.policy_call_timeout_ms must be positive"

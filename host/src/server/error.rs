@@ -2,7 +2,7 @@
 //! `{"error":{"code":"…","message":"…"}}`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -44,11 +44,21 @@ pub enum AppError {
     },
     /// No such route.
     RouteNotFound,
+    /// The route exists, but not with this method.
+    MethodNotAllowed,
+    /// The request body did not arrive in time.
+    RequestTimeout,
 }
 
 impl From<Error> for AppError {
     fn from(error: Error) -> Self {
         Self::Api(error)
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
     }
 }
 
@@ -87,6 +97,12 @@ impl IntoResponse for AppError {
                         Error::Store(_) => "the session store is unavailable".to_owned(),
                         Error::Loader(_) => "the user loader is unavailable".to_owned(),
                         Error::Overloaded(_) => "too many requests in flight".to_owned(),
+                        Error::Corrupt(_) => {
+                            "the session store holds data the policy cannot read".to_owned()
+                        }
+                        Error::Policy(_) => {
+                            "the policy failed (trapped, ran out of time or memory)".to_owned()
+                        }
                         _ => "internal error".to_owned(),
                     }
                 } else {
@@ -119,6 +135,16 @@ impl IntoResponse for AppError {
                 StatusCode::NOT_FOUND,
                 "route_not_found",
                 "no such route".to_owned(),
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method".to_owned(),
+            ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time".to_owned(),
             ),
         };
         let body = ErrorBody {

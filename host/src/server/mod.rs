@@ -6,6 +6,7 @@
 
 mod auth;
 mod config;
+mod connections;
 mod error;
 mod metrics;
 mod openapi;
@@ -19,19 +20,21 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{any, get, post, put};
 use tokio::net::TcpListener;
 
 pub use self::config::{
     AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, PolicyConfig, ServeConfig,
 };
+pub use self::connections::ConnectionLimits;
 pub use self::error::{AppError, ErrorBody, ErrorDetail};
 pub use self::metrics::Metrics;
 pub use self::openapi::openapi;
 
-use crate::{Error, Policy, SessionManager};
+use crate::{Error, Limits, Policy, SessionManager, Settings};
 
 /// What every request handler shares. Cloning it is cheap.
 #[derive(Clone)]
@@ -43,7 +46,11 @@ struct Shared {
     auth: AuthConfig,
     metrics: Metrics,
     policy_path: Option<PathBuf>,
+    settings: Settings,
+    policy_limits: Limits,
     body_limit: usize,
+    body_timeout: Duration,
+    connections: ConnectionLimits,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -58,13 +65,25 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State for `sessions` with the parts of `config` the routes use.
     pub fn new(sessions: SessionManager, config: &ServeConfig) -> Self {
+        let limits = &config.limits;
         Self(Arc::new(Shared {
             sessions,
-            admin_key: config.admin_key.clone(),
+            admin_key: config.admin_key().map(str::to_owned),
             auth: config.auth.clone(),
             metrics: Metrics::default(),
             policy_path: config.policy.path.clone(),
-            body_limit: config.limits.body_bytes,
+            settings: config.settings.clone(),
+            policy_limits: limits.policy_limits(),
+            body_limit: limits.body_bytes,
+            body_timeout: Duration::from_millis(limits.body_timeout_ms),
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
+                idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+                max_connections: limits
+                    .max_connections
+                    .unwrap_or_else(connections::default_max_connections),
+                shutdown_timeout: Duration::from_millis(limits.shutdown_timeout_ms),
+            },
             reloading: tokio::sync::Mutex::new(()),
         }))
     }
@@ -104,6 +123,19 @@ impl AppState {
         }
     }
 
+    /// `policy` once it has taken this service's settings on the store in
+    /// use: the one check that startup, SIGHUP, the admin route and the
+    /// file watch all run.
+    async fn accepts(&self, policy: Policy) -> anyhow::Result<Policy> {
+        check_policy(
+            policy,
+            Arc::clone(self.0.sessions.store()),
+            &self.0.settings,
+            self.0.policy_limits,
+        )
+        .await
+    }
+
     /// Compiles and validates the policy file, then swaps it in; calls in
     /// flight finish on the old policy. On failure the old policy keeps
     /// serving. Returns what the new policy exports.
@@ -117,6 +149,10 @@ impl AppState {
         let loaded = tokio::task::spawn_blocking(move || Policy::from_file(&path))
             .await
             .map_err(|e| Error::Policy(format!("the policy compiler failed: {e}")))?;
+        let loaded = match loaded {
+            Ok(policy) => self.accepts(policy).await,
+            Err(error) => Err(error),
+        };
         match loaded {
             Ok(policy) => {
                 let exports = policy.describe_exports();
@@ -147,10 +183,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let method = request.method().clone();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    state
-        .0
-        .metrics
-        .request(&route, method.as_str(), status, started);
+    state.0.metrics.request(&route, &method, status, started);
     tracing::debug!(
         method = %method,
         route,
@@ -159,6 +192,27 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         "request"
     );
     response
+}
+
+/// Answers 413 from a `Content-Length` past the limit alone, before a
+/// byte of the body is read.
+async fn refuse_oversized_bodies(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    let limit = state.0.body_limit;
+    match declared {
+        Some(length) if length > limit as u64 => {
+            AppError::PayloadTooLarge(format!("the body is {length} bytes; the limit is {limit}"))
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// The service's routes.
@@ -190,7 +244,12 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi_json))
         .fallback(|| async { AppError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.0.body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_oversized_bodies,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -204,23 +263,41 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
         Some(path) => Policy::from_file(path)?,
         None => Policy::builtin()?,
     };
+    let limits = config.limits.policy_limits();
+    let policy = check_policy(policy, Arc::clone(&store), &config.settings, limits).await?;
     let sessions = SessionManager::builder()
         .shared_store(store)
         .policy(policy)
         .settings(config.settings.clone())
-        .limits(config.limits.policy_limits())
+        .limits(limits)
         .build()?;
-    // A well-formed token nobody holds: the policy checks the settings on
-    // every call, so a bad setting fails here rather than on each request.
+    Ok(AppState::new(sessions, config))
+}
+
+/// Returns `policy` once a call shows it takes `settings`: the policy
+/// checks the settings on every call, so a bad setting or a policy that
+/// refuses them fails here rather than on each request.
+async fn check_policy(
+    policy: Policy,
+    store: Arc<dyn crate::store::Store>,
+    settings: &Settings,
+    limits: Limits,
+) -> anyhow::Result<Policy> {
+    let trial = SessionManager::builder()
+        .shared_store(store)
+        .policy(policy.clone())
+        .settings(settings.clone())
+        .limits(limits)
+        .build()?;
+    // A well-formed token nobody holds.
     let probe = "dsession-startup-check_00000000000000000000000000000000";
-    match sessions.check_token(probe).await {
+    match trial.check_token(probe).await {
         Err(Error::InvalidArgument(reason)) => {
             anyhow::bail!("the policy rejects the settings: {reason}")
         }
-        Err(error) => return Err(error).context("the first call to the policy failed"),
-        Ok(_) => {}
+        Err(error) => Err(error).context("the first call to the policy failed"),
+        Ok(_) => Ok(policy),
     }
-    Ok(AppState::new(sessions, config))
 }
 
 /// Reloads the policy whenever its file's modification time changes.
@@ -255,16 +332,15 @@ fn reload_on_sighup(state: AppState) -> anyhow::Result<()> {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; requests in
-/// flight then finish.
+/// flight then get `limits.shutdown_timeout_ms` to finish.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")
+    let limits = state.0.connections.clone();
+    connections::serve(listener, app(state), limits, shutdown).await;
+    Ok(())
 }
 
 /// Runs the service described by `config` until `shutdown` resolves.

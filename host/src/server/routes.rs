@@ -1,29 +1,51 @@
 //! The JSON API under `/v1`, the admin routes, and the probes.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppError, AppState, ErrorBody};
 use crate::{TokenEntry, User, UserInfo};
 
-/// A JSON body whose rejections (bad JSON, unknown fields, too large)
-/// become errors in the service's shape.
+/// A JSON object body whose rejections (bad JSON, not an object, unknown
+/// fields, too large, too slow) become errors in the service's shape.
 pub struct JsonBody<T>(pub T);
 
-impl<S, T> FromRequest<S> for JsonBody<T>
-where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(request, state).await?;
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let read = Json::<serde_json::Value>::from_request(request, state);
+        let Json(value) = tokio::time::timeout(state.0.body_timeout, read)
+            .await
+            .map_err(|_| AppError::RequestTimeout)??;
+        // serde reads a struct from an array too (`["alice",60]`): only an
+        // object names its fields.
+        if !value.is_object() {
+            return Err(AppError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(|e| AppError::BadRequest(format!("invalid request body: {e}")))
+    }
+}
+
+/// A path parameter whose rejection (say, `%FF`, not UTF-8) is an error in
+/// the service's shape.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<String>::from_request_parts(parts, state).await?;
         Ok(Self(value))
     }
 }
@@ -32,10 +54,13 @@ where
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
-    /// The user to log in.
+    /// The user to log in: 1 to 1024 bytes of UTF-8, no control characters,
+    /// no white space at either end, not ending in `_` and 32 hex digits.
+    #[schema(min_length = 1)]
     pub user_id: String,
     /// Lifetime in seconds; 0 or absent means the default.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315360000)]
     pub ttl: i64,
 }
 
@@ -52,13 +77,15 @@ pub struct CreatedToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckTokenRequest {
-    /// The token.
+    /// The token, at most 1057 bytes.
+    #[schema(min_length = 1)]
     pub token: String,
     /// Also return the user's detail (user-info cache, then loader).
     #[serde(default)]
     pub load_user: bool,
     /// How long loaded detail is cached, in seconds; 0 means the default.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315360000)]
     pub user_ttl: i64,
 }
 
@@ -75,10 +102,12 @@ pub struct CheckTokenResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshTokenRequest {
-    /// The token.
+    /// The token, at most 1057 bytes.
+    #[schema(min_length = 1)]
     pub token: String,
     /// New lifetime from now, in seconds; 0 or absent means the default.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315360000)]
     pub ttl: i64,
 }
 
@@ -93,7 +122,8 @@ pub struct RefreshedToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeTokenRequest {
-    /// The token.
+    /// The token, at most 1057 bytes.
+    #[schema(min_length = 1)]
     pub token: String,
 }
 
@@ -111,6 +141,7 @@ pub struct AddUserRequest {
     /// How long the user-info entry lives, in seconds; 0 or absent means
     /// the default.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315360000)]
     pub ttl: i64,
 }
 
@@ -122,6 +153,7 @@ pub struct RefreshUsersRequest {
     pub ids: Vec<String>,
     /// How long the entries live, in seconds; 0 or absent means the default.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315360000)]
     pub ttl: i64,
 }
 
@@ -145,7 +177,8 @@ pub struct Health {
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     security(("admin_key" = [])),
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 409, description = "Single mode: racing logins kept winning (conflict); retrying is safe", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateTokenRequest>,
@@ -169,7 +202,7 @@ pub async fn create_token(
 #[utoipa::path(post, path = "/v1/tokens/check", tag = "tokens", request_body = CheckTokenRequest,
     security(("admin_key" = [])),
     responses((status = 200, body = CheckTokenResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn check_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CheckTokenRequest>,
@@ -186,7 +219,7 @@ pub async fn check_token(
 #[utoipa::path(post, path = "/v1/tokens/refresh", tag = "tokens", request_body = RefreshTokenRequest,
     security(("admin_key" = [])),
     responses((status = 200, body = RefreshedToken), (status = 404, description = "Not live", body = ErrorBody),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn refresh_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RefreshTokenRequest>,
@@ -204,7 +237,7 @@ pub async fn refresh_token(
 #[utoipa::path(post, path = "/v1/tokens/revoke", tag = "tokens", request_body = RevokeTokenRequest,
     security(("admin_key" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RevokeTokenRequest>,
@@ -222,10 +255,10 @@ pub async fn revoke_token(
 #[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_key" = [])),
     responses((status = 200, body = TokenList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn list_user_tokens(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<TokenList>, AppError> {
     let tokens = state
         .call("list_user_token", state.sessions().list_user_token(&id))
@@ -237,10 +270,10 @@ pub async fn list_user_tokens(
 #[utoipa::path(delete, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_key" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn revoke_user_tokens(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<StatusCode, AppError> {
     state
         .call("delete_user_token", state.sessions().delete_user_token(&id))
@@ -252,10 +285,10 @@ pub async fn revoke_user_tokens(
 #[utoipa::path(put, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     request_body = AddUserRequest, security(("admin_key" = [])),
     responses((status = 200, body = UserInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn add_user(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(request): JsonBody<AddUserRequest>,
 ) -> Result<Json<UserInfo>, AppError> {
     let user = state
@@ -268,10 +301,10 @@ pub async fn add_user(
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_key" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn delete_user(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<StatusCode, AppError> {
     state
         .call("delete_user", state.sessions().delete_user(&id))
@@ -283,7 +316,7 @@ pub async fn delete_user(
 #[utoipa::path(post, path = "/v1/users/refresh", tag = "users", request_body = RefreshUsersRequest,
     security(("admin_key" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn refresh_users(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RefreshUsersRequest>,
@@ -318,7 +351,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store takes requests.
+/// Readiness: the store takes requests, and in sentinel mode with durable
+/// writes, they can be acknowledged as configured. The reason when not.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -330,11 +364,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             }),
         ),
         Err(error) => {
-            tracing::warn!(%error, "not ready: the store is unavailable");
+            tracing::warn!(%error, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Health {
-                    status: "the session store is unavailable".into(),
+                    status: format!("the session store is not ready: {error}"),
                 }),
             )
         }

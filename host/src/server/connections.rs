@@ -1,0 +1,223 @@
+//! The accept loop: a cap on connections, header-read and idle time-outs,
+//! and a graceful shutdown with a deadline, so that idle or slow clients
+//! can neither exhaust descriptors nor hold the process up.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+/// Descriptors kept back from the connection cap for Redis, loaders and
+/// policy files.
+const RESERVED_DESCRIPTORS: u64 = 64;
+/// The default cap, however many descriptors the process may open.
+const DEFAULT_MAX_CONNECTIONS: u64 = 16_384;
+
+/// How connections are accepted, timed out and closed.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Time to send a request's headers, also between kept-alive requests.
+    pub header_read_timeout: Duration,
+    /// Time a connection may go without a byte either way.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time requests in flight get to finish after shutdown begins.
+    pub shutdown_timeout: Duration,
+}
+
+/// The default connection cap: raises the open-file limit to its hard
+/// limit, then leaves room for the descriptors that are not connections.
+pub fn default_max_connections() -> usize {
+    let soft = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    let cap = soft
+        .saturating_sub(RESERVED_DESCRIPTORS)
+        .clamp(16, DEFAULT_MAX_CONNECTIONS);
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish for up to `limits.shutdown_timeout` and closes
+/// what is still open.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (closing, closed) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // At the cap, stop accepting: new clients wait in the backlog until
+        // a connection ends or times out, rather than failing `accept`.
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before
+                    // accept: back off briefly instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(serve_connection(
+            stream,
+            router.clone(),
+            limits.clone(),
+            closed.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    closing.send_replace(true);
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            deadline = ?limits.shutdown_timeout,
+            "shutdown deadline passed: closing the connections still open"
+        );
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    limits: ConnectionLimits,
+    mut closed: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked {
+        stream,
+        activity: Arc::clone(&activity),
+    });
+    let service = TowerToHyperService::new(
+        router.map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
+    );
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let connection = http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let idle_until = activity.last() + limits.idle_timeout;
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            changed = closed.changed(), if !closing => {
+                closing = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep_until(idle_until) => {
+                if activity.last().elapsed() >= limits.idle_timeout {
+                    tracing::debug!("closing an idle connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte, as milliseconds since it opened.
+#[derive(Debug)]
+struct Activity {
+    opened: Instant,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            last_millis: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.opened + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
+    }
+}
+
+/// A TCP stream that records when it last read or wrote.
+struct Tracked {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,478 @@
+//! Regressions from running the service beside gosession and against odd
+//! input and hostile clients: headers, cookies, error shapes, metrics,
+//! slow and idle connections, shutdown, reload validation.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use dsession::server::{LimitsConfig, ServeConfig, app};
+use dsession::store::{Command, Reply, SetCondition};
+use serde_json::json;
+use tower::ServiceExt as _;
+
+use crate::server::{HEX32, Served, auth, error_code, post, send, service, token};
+
+/// What `X-User-Id` percent-encodes, as the README documents it.
+const X_USER_ID: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'%').add(b',');
+
+/// `GET /auth` with header values given as raw bytes, as a gateway forwards
+/// them; the status and `X-User-Id`.
+async fn auth_raw(app: &axum::Router, headers: &[(&str, &[u8])]) -> (StatusCode, Option<String>) {
+    let mut request = Request::builder().method(Method::GET).uri("/auth");
+    for (name, value) in headers {
+        request = request.header(*name, HeaderValue::from_bytes(value).unwrap());
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let user = response
+        .headers()
+        .get("x-user-id")
+        .map(|value| value.to_str().unwrap().to_owned());
+    (response.status(), user)
+}
+
+#[tokio::test]
+async fn without_a_loader_put_user_answers_400_and_keeps_gosessions_detail() {
+    let (app, state) = service(ServeConfig::default()).await;
+    let go_cached = r#"{"id":"dave","detail":{"from":"go","name":"dave"}}"#;
+    state
+        .sessions()
+        .store()
+        .batch(vec![Command::Set {
+            key: "gosession-user_dave".into(),
+            value: go_cached.into(),
+            ttl_seconds: 0,
+            condition: SetCondition::Always,
+        }])
+        .await
+        .unwrap();
+    let put = send(&app, Method::PUT, "/v1/users/dave", &[], Some("{}")).await;
+    assert_eq!(put.status, StatusCode::BAD_REQUEST);
+    assert!(
+        put.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no user loader"),
+        "{:?}",
+        put.body
+    );
+    let refreshed = post(&app, "/v1/users/refresh", json!({ "ids": ["dave"] })).await;
+    assert_eq!(refreshed.status, StatusCode::BAD_REQUEST);
+    let cached = state
+        .sessions()
+        .store()
+        .batch(vec![Command::Get("gosession-user_dave".into())])
+        .await
+        .unwrap();
+    assert_eq!(cached, vec![Reply::Text(go_cached.into())]);
+}
+
+#[tokio::test]
+async fn tokens_of_non_ascii_users_pass_forward_auth_from_every_place() {
+    let (app, _) = service(ServeConfig::default()).await;
+    for user in ["é", "józef", "admin, bob"] {
+        let token = token(&app, user).await;
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let bearer = format!("Bearer {token}");
+        let raw_cookie = format!("lang=é; dsession_token={token}");
+        let encoded_cookie = format!("dsession_token={encoded}; theme=dark");
+        for headers in [
+            vec![("authorization", bearer.as_bytes())],
+            vec![("x-session-token", token.as_bytes())],
+            vec![("cookie", raw_cookie.as_bytes())],
+            vec![("cookie", encoded_cookie.as_bytes())],
+        ] {
+            let (status, user_id) = auth_raw(&app, &headers).await;
+            assert_eq!(status, StatusCode::OK, "{user} by {:?}", headers[0].0);
+            let expected = percent_encoding::utf8_percent_encode(user, X_USER_ID).to_string();
+            assert_eq!(user_id.as_deref(), Some(expected.as_str()));
+        }
+    }
+    let (_, user_id) = auth_raw(
+        &app,
+        &[(
+            "x-session-token",
+            token(&app, "admin, bob").await.as_bytes(),
+        )],
+    )
+    .await;
+    assert_eq!(user_id.as_deref(), Some("admin%2C%20bob"));
+}
+
+#[tokio::test]
+async fn a_non_ascii_cookie_beside_the_session_cookie_is_ignored() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let token = token(&app, "alice").await;
+    for cookie in [
+        format!("lang=é; dsession_token={token}"),
+        format!("lang=e; dsession_token={token}"),
+    ] {
+        let (status, _) = auth_raw(&app, &[("cookie", cookie.as_bytes())]).await;
+        assert_eq!(status, StatusCode::OK, "{cookie}");
+    }
+    let mut latin1 = b"lang=\xe9; dsession_token=".to_vec();
+    latin1.extend_from_slice(token.as_bytes());
+    assert_eq!(
+        auth_raw(&app, &[("cookie", &latin1)]).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn ids_that_could_never_pass_forward_auth_are_refused_at_creation() {
+    let (app, _) = service(ServeConfig::default()).await;
+    for id in ["a\r\nb", "a\nb", "a\u{0}b", " alice", "alice "] {
+        let created = post(&app, "/v1/tokens", json!({ "user_id": id })).await;
+        assert_eq!(created.status, StatusCode::BAD_REQUEST, "{id:?}");
+        assert!(
+            created.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("user id"),
+            "{:?}",
+            created.body
+        );
+    }
+    let long = "l".repeat(300);
+    let token = token(&app, &long).await;
+    let checked = post(&app, "/v1/tokens/check", json!({ "token": token })).await;
+    assert_eq!(checked.body["valid"], true);
+    assert_eq!(
+        auth(&app, &[("x-session-token", &token)]).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let (app, _) = service(ServeConfig::default()).await;
+    for i in 0..500 {
+        let method = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+        let response = send(&app, method, "/auth", &[], None).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    let metrics = send(&app, Method::GET, "/metrics", &[], None).await;
+    let text = metrics.body.as_str().unwrap();
+    let series = text
+        .lines()
+        .filter(|line| line.starts_with("dsession_http_requests_total{"))
+        .count();
+    assert!(series <= 2, "{series} series:\n{text}");
+    assert!(
+        text.contains(
+            r#"dsession_http_requests_total{method="other",route="/auth",status="401"} 500"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn every_error_has_the_documented_json_shape() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let bad_path = send(&app, Method::GET, "/v1/users/%FF/tokens", &[], None).await;
+    assert_eq!(bad_path.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&bad_path), "invalid_argument");
+    let wrong_method = send(&app, Method::GET, "/v1/tokens", &[], None).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&wrong_method), "method_not_allowed");
+    assert_eq!(wrong_method.headers[header::ALLOW], "POST");
+
+    for array in [json!(["alice", 60]), json!("alice"), json!(null)] {
+        let created = post(&app, "/v1/tokens", array.clone()).await;
+        assert_eq!(created.status, StatusCode::BAD_REQUEST, "{array}");
+        assert_eq!(error_code(&created), "invalid_argument");
+    }
+    let not_object = post(&app, "/v1/tokens/check", json!([format!("a_{HEX32}")])).await;
+    assert_eq!(not_object.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_openapi_document_states_what_the_server_enforces() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let document = send(&app, Method::GET, "/openapi.json", &[], None)
+        .await
+        .body;
+    let create = &document["components"]["schemas"]["CreateTokenRequest"]["properties"];
+    assert_eq!(create["user_id"]["minLength"], 1);
+    assert_eq!(create["ttl"]["minimum"], 0);
+    assert_eq!(create["ttl"]["maximum"], 315360000);
+    let auth = document["paths"]["/auth"].as_object().unwrap();
+    for method in ["get", "head", "post", "put", "delete", "patch", "options"] {
+        assert!(auth.contains_key(method), "/auth lacks {method}");
+    }
+    let responses = &document["paths"]["/v1/tokens/check"]["post"]["responses"];
+    assert!(
+        responses["500"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("policy_error")
+    );
+}
+
+#[tokio::test]
+async fn a_huge_content_length_is_refused_from_the_header_alone() {
+    let served = Served::start(ServeConfig::default()).await;
+    let port = served.port();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(
+                b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                  content-length: 10000000000\r\n\r\n{",
+            )
+            .unwrap();
+        let mut answer = vec![0; 1024];
+        let n = stream.read(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_admin_key_with_a_trailing_newline_still_opens_the_admin_api() {
+    let config = ServeConfig {
+        admin_key: Some("s3cret\n".into()),
+        ..ServeConfig::default()
+    };
+    let (app, _) = service(config).await;
+    let allowed = send(
+        &app,
+        Method::POST,
+        "/v1/tokens",
+        &[("authorization", "Bearer s3cret")],
+        Some(r#"{"user_id":"alice"}"#),
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn reload_refuses_a_policy_that_startup_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::write(&path, crate::server::builtin_policy_bytes()).unwrap();
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path.clone());
+    let (app, _) = service(config.clone()).await;
+    let token = token(&app, "alice").await;
+
+    std::fs::copy(
+        concat!(env!("OUT_DIR"), "/dsession_hostile_policy.wasm"),
+        &path,
+    )
+    .unwrap();
+    let startup = dsession::server::build_state(&config).await.unwrap_err();
+    let rejected = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
+    assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
+    let message = rejected.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the policy rejects the settings"),
+        "reload: {message}; startup: {startup:#}"
+    );
+    assert!(format!("{startup:#}").contains("the policy rejects the settings"));
+    assert_eq!(
+        auth(&app, &[("x-session-token", &token)]).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Connections that send nothing, or a byte now and then, while the test
+/// asks `/healthz` on a fresh connection.
+fn open_idle(port: u16, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect()
+}
+
+fn healthz(port: u16) -> (u16, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+/// Whether the server closed `stream` (a read sees end of file or a reset).
+fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0; 64];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(error) => {
+                return error.kind() != std::io::ErrorKind::WouldBlock
+                    && error.kind() != std::io::ErrorKind::TimedOut;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_quickly_with_2000_idle_sockets_held_open() {
+    let served = Served::start(ServeConfig::default()).await;
+    let port = served.port();
+    let (status, took) = tokio::task::spawn_blocking(move || {
+        let idle = open_idle(port, 2000);
+        std::thread::sleep(Duration::from_millis(200));
+        let answer = healthz(port);
+        drop(idle);
+        answer
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(50), "/healthz took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_excess_connections_are_timed_out_and_capped() {
+    let config = ServeConfig {
+        limits: LimitsConfig {
+            header_read_timeout_ms: 500,
+            idle_timeout_ms: 1000,
+            max_connections: Some(4),
+            body_timeout_ms: 500,
+            ..LimitsConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let served = Served::start(config).await;
+    let port = served.port();
+    tokio::task::spawn_blocking(move || {
+        // Slowloris: a header byte at a time is cut off at the header
+        // read time-out.
+        let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+        let started = Instant::now();
+        let mut cut = false;
+        while started.elapsed() < Duration::from_secs(3) {
+            if slow.write_all(b"x").is_err()
+                || closed_by_server(&mut slow, Duration::from_millis(100))
+            {
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut, "a slowloris client was never cut off");
+
+        // A body that never arrives: 408 in the documented shape.
+        let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stalled
+            .write_all(
+                b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                  content-length: 100\r\n\r\n{",
+            )
+            .unwrap();
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = vec![0; 1024];
+        let n = stalled.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+
+        // At the cap, a new client waits; once idle connections time out
+        // it is served.
+        let idle = open_idle(port, 4);
+        let (status, took) = healthz(port);
+        assert_eq!(status, 200);
+        assert!(
+            took >= Duration::from_millis(300),
+            "served past the cap after {took:?}"
+        );
+        drop(idle);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_within_its_deadline_despite_a_half_sent_request() {
+    let config = ServeConfig {
+        limits: LimitsConfig {
+            shutdown_timeout_ms: 500,
+            ..LimitsConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let state = dsession::server::build_state(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dsession::server::serve_on(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let mut half = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(
+                b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                  content-length: 50\r\n\r\n{",
+            )
+            .unwrap();
+        stream
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve_on outlived its shutdown deadline")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(
+        tokio::task::spawn_blocking(move || closed_by_server(&mut half, Duration::from_secs(2)))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn policy_failures_are_documented_500s() {
+    let sessions = dsession::SessionManager::builder()
+        .policy(crate::support::hostile_policy())
+        .limits(crate::support::tight_limits())
+        .build()
+        .unwrap();
+    let app = app(dsession::server::AppState::new(
+        sessions,
+        &ServeConfig::default(),
+    ));
+    let trapped = post(&app, "/v1/tokens", json!({ "user_id": "panic" })).await;
+    assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(error_code(&trapped), "policy_error");
+    let message = trapped.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("policy failed"), "{message}");
+}
