@@ -299,6 +299,18 @@ fn open_idle(port: u16, count: usize) -> Vec<TcpStream> {
         .collect()
 }
 
+/// A request whose headers promise a body that never comes.
+fn half_sent_request(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(
+            b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    stream
+}
+
 fn healthz(port: u16) -> (u16, Duration) {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -383,13 +395,7 @@ async fn slow_idle_and_excess_connections_are_timed_out_and_capped() {
         assert!(cut, "a slowloris client was never cut off");
 
         // A body that never arrives: 408 in the documented shape.
-        let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stalled
-            .write_all(
-                b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-                  content-length: 100\r\n\r\n{",
-            )
-            .unwrap();
+        let mut stalled = half_sent_request(port);
         stalled
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -430,18 +436,9 @@ async fn shutdown_finishes_within_its_deadline_despite_a_half_sent_request() {
     let server = tokio::spawn(dsession::server::serve_on(listener, state, async {
         let _ = stopped.await;
     }));
-    let mut half = tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .write_all(
-                b"POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-                  content-length: 50\r\n\r\n{",
-            )
-            .unwrap();
-        stream
-    })
-    .await
-    .unwrap();
+    let mut half = tokio::task::spawn_blocking(move || half_sent_request(port))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     stop.send(()).unwrap();

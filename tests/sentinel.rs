@@ -257,6 +257,20 @@ async fn a_forced_failover_moves_the_store_to_the_promoted_replica() {
     store.ready().await.unwrap();
 }
 
+/// Why `store` is not ready, once it says so within `limit`.
+async fn not_ready_within(store: &SentinelStore, limit: Duration, what: &str) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        match store.ready().await {
+            Err(error) => return error.to_string(),
+            Ok(()) => {
+                assert!(Instant::now() < deadline, "still ready {what}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_writes_that_no_replica_can_acknowledge_make_the_store_not_ready() {
     let mut env = Env::new(Kind::Sentinel).await;
@@ -270,16 +284,7 @@ async fn durable_writes_that_no_replica_can_acknowledge_make_the_store_not_ready
     .unwrap();
     durable.ready().await.unwrap();
     cluster.kill_replica();
-    let deadline = Instant::now() + FAILOVER_LIMIT;
-    let reason = loop {
-        match durable.ready().await {
-            Err(error) => break error.to_string(),
-            Ok(()) => {
-                assert!(Instant::now() < deadline, "still ready without a replica");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let reason = not_ready_within(&durable, FAILOVER_LIMIT, "without a replica").await;
     assert!(reason.contains("min_replicas_ack is 1"), "{reason}");
     let sessions = SessionManager::builder().store(durable).build().unwrap();
     assert_store_error("a durable set-token", sessions.set_token("alice", 60).await);
@@ -309,16 +314,7 @@ async fn a_replica_the_sentinels_do_not_know_makes_durable_writes_not_ready() {
     hidden.wait_synced();
     // The master lists a replica in `ROLE` once it is online, a moment after
     // the replica reports its link up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let reason = loop {
-        match durable.ready().await {
-            Err(error) => break error.to_string(),
-            Ok(()) => {
-                assert!(Instant::now() < deadline, "ready despite a hidden replica");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let reason = not_ready_within(&durable, Duration::from_secs(10), "with a hidden replica").await;
     assert!(
         reason.contains(&format!("127.0.0.1:{}", hidden.port()))
             && reason.contains("not yet known to the sentinels"),
