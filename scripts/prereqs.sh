@@ -7,12 +7,14 @@ ensure_wasm_target() {
     fi
 }
 
-# Debian packages the tests talk to: redis-server, and the gateways.
+# Debian packages the tests talk to: redis-server, the gateways, and
+# openssl for the TLS tests' certificates.
 ensure_test_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v nginx >/dev/null || missing+=(nginx)
     command -v caddy >/dev/null || missing+=(caddy)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ ${#missing[@]} -gt 0 ]; then
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo=sudo

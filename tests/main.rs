@@ -10,3 +10,4 @@ mod round_trips;
 mod sentinel;
 mod server;
 mod support;
+mod tls;

@@ -469,6 +469,7 @@ async fn a_store_outage_is_503_never_401() {
             url: redis.url(),
             connect_timeout_ms: 300,
             command_timeout_ms: 300,
+            tls: Default::default(),
         },
         ..ServeConfig::default()
     };

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use dsession::server::ServeConfig;
-use dsession::store::StoreConfig;
+use dsession::store::{StoreConfig, TlsFiles};
 use dsession::{Error, Policy, SessionManager, Settings};
 use serde_json::json;
 
@@ -189,16 +189,44 @@ struct StoreArgs {
     /// write (0: off).
     #[arg(long, env = "DSESSION_MIN_REPLICAS_ACK", default_value_t = 0)]
     min_replicas_ack: usize,
+    /// TLS to the sentinels and the master (with --redis, a rediss:// URL
+    /// turns TLS on).
+    #[arg(long, env = "DSESSION_REDIS_TLS")]
+    redis_tls: bool,
+    /// The CA that signed the Redis servers' certificates (PEM); default:
+    /// the system's roots.
+    #[arg(long, env = "DSESSION_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// A client certificate for Redis servers that require one (PEM).
+    #[arg(
+        long,
+        env = "DSESSION_REDIS_CLIENT_CERT",
+        requires = "redis_client_key"
+    )]
+    redis_client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(
+        long,
+        env = "DSESSION_REDIS_CLIENT_KEY",
+        requires = "redis_client_cert"
+    )]
+    redis_client_key: Option<PathBuf>,
 }
 
 impl StoreArgs {
     /// The store the flags name, if any.
     fn config(&self) -> Option<StoreConfig> {
+        let tls = TlsFiles {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert_file: self.redis_client_cert.clone(),
+            client_key_file: self.redis_client_key.clone(),
+        };
         if let Some(url) = &self.redis {
             return Some(StoreConfig::Redis {
                 url: url.clone(),
                 connect_timeout_ms: 1000,
                 command_timeout_ms: 1000,
+                tls,
             });
         }
         let master_name = self.master_name.clone()?;
@@ -213,6 +241,7 @@ impl StoreArgs {
             command_timeout_ms: 1000,
             min_replicas_ack: self.min_replicas_ack,
             ack_timeout_ms: 1000,
+            tls: self.redis_tls.then_some(tls),
         })
     }
 }

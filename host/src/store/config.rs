@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{MemoryStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store};
+use super::{MemoryStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store, TlsFiles};
 
 /// A store and its settings, picked by `kind`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -24,6 +24,9 @@ pub enum StoreConfig {
         /// Command timeout in milliseconds (default 1000).
         #[serde(default = "default_timeout_ms")]
         command_timeout_ms: u64,
+        /// Certificates for a `rediss://` URL (`[store.tls]`).
+        #[serde(default)]
+        tls: TlsFiles,
     },
     /// Redis behind sentinels, following failovers.
     Sentinel {
@@ -57,6 +60,10 @@ pub enum StoreConfig {
         /// How long a durable write waits for its replicas, in milliseconds.
         #[serde(default = "default_timeout_ms")]
         ack_timeout_ms: u64,
+        /// TLS to the sentinels and the master (`[store.tls]`); absent
+        /// means plain TCP.
+        #[serde(default)]
+        tls: Option<TlsFiles>,
     },
 }
 
@@ -89,11 +96,13 @@ impl StoreConfig {
                 url,
                 connect_timeout_ms,
                 command_timeout_ms,
+                tls,
             } => Arc::new(
                 RedisStore::connect(RedisConfig {
                     url: url.clone(),
                     connect_timeout: Duration::from_millis(*connect_timeout_ms),
                     command_timeout: Duration::from_millis(*command_timeout_ms),
+                    tls: tls.clone(),
                 })
                 .await?,
             ),
@@ -108,6 +117,7 @@ impl StoreConfig {
                 command_timeout_ms,
                 min_replicas_ack,
                 ack_timeout_ms,
+                tls,
             } => Arc::new(
                 SentinelStore::connect(SentinelConfig {
                     username: username.clone(),
@@ -118,6 +128,7 @@ impl StoreConfig {
                     command_timeout: Duration::from_millis(*command_timeout_ms),
                     min_replicas_ack: *min_replicas_ack,
                     ack_timeout: Duration::from_millis(*ack_timeout_ms),
+                    tls: tls.clone(),
                     ..SentinelConfig::new(sentinels.clone(), master_name.clone())
                 })
                 .await?,

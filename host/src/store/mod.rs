@@ -8,6 +8,7 @@ mod config;
 mod memory;
 mod redis;
 mod sentinel;
+mod tls;
 
 use std::fmt;
 
@@ -17,6 +18,7 @@ pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisConfig, RedisStore};
 pub use self::sentinel::{SentinelConfig, SentinelStore};
+pub use self::tls::TlsFiles;
 
 /// When a `SET` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

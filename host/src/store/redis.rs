@@ -20,6 +20,7 @@ use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, ServerErrorKind, Value,
 };
 
+use super::tls::TlsFiles;
 use super::{Command, ExpireCondition, Reply, SetCondition, Store, StoreError, Transaction};
 
 /// How to reach a Redis server.
@@ -31,6 +32,9 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// How long a round trip may take.
     pub command_timeout: Duration,
+    /// Certificates for a `rediss://` URL; without a CA file the system's
+    /// roots are trusted.
+    pub tls: TlsFiles,
 }
 
 impl RedisConfig {
@@ -40,6 +44,7 @@ impl RedisConfig {
             url: url.into(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -61,8 +66,17 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to the server; fails when it cannot be reached now.
     pub async fn connect(config: RedisConfig) -> anyhow::Result<Self> {
-        let client = Client::open(config.url.as_str())
-            .with_context(|| format!("invalid redis URL {:?}", redact(&config.url)))?;
+        let client = if config.url.starts_with("rediss://") {
+            Client::build_with_tls(config.url.as_str(), config.tls.certificates()?)
+        } else {
+            anyhow::ensure!(
+                config.tls == TlsFiles::default(),
+                "TLS certificates are configured, but {} is not a rediss:// URL",
+                redact(&config.url)
+            );
+            Client::open(config.url.as_str())
+        }
+        .with_context(|| format!("invalid redis URL {:?}", redact(&config.url)))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout))

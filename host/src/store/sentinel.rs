@@ -23,12 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
-    RedisError,
-};
+use redis::{AsyncConnectionConfig, Client, RedisConnectionInfo, RedisError};
 
 use super::redis::{ReplicaAck, Server, role, store_error, text};
+use super::tls::{Connector, TlsFiles};
 use super::{Command, Reply, Store, StoreError, Transaction};
 
 /// How to find the master through Redis Sentinel.
@@ -74,6 +72,8 @@ pub struct SentinelConfig {
     pub min_replicas_ack: usize,
     /// How long a durable write waits for its replicas; at least 1 ms.
     pub ack_timeout: Duration,
+    /// TLS to the sentinels and the master; none for plain TCP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl SentinelConfig {
@@ -91,6 +91,7 @@ impl SentinelConfig {
             command_timeout: Duration::from_secs(1),
             min_replicas_ack: 0,
             ack_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -109,6 +110,7 @@ impl fmt::Debug for SentinelConfig {
             .field("command_timeout", &self.command_timeout)
             .field("min_replicas_ack", &self.min_replicas_ack)
             .field("ack_timeout", &self.ack_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -137,6 +139,8 @@ struct Inner {
     preferred: AtomicUsize,
     sentinel_connection: AsyncConnectionConfig,
     master_settings: RedisConnectionInfo,
+    /// TLS or not, for the sentinels and the masters they name.
+    connector: Connector,
     master_connection: AsyncConnectionConfig,
     ack: Option<ReplicaAck>,
     current: Mutex<Current>,
@@ -193,7 +197,7 @@ impl fmt::Debug for SentinelStore {
     }
 }
 
-fn parse_address(address: &str) -> anyhow::Result<ConnectionAddr> {
+fn parse_address(address: &str) -> anyhow::Result<(String, u16)> {
     let (host, port) = address
         .rsplit_once(':')
         .with_context(|| format!("sentinel address {address:?} is not host:port"))?;
@@ -201,14 +205,7 @@ fn parse_address(address: &str) -> anyhow::Result<ConnectionAddr> {
         .parse()
         .with_context(|| format!("sentinel address {address:?} has no valid port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok(ConnectionAddr::Tcp(host.to_owned(), port))
-}
-
-fn client(addr: ConnectionAddr, settings: &RedisConnectionInfo) -> Result<Client, RedisError> {
-    Client::open(
-        addr.into_connection_info()?
-            .set_redis_settings(settings.clone()),
-    )
+    Ok((host.to_owned(), port))
 }
 
 impl SentinelStore {
@@ -227,11 +224,14 @@ impl SentinelStore {
         if let Some(password) = &config.sentinel_password {
             sentinel_settings = sentinel_settings.set_password(password);
         }
+        let connector = Connector::new(config.tls.as_ref())?;
         let sentinels = config
             .sentinels
             .iter()
             .map(|address| {
-                let client = client(parse_address(address)?, &sentinel_settings)
+                let (host, port) = parse_address(address)?;
+                let client = connector
+                    .client(&host, port, &sentinel_settings)
                     .with_context(|| format!("invalid sentinel address {address:?}"))?;
                 Ok(Sentinel {
                     address: address.clone(),
@@ -259,6 +259,7 @@ impl SentinelStore {
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.command_timeout)),
             master_settings,
+            connector,
             master_connection: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.command_timeout + wait)),
@@ -451,8 +452,8 @@ impl Inner {
             let answer = match self.ask(sentinel).await {
                 Err(error) => Answer::Unreachable(error),
                 Ok(None) => Answer::UnknownName,
-                Ok(Some(addr)) => {
-                    let master = addr.to_string();
+                Ok(Some((host, port))) => {
+                    let master = format!("{host}:{port}");
                     let tried = answers.iter().find_map(|(_, answer)| match answer {
                         Answer::NamedUnusable { master: m, error } if *m == master => {
                             Some(error.clone())
@@ -461,7 +462,7 @@ impl Inner {
                     });
                     let outcome = match tried {
                         Some(error) => Err(error),
-                        None => self.open_master(addr).await,
+                        None => self.open_master(&host, port).await,
                     };
                     match outcome {
                         Ok(server) => {
@@ -506,7 +507,7 @@ impl Inner {
 
     /// `SENTINEL get-master-addr-by-name`: None when the sentinel does not
     /// know the name.
-    async fn ask(&self, sentinel: &Sentinel) -> Result<Option<ConnectionAddr>, RedisError> {
+    async fn ask(&self, sentinel: &Sentinel) -> Result<Option<(String, u16)>, RedisError> {
         let mut connection = sentinel
             .client
             .get_multiplexed_async_connection_with_config(&self.sentinel_connection)
@@ -516,7 +517,7 @@ impl Inner {
             .arg(&self.master_name)
             .query_async(&mut connection)
             .await?;
-        Ok(address.map(|(host, port)| ConnectionAddr::Tcp(host, port)))
+        Ok(address)
     }
 
     /// The replicas the preferred sentinel knows for the master, as
@@ -569,13 +570,17 @@ impl Inner {
             .collect())
     }
 
-    /// Connects to `addr` and checks that it is a master: during a failover
+    /// Connects to `host:port` and checks that it is a master: during a failover
     /// a sentinel may still name a server that was demoted.
     async fn open_master(
         &self,
-        addr: ConnectionAddr,
+        host: &str,
+        port: u16,
     ) -> Result<Server<MultiplexedConnection>, StoreError> {
-        let client = client(addr, &self.master_settings).map_err(store_error)?;
+        let client = self
+            .connector
+            .client(host, port, &self.master_settings)
+            .map_err(store_error)?;
         let mut shared = client
             .get_multiplexed_async_connection_with_config(&self.master_connection)
             .await
@@ -597,13 +602,13 @@ impl Inner {
             _ => return,
         };
         let sentinel = &self.sentinels[self.preferred.load(Ordering::Relaxed)];
-        if let Ok(Some(addr)) = self.ask(sentinel).await
-            && addr != *master.address()
+        if let Ok(Some((host, port))) = self.ask(sentinel).await
+            && format!("{host}:{port}") != master.address().to_string()
         {
             tracing::warn!(
                 master_name = %self.master_name,
                 old = %master.address(),
-                new = %addr,
+                new = %format!("{host}:{port}"),
                 sentinel = %sentinel.address,
                 "the sentinels moved the redis master"
             );
