@@ -2,16 +2,32 @@
 
 use std::time::{Duration, Instant};
 
-use dsession::{Error, Policy, SessionManager};
+use std::sync::Arc;
+
+use dsession::{Error, InstanceReuse, Limits, Policy, SessionManager};
 
 use crate::support::{hostile_policy, tight_limits};
 
 fn hostile() -> SessionManager {
+    hostile_with(tight_limits())
+}
+
+fn hostile_with(limits: Limits) -> SessionManager {
     SessionManager::builder()
         .policy(hostile_policy())
-        .limits(tight_limits())
+        .limits(limits)
         .build()
         .unwrap()
+}
+
+/// What the hostile policy's set-token for `user` returns as its expiry:
+/// the instance's call count, or for `peek` whether it was tainted.
+async fn expiry(sessions: &SessionManager, user: &str) -> i64 {
+    sessions
+        .set_token(user, 60)
+        .await
+        .unwrap()
+        .token_expire_time
 }
 
 /// set-token for `user` makes the hostile policy misbehave; the error says
@@ -80,6 +96,111 @@ async fn looping_policies_do_not_starve_good_calls() {
     for task in loops {
         assert!(matches!(task.await.unwrap(), Err(Error::Policy(_))));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_reused_but_never_after_a_trap() {
+    let sessions = hostile();
+    assert_eq!(expiry(&sessions, "count").await, 1);
+    assert_eq!(
+        expiry(&sessions, "count").await,
+        2,
+        "a warm instance serves"
+    );
+    for (user, reason) in [
+        ("taint", "tainted its instance"),
+        ("loop", "time limit"),
+        ("alloc", "memory"),
+        ("panic", "panics on request"),
+    ] {
+        assert_policy_error(&sessions, user, reason).await;
+        assert_eq!(expiry(&sessions, "peek").await, 0, "after {user}");
+        assert_eq!(expiry(&sessions, "count").await, 2, "after {user}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_never_sees_the_state_of_a_trapped_one() {
+    let sessions = Arc::new(hostile());
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let sessions = Arc::clone(&sessions);
+            tokio::spawn(async move {
+                let mut peeks = Vec::new();
+                for round in 0..25 {
+                    if (task + round) % 3 == 0 {
+                        assert!(matches!(
+                            sessions.set_token("taint", 60).await,
+                            Err(Error::Policy(_))
+                        ));
+                    } else {
+                        peeks.push(expiry(&sessions, "peek").await);
+                    }
+                }
+                peeks
+            })
+        })
+        .collect();
+    for task in tasks {
+        let peeks = task.await.unwrap();
+        assert!(!peeks.is_empty());
+        assert!(peeks.iter().all(|&tainted| tainted == 0), "{peeks:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_mode_gives_every_call_a_new_instance() {
+    let sessions = hostile_with(Limits {
+        reuse: InstanceReuse::Fresh,
+        ..tight_limits()
+    });
+    for _ in 0..3 {
+        assert_eq!(expiry(&sessions, "count").await, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_replaced_after_its_call_budget() {
+    let sessions = hostile_with(Limits {
+        reuse: InstanceReuse::Pooled {
+            max_calls: 2,
+            max_memory_bytes: 64 << 20,
+        },
+        ..tight_limits()
+    });
+    let counts = [
+        expiry(&sessions, "count").await,
+        expiry(&sessions, "count").await,
+        expiry(&sessions, "count").await,
+    ];
+    assert_eq!(counts, [1, 2, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_grown_past_its_memory_bound_is_replaced() {
+    let sessions = hostile_with(Limits {
+        reuse: InstanceReuse::Pooled {
+            max_calls: 1000,
+            max_memory_bytes: 3 << 20,
+        },
+        ..tight_limits()
+    });
+    assert_eq!(expiry(&sessions, "count").await, 1);
+    assert_eq!(expiry(&sessions, "hoard").await, 2);
+    assert_eq!(expiry(&sessions, "count").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_swap_starts_from_new_instances() {
+    let policy = hostile_policy();
+    let sessions = SessionManager::builder()
+        .policy(policy.clone())
+        .build()
+        .unwrap();
+    assert_eq!(expiry(&sessions, "count").await, 1);
+    assert_eq!(expiry(&sessions, "count").await, 2);
+    sessions.swap_policy(policy);
+    assert_eq!(expiry(&sessions, "count").await, 1);
 }
 
 #[test]

@@ -30,6 +30,8 @@ enum Command {
     /// Inspect policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Measure each operation beside same-run baselines (docs/PERFORMANCE.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,7 +171,7 @@ impl ServeArgs {
 /// Which store: one Redis server, Redis behind sentinels, or (neither
 /// given) the in-memory store.
 #[derive(Debug, Args)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Redis URL, `redis://[user:password@]host:port/db`.
     #[arg(long, env = "DSESSION_REDIS_URL", conflicts_with = "sentinel")]
     redis: Option<String>,
@@ -214,8 +216,13 @@ struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The Redis URL, when the flags name one server.
+    pub(crate) fn redis_url(&self) -> Option<&str> {
+        self.redis.as_deref()
+    }
+
     /// The store the flags name, if any.
-    fn config(&self) -> Option<StoreConfig> {
+    pub(crate) fn config(&self) -> Option<StoreConfig> {
         let tls = TlsFiles {
             ca_file: self.redis_ca_file.clone(),
             client_cert_file: self.redis_client_cert.clone(),
@@ -531,6 +538,7 @@ fn wants_json(command: &Command) -> bool {
             | TokenCommand::RevokeAll { common, .. },
         ) => common.json,
         Command::Policy(PolicyCommand::Check { json, .. }) => *json,
+        Command::Bench(args) => args.json,
         Command::Serve(_) => false,
     }
 }
@@ -555,6 +563,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => return run_serve(args).await,
         Command::Token(command) => run_token(command).await,
         Command::Policy(command) => run_policy(command).map(Ok),
+        Command::Bench(args) => {
+            return match crate::bench::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail("setup", &format!("{error:#}"), as_json),
+            };
+        }
     };
     match outcome {
         Ok(Ok(output)) => print(&output, as_json),

@@ -33,5 +33,5 @@ mod types;
 pub use error::{Error, Result};
 pub use loader::{LoaderError, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
-pub use policy::{Limits, Policy};
+pub use policy::{InstanceReuse, Limits, Policy};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

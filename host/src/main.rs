@@ -1,9 +1,11 @@
-//! The `dsession` command: the service, token operations, policy checks.
+//! The `dsession` command: the service, token operations, policy checks,
+//! and the bench.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod bench;
 mod cli;
 
 #[tokio::main]

@@ -5,7 +5,8 @@ use std::sync::{Arc, RwLock};
 use crate::error::{Error, Result};
 use crate::loader::UserLoader;
 use crate::policy::{
-    Call, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser, WitUserInfo,
+    Call, Instances, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser,
+    WitUserInfo,
 };
 use crate::store::{MemoryStore, Store};
 use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
@@ -80,10 +81,13 @@ impl SessionManagerBuilder {
             single_mode: self.settings.single_mode,
             user_loader: self.loader.is_some(),
         };
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let instances =
+            Instances::new(policy, self.limits, Arc::clone(&store), self.loader.clone());
         Ok(SessionManager {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             loader: self.loader,
-            policy: RwLock::new(policy),
+            instances: RwLock::new(Arc::new(instances)),
             settings,
             limits: self.limits,
         })
@@ -91,12 +95,13 @@ impl SessionManagerBuilder {
 }
 
 /// Issues, checks, refreshes, lists and revokes session tokens through a
-/// policy component and a store. Share it behind an `Arc`; every method
-/// runs in a fresh policy instance.
+/// policy component and a store. Share it behind an `Arc`; each method runs
+/// in a policy instance of this manager's own (see [`Limits::reuse`]).
 pub struct SessionManager {
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
-    policy: RwLock<Policy>,
+    /// The current policy's instances; replaced whole by a swap.
+    instances: RwLock<Arc<Instances>>,
     settings: WitSettings,
     limits: Limits,
 }
@@ -109,7 +114,7 @@ impl std::fmt::Debug for SessionManager {
     }
 }
 
-/// Runs one export of the policy in a fresh instance.
+/// Runs one export of the policy in an instance of its pool.
 macro_rules! call {
     ($manager:ident . $export:ident ( $($arg:expr),* )) => {{
         let mut call = $manager.start().await?;
@@ -131,24 +136,21 @@ impl SessionManager {
         &self.store
     }
 
-    /// Replaces the policy. Calls already running finish on the old one.
+    /// Replaces the policy. Calls already running finish on the old one;
+    /// its instances are then dropped, never reused.
     pub fn swap_policy(&self, policy: Policy) {
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+        let instances = Instances::new(
+            policy,
+            self.limits,
+            Arc::clone(&self.store),
+            self.loader.clone(),
+        );
+        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(instances);
     }
 
     async fn start(&self) -> Result<Call> {
-        let policy = self
-            .policy
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        Call::start(
-            &policy,
-            &self.limits,
-            Arc::clone(&self.store),
-            self.loader.clone(),
-        )
-        .await
+        let instances = Arc::clone(&self.instances.read().unwrap_or_else(|p| p.into_inner()));
+        Call::start(instances).await
     }
 
     /// Issues a token for `user_id`, valid `ttl_seconds` (0: the default).

@@ -1,20 +1,25 @@
-//! The wasm runtime: loads a policy component and runs one call in it.
+//! The wasm runtime: loads a policy component and runs calls in it.
 //!
 //! One [`Engine`] per process, with a pooling allocator and an epoch ticker.
-//! A [`Policy`] is compiled and pre-instantiated once; every call gets a
-//! fresh [`wasmtime::Store`] and instance, so a trap, a time-out or a
-//! memory blow-up ends that call only.
+//! A [`Policy`] is compiled and pre-instantiated once. A call runs in a warm
+//! instance taken from its manager's [`pool`] (or, with
+//! [`InstanceReuse::Fresh`], in a new one); an instance that trapped, ran
+//! out of time or grew past a bound is never entered again, so a bad call
+//! ends that call only.
+
+mod pool;
 
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, Resource, ResourceTable, types::ComponentItem};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
-    StoreLimitsBuilder, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+    StoreLimits,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -22,6 +27,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::error::Error;
 use crate::loader::UserLoader;
 use crate::store::{self, Store};
+
+pub(crate) use pool::{Call, Instances};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -48,6 +55,8 @@ const BUILTIN_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dsession
 
 /// Instances that may run at once in this process; callers past that wait.
 const MAX_INSTANCES: u32 = 256;
+/// Warm instances kept idle across all managers, besides the running ones.
+const MAX_IDLE_INSTANCES: u32 = 256;
 /// The most linear memory any policy instance may have.
 const MAX_MEMORY_BYTES: usize = 256 << 20;
 /// How often the epoch advances: the granularity of call time limits.
@@ -64,6 +73,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// How long a call waits for a free instance slot before `Overloaded`.
     pub queue_timeout: Duration,
+    /// Whether an instance serves more than one call.
+    pub reuse: InstanceReuse,
 }
 
 impl Default for Limits {
@@ -72,6 +83,39 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(5),
             memory_bytes: 64 << 20,
             queue_timeout: Duration::from_secs(5),
+            reuse: InstanceReuse::default(),
+        }
+    }
+}
+
+/// Whether a policy instance serves more than one call.
+///
+/// Either way a policy must not rely on state surviving from one call to
+/// the next, nor on it being gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceReuse {
+    /// A new instance for every call: nothing one call leaves in the
+    /// instance's memory can reach another, at the cost of an instantiation
+    /// per call.
+    Fresh,
+    /// Warm instances, each owned by one manager and its current policy,
+    /// are reused. An instance is discarded, never entered again, after a
+    /// trap, a time-out, a call that did not finish (its caller gave up), a
+    /// write to stderr, a resource left open, linear memory past
+    /// `max_memory_bytes`, or `max_calls` calls.
+    Pooled {
+        /// Calls one instance serves before it is replaced.
+        max_calls: u32,
+        /// Linear memory past which an instance is replaced after its call.
+        max_memory_bytes: usize,
+    },
+}
+
+impl Default for InstanceReuse {
+    fn default() -> Self {
+        Self::Pooled {
+            max_calls: 10_000,
+            max_memory_bytes: 8 << 20,
         }
     }
 }
@@ -79,7 +123,12 @@ impl Default for Limits {
 /// The process-wide engine and the slots of its instance pool.
 struct Runtime {
     engine: Engine,
+    /// One permit per running call.
     slots: Arc<Semaphore>,
+    /// Idle instances across every manager's pool, at most
+    /// `MAX_IDLE_INSTANCES`, so that running plus idle ones always fit in
+    /// the pooling allocator.
+    idle: AtomicUsize,
 }
 
 fn runtime() -> anyhow::Result<&'static Runtime> {
@@ -88,12 +137,14 @@ fn runtime() -> anyhow::Result<&'static Runtime> {
         return Ok(runtime);
     }
     let mut pool = PoolingAllocationConfig::default();
+    let instances = MAX_INSTANCES + MAX_IDLE_INSTANCES;
     // A component built by rustc holds a few core modules (the program
-    // plus adapter shims), each its own core instance with tables.
-    pool.total_component_instances(MAX_INSTANCES)
-        .total_core_instances(MAX_INSTANCES * 8)
-        .total_memories(MAX_INSTANCES * 2)
-        .total_tables(MAX_INSTANCES * 8)
+    // plus adapter shims), each its own core instance with tables. Only
+    // running calls need a stack.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
         .total_stacks(MAX_INSTANCES)
         .max_memory_size(MAX_MEMORY_BYTES);
     let mut config = Config::new();
@@ -115,6 +166,7 @@ fn runtime() -> anyhow::Result<&'static Runtime> {
     let runtime = Runtime {
         engine,
         slots: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
+        idle: AtomicUsize::new(0),
     };
     // Another thread may have won the race; either engine works, keep one.
     Ok(RUNTIME.get_or_init(|| runtime))
@@ -123,15 +175,69 @@ fn runtime() -> anyhow::Result<&'static Runtime> {
 /// A transaction as the guest holds it; emptied by `commit`.
 pub struct TransactionSlot(Option<Box<dyn store::Transaction>>);
 
-/// What one call can reach: the store, the loader, and a WASI context that
-/// offers clocks and randomness but no files, sockets or environment.
+/// What an instance can reach: its manager's store and loader, and a WASI
+/// context that offers clocks and randomness but no files, sockets or
+/// environment. Built once per instance.
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
     stderr: MemoryOutputPipe,
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
+    /// When the running call must stop; set as each call starts.
+    deadline: Instant,
+}
+
+/// The per-call memory limit, plus how much linear memory the instance
+/// holds in all, to decide whether it is still worth reusing.
+struct Limiter {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for CallState {
@@ -398,116 +504,6 @@ impl Policy {
             .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect()
-    }
-}
-
-/// One call's instance, ready to run one export.
-pub(crate) struct Call {
-    store: wasmtime::Store<CallState>,
-    bindings: PolicyBindings,
-    timeout: Duration,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Call {
-    /// Instantiates `policy` for one call.
-    pub(crate) async fn start(
-        policy: &Policy,
-        limits: &Limits,
-        store: Arc<dyn Store>,
-        loader: Option<Arc<dyn UserLoader>>,
-    ) -> Result<Self, Error> {
-        let runtime = runtime().map_err(|e| Error::Policy(format!("{e:#}")))?;
-        let slot = tokio::time::timeout(
-            limits.queue_timeout,
-            Arc::clone(&runtime.slots).acquire_owned(),
-        )
-        .await
-        .map_err(|_| {
-            Error::Overloaded(format!(
-                "no policy instance came free within {:?}",
-                limits.queue_timeout
-            ))
-        })?
-        .map_err(|_| Error::Overloaded("the policy runtime is shutting down".into()))?;
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let state = CallState {
-            wasi,
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes.min(MAX_MEMORY_BYTES))
-                .trap_on_grow_failure(true)
-                .build(),
-            stderr,
-            store,
-            loader,
-        };
-        let mut wasm_store = wasmtime::Store::new(&runtime.engine, state);
-        wasm_store.limiter(|state| &mut state.limits);
-        // Every tick, a running policy yields to the executor (a busy policy
-        // never starves other tasks) and is stopped once past its time.
-        let deadline = Instant::now() + limits.call_timeout;
-        wasm_store.set_epoch_deadline(1);
-        wasm_store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        let bindings = policy
-            .pre
-            .instantiate_async(&mut wasm_store)
-            .await
-            .map_err(|e| Error::Policy(format!("cannot instantiate the policy: {e:#}")))?;
-        Ok(Self {
-            store: wasm_store,
-            bindings,
-            timeout: limits.call_timeout,
-            _slot: slot,
-        })
-    }
-
-    /// The export to call and the store to call it in.
-    pub(crate) fn parts(
-        &mut self,
-    ) -> (
-        &bindings::exports::dsession::session::token_manage::Guest,
-        &mut wasmtime::Store<CallState>,
-    ) {
-        (
-            self.bindings.dsession_session_token_manage(),
-            &mut self.store,
-        )
-    }
-
-    /// Maps what the call returned: traps become [`Error::Policy`], the
-    /// policy's own errors their [`Error`] case.
-    pub(crate) fn finish<T>(
-        self,
-        outcome: wasmtime::Result<Result<T, WitError>>,
-    ) -> Result<T, Error> {
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(error.into()),
-            Err(trap) => {
-                let reason = match trap.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => {
-                        format!("the policy ran past its time limit of {:?}", self.timeout)
-                    }
-                    _ => format!("the policy trapped: {trap:#}"),
-                };
-                let stderr = self.store.data().stderr.contents();
-                let stderr = String::from_utf8_lossy(&stderr);
-                let stderr = stderr.trim();
-                Err(Error::Policy(if stderr.is_empty() {
-                    reason
-                } else {
-                    format!("{reason}; its stderr: {stderr}")
-                }))
-            }
-        }
     }
 }
 

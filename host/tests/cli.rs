@@ -95,6 +95,44 @@ fn token_commands_share_state_through_redis() {
 }
 
 #[test]
+fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let output = dsession(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--concurrency",
+        "4",
+        "--redis",
+        &url,
+    ]);
+    assert_eq!(code(&output), 0, "{output:?}");
+    let report = json(&output);
+    let figures = report["figures"].as_array().unwrap();
+    let figure = |name: &str| {
+        figures
+            .iter()
+            .find(|figure| figure["name"] == name)
+            .unwrap_or_else(|| panic!("no figure {name} in {report}"))
+    };
+    for figure in figures {
+        assert_eq!(figure["errors"], 0, "{figure}");
+        assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
+    }
+    for name in ["check-token", "check-token-or-update-user, cached"] {
+        assert_eq!(figure(name)["round_trips_per_op"], 1.0, "{name}");
+        assert_eq!(figure(name)["baseline"], "baseline: GET", "{name}");
+        assert!(figure(name)["ratio"].as_f64().unwrap() > 0.0, "{name}");
+    }
+    assert_eq!(figure("check-token")["commands_per_op"], 3.0);
+    assert_eq!(figure("baseline: GET")["commands_per_op"], 1.0);
+    assert_eq!(figure("GET /auth")["baseline"], "baseline: GET /healthz");
+    assert_eq!(figure("GET /auth")["round_trips_per_op"], 1.0);
+    assert_eq!(figure("baseline: GET /healthz")["round_trips_per_op"], 0.0);
+}
+
+#[test]
 fn bad_input_is_an_error_with_exit_code_2() {
     let created = dsession(&["token", "create", "--user", ""]);
     assert_eq!(code(&created), 2);

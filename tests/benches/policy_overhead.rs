@@ -2,8 +2,9 @@
 //!
 //! Prints the median and p90 of each measurement in microseconds:
 //! - `store`: the memory store running check-token's reads directly;
-//! - `instantiate`: a policy call that touches no store (instance creation,
-//!   argument passing and a trivial export), with the hostile test policy;
+//! - `instantiate`: a policy call that touches no store (taking a warm
+//!   instance, or making one when the pool is empty, argument passing and a
+//!   trivial export), with the hostile test policy;
 //! - `check-token`: the whole call on the memory store and on Redis.
 //!
 //! The policy's own work in check-token is what is left: check-token minus

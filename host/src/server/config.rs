@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::store::StoreConfig;
-use crate::{Limits, Settings};
+use crate::{InstanceReuse, Limits, Settings};
 
 /// Everything `dsession serve` needs; every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -130,11 +130,19 @@ pub struct LimitsConfig {
     pub policy_call_timeout_ms: u64,
     /// Linear memory one policy call may use, in MiB.
     pub policy_memory_mib: usize,
+    /// A new policy instance for every call instead of warm reused ones.
+    pub policy_fresh_instances: bool,
+    /// Calls one reused policy instance serves before it is replaced.
+    pub policy_instance_max_calls: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         let limits = Limits::default();
+        let max_calls = match limits.reuse {
+            InstanceReuse::Pooled { max_calls, .. } => max_calls,
+            InstanceReuse::Fresh => 1,
+        };
         Self {
             body_bytes: 64 * 1024,
             body_timeout_ms: 10_000,
@@ -145,6 +153,8 @@ impl Default for LimitsConfig {
             policy_call_timeout_ms: u64::try_from(limits.call_timeout.as_millis())
                 .unwrap_or(u64::MAX),
             policy_memory_mib: limits.memory_bytes >> 20,
+            policy_fresh_instances: matches!(limits.reuse, InstanceReuse::Fresh),
+            policy_instance_max_calls: max_calls,
         }
     }
 }
@@ -152,10 +162,21 @@ impl Default for LimitsConfig {
 impl LimitsConfig {
     /// The policy limits these settings describe.
     pub fn policy_limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let reuse = match defaults.reuse {
+            InstanceReuse::Pooled {
+                max_memory_bytes, ..
+            } if !self.policy_fresh_instances => InstanceReuse::Pooled {
+                max_calls: self.policy_instance_max_calls,
+                max_memory_bytes,
+            },
+            _ => InstanceReuse::Fresh,
+        };
         Limits {
             call_timeout: Duration::from_millis(self.policy_call_timeout_ms),
             memory_bytes: self.policy_memory_mib << 20,
-            ..Limits::default()
+            reuse,
+            ..defaults
         }
     }
 }
@@ -209,6 +230,10 @@ impl ServeConfig {
         anyhow::ensure!(
             self.limits.policy_memory_mib > 0,
             "limits.policy_memory_mib must be positive"
+        );
+        anyhow::ensure!(
+            self.limits.policy_instance_max_calls > 0,
+            "limits.policy_instance_max_calls must be positive"
         );
         if let Some(seconds) = self.auth.refresh_on_check_seconds {
             anyhow::ensure!(

@@ -47,8 +47,8 @@ struct Inner {
     since_sweep: usize,
 }
 
-/// Sweep expired keys after this many commands, so that keys nobody reads
-/// again do not pile up.
+/// Sweep expired keys after at least this many commands, so that keys
+/// nobody reads again do not pile up.
 const SWEEP_EVERY: usize = 4096;
 
 fn wrong_type(key: &str) -> StoreError {
@@ -96,7 +96,10 @@ impl Inner {
 
     fn sweep(&mut self, now: Instant) {
         self.since_sweep += 1;
-        if self.since_sweep < SWEEP_EVERY {
+        // A sweep visits every key: sweeping once per as many commands as
+        // there are keys keeps its cost per command constant as the store
+        // grows.
+        if self.since_sweep < SWEEP_EVERY.max(self.entries.len()) {
             return;
         }
         self.since_sweep = 0;

@@ -2,6 +2,12 @@
 //! `set-token` for user `loop` never returns, for `alloc` allocates without
 //! bound, for `panic` panics; for any other user it issues a fixed token.
 //! Every other operation is refused.
+//!
+//! It also keeps state in statics, which a policy must never rely on, so
+//! that tests can see which calls share an instance: each `set-token`
+//! returns, as its expiry, how many calls this instance has served; `taint`
+//! marks the instance and then panics; `peek` returns 1 as its expiry when
+//! the instance is marked; `hoard` keeps 4 MiB for the instance's life.
 
 wit_bindgen::generate!({
     world: "policy",
@@ -10,6 +16,8 @@ wit_bindgen::generate!({
 });
 
 use std::hint::black_box;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dsession::session::types::{Error, IssuedToken, Settings, TokenEntry, User, UserInfo};
 use exports::dsession::session::token_manage::Guest;
@@ -17,6 +25,13 @@ use exports::dsession::session::token_manage::Guest;
 struct Hostile;
 
 export!(Hostile);
+
+/// Calls this instance has served.
+static CALLS: AtomicI64 = AtomicI64::new(0);
+/// Set by `taint` just before it traps.
+static TAINTED: AtomicBool = AtomicBool::new(false);
+/// What `hoard` keeps.
+static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 fn refused<T>() -> Result<T, Error> {
     Err(Error::InvalidArgument(
@@ -26,6 +41,13 @@ fn refused<T>() -> Result<T, Error> {
 
 impl Guest for Hostile {
     fn set_token(_: Settings, user_id: String, _: i64) -> Result<IssuedToken, Error> {
+        let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        let issued = |token_expire_time| {
+            Ok(IssuedToken {
+                token: format!("{user_id}_{}", "0".repeat(32)),
+                token_expire_time,
+            })
+        };
         match user_id.as_str() {
             "loop" => loop {
                 black_box(&user_id);
@@ -38,10 +60,19 @@ impl Guest for Hostile {
                 }
             }
             "panic" => panic!("the hostile policy panics on request"),
-            _ => Ok(IssuedToken {
-                token: format!("{user_id}_{}", "0".repeat(32)),
-                token_expire_time: 0,
-            }),
+            "taint" => {
+                TAINTED.store(true, Ordering::SeqCst);
+                panic!("the hostile policy tainted its instance")
+            }
+            "peek" => issued(i64::from(TAINTED.load(Ordering::SeqCst))),
+            "hoard" => {
+                HOARD
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(vec![1; 4 << 20]);
+                issued(calls)
+            }
+            _ => issued(calls),
         }
     }
 
