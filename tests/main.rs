@@ -5,6 +5,7 @@ mod compat;
 mod concurrency;
 mod gateways;
 mod limits;
+mod loaders;
 mod round_trips;
 mod sentinel;
 mod server;

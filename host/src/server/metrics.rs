@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests, policy calls, store errors, reloads.
+//! Prometheus metrics: requests, policy calls, store errors, reloads, and
+//! the user loader's.
 
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use prometheus::{
 };
 
 use crate::Error;
+use crate::loader::LoaderMetrics;
 
 /// The service's metrics, registered in a registry of their own.
 #[derive(Debug, Clone)]
@@ -19,6 +21,7 @@ pub struct Metrics {
     store_errors: IntCounter,
     reloads: IntCounter,
     reload_failures: IntCounter,
+    loader_fallbacks: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -94,6 +97,11 @@ impl Default for Metrics {
                 "dsession_policy_reload_failures_total",
                 "Policy reloads rejected; the old policy kept serving.",
             ),
+            loader_fallbacks: counter(
+                &registry,
+                "dsession_loader_fallbacks_total",
+                "Checks answered without detail because the user loader failed (loader.on_error = no_detail).",
+            ),
             registry,
         }
     }
@@ -131,6 +139,18 @@ impl Metrics {
             .with_label_values(&[operation])
             .observe(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Shows the loader's calls, latency, errors and coalesced waits too.
+    pub fn include_loader(&self, loader: &LoaderMetrics) {
+        loader
+            .register(&self.registry)
+            .expect("loader metrics are registered once");
+    }
+
+    /// Records a check answered without detail because the loader failed.
+    pub fn loader_fallback(&self) {
+        self.loader_fallbacks.inc();
     }
 
     /// Records a policy reload.

@@ -25,7 +25,7 @@ use axum::routing::{any, get, post, put};
 use tokio::net::TcpListener;
 
 pub use self::config::{
-    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, PolicyConfig, ServeConfig,
+    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, OnLoaderError, PolicyConfig, ServeConfig,
 };
 pub use self::error::{AppError, ErrorBody, ErrorDetail};
 pub use self::metrics::Metrics;
@@ -41,6 +41,8 @@ struct Shared {
     sessions: SessionManager,
     admin_key: Option<String>,
     auth: AuthConfig,
+    loader_on_error: OnLoaderError,
+    loader_readyz: bool,
     metrics: Metrics,
     policy_path: Option<PathBuf>,
     body_limit: usize,
@@ -58,11 +60,17 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State for `sessions` with the parts of `config` the routes use.
     pub fn new(sessions: SessionManager, config: &ServeConfig) -> Self {
+        let metrics = Metrics::default();
+        if let Some(loader) = sessions.loader() {
+            metrics.include_loader(loader.metrics());
+        }
         Self(Arc::new(Shared {
             sessions,
             admin_key: config.admin_key.clone(),
             auth: config.auth.clone(),
-            metrics: Metrics::default(),
+            loader_on_error: config.loader.on_error,
+            loader_readyz: config.loader.readyz,
+            metrics,
             policy_path: config.policy.path.clone(),
             body_limit: config.limits.body_bytes,
             reloading: tokio::sync::Mutex::new(()),
@@ -94,11 +102,25 @@ impl AppState {
         let sessions = &self.0.sessions;
         match user_ttl {
             Some(ttl) => {
-                self.call(
-                    "check_token_or_update_user",
-                    sessions.check_token_or_update_user(token, ttl),
-                )
-                .await
+                let loaded = self
+                    .call(
+                        "check_token_or_update_user",
+                        sessions.check_token_or_update_user(token, ttl),
+                    )
+                    .await;
+                match loaded {
+                    // A plain check answers without detail and caches
+                    // nothing, so the failure is not remembered as "no
+                    // detail".
+                    Err(Error::Loader(reason))
+                        if self.0.loader_on_error == OnLoaderError::NoDetail =>
+                    {
+                        tracing::warn!(%reason, "the user loader failed; answering without detail");
+                        self.0.metrics.loader_fallback();
+                        self.call("check_token", sessions.check_token(token)).await
+                    }
+                    loaded => loaded,
+                }
             }
             None => self.call("check_token", sessions.check_token(token)).await,
         }
@@ -204,12 +226,12 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
         Some(path) => Policy::from_file(path)?,
         None => Policy::builtin()?,
     };
-    let sessions = SessionManager::builder()
+    let builder = SessionManager::builder()
         .shared_store(store)
         .policy(policy)
         .settings(config.settings.clone())
-        .limits(config.limits.policy_limits())
-        .build()?;
+        .limits(config.limits.policy_limits());
+    let sessions = config.loader.attach(builder)?.build()?;
     // A well-formed token nobody holds: the policy checks the settings on
     // every call, so a bad setting fails here rather than on each request.
     let probe = "dsession-startup-check_00000000000000000000000000000000";

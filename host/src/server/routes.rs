@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppError, AppState, ErrorBody};
+use crate::UserLoader as _;
 use crate::{TokenEntry, User, UserInfo};
 
 /// A JSON body whose rejections (bad JSON, unknown fields, too large)
@@ -318,27 +319,36 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store takes requests.
+/// Readiness: the store takes requests, and so does the loader's source
+/// when `loader.readyz` is set.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.sessions().store().ready().await {
-        Ok(()) => (
-            StatusCode::OK,
+    let not_ready = |status: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
-                status: "ok".into(),
+                status: status.into(),
             }),
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "not ready: the store is unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "the session store is unavailable".into(),
-                }),
-            )
-        }
+        )
+    };
+    if let Err(error) = state.sessions().store().ready().await {
+        tracing::warn!(%error, "not ready: the store is unavailable");
+        return not_ready("the session store is unavailable");
     }
+    if state.0.loader_readyz
+        && let Some(loader) = state.sessions().loader()
+        && let Err(error) = loader.ready().await
+    {
+        tracing::warn!(%error, "not ready: the user loader is unavailable");
+        return not_ready("the user loader is unavailable");
+    }
+    (
+        StatusCode::OK,
+        Json(Health {
+            status: "ok".into(),
+        }),
+    )
 }
 
 /// Prometheus metrics in text format.
