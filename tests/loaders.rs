@@ -33,12 +33,19 @@ enum Answer {
     InvalidJson,
 }
 
+/// One request as the user service saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct SeenRequest {
+    target: String,
+    authorization: Option<String>,
+    api_version: Option<String>,
+}
+
 #[derive(Debug)]
 struct Seen {
     answer: Mutex<Answer>,
     calls: AtomicUsize,
-    /// Raw request targets and their `Authorization` and `X-Api-Version`.
-    requests: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    requests: Mutex<Vec<SeenRequest>>,
 }
 
 async fn user_route(
@@ -53,11 +60,11 @@ async fn user_route(
             .get(name)
             .map(|value| value.to_str().unwrap().to_owned())
     };
-    seen.requests.lock().unwrap().push((
-        uri.to_string(),
-        header("authorization"),
-        header("x-api-version"),
-    ));
+    seen.requests.lock().unwrap().push(SeenRequest {
+        target: uri.to_string(),
+        authorization: header("authorization"),
+        api_version: header("x-api-version"),
+    });
     let answer = *seen.answer.lock().unwrap();
     match answer {
         Answer::Detail(pause) => {
@@ -208,11 +215,11 @@ async fn the_http_loader_sends_the_encoded_id_and_headers_and_reads_statuses() {
     );
     assert_eq!(
         service.seen.requests.lock().unwrap()[0],
-        (
-            "/users/alice%20smith%2F1%3F".to_owned(),
-            Some("Bearer s3cret".to_owned()),
-            Some("2".to_owned())
-        )
+        SeenRequest {
+            target: "/users/alice%20smith%2F1%3F".to_owned(),
+            authorization: Some("Bearer s3cret".to_owned()),
+            api_version: Some("2".to_owned()),
+        }
     );
 
     service.answer(Answer::NotFound);

@@ -119,7 +119,7 @@ impl Default for LoaderConfig {
 
 impl std::fmt::Debug for LoaderConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // URLs may carry passwords and headers keys; neither is logged.
+        // URLs may carry passwords and headers keys: neither is logged.
         f.debug_struct("LoaderConfig")
             .field("kind", &self.kind)
             .field("timeout_ms", &self.timeout_ms)
