@@ -22,3 +22,58 @@ ensure_test_packages() {
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
     fi
 }
+
+# Waits up to 60 s for `$@` to succeed.
+wait_until() {
+    local tries=0
+    until "$@" >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 120 ] || return 1
+        sleep 0.5
+    done
+}
+
+# The databases the SQL loader tests use: PostgreSQL on 127.0.0.1:5432
+# (user postgres, trust, database test) and MariaDB on 127.0.0.1:3306
+# (root, no password, database test). Installed when missing, started when
+# down, and given the user and database when a fresh install lacks them.
+ensure_test_databases() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    local missing=()
+    command -v pg_ctlcluster >/dev/null || missing+=(postgresql postgresql-client)
+    [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
+    if [ ${#missing[@]} -gt 0 ]; then
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        $sudo pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+        wait_until pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not start" >&2; return 1; }
+    fi
+    if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+        # A fresh cluster asks for a password over TCP: trust loopback, as
+        # the tests expect.
+        local hba
+        hba="/etc/postgresql/$(ls /etc/postgresql)/main/pg_hba.conf"
+        $sudo sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+        $sudo pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main reload
+        wait_until psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1'
+    fi
+    if [ -z "$(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'")" ]; then
+        psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
+    fi
+
+    # `ping` succeeds whenever the server runs, even when it denies access.
+    if ! mariadb-admin -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1; then
+        $sudo install -d -o mysql -g mysql /run/mysqld
+        $sudo start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+        wait_until mariadb-admin -h 127.0.0.1 -P 3306 -u root ping || { echo "MariaDB did not start" >&2; return 1; }
+    fi
+    if ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+        # A fresh install lets root in through the socket only.
+        $sudo mariadb --protocol=socket -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')"
+    fi
+    mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
+}

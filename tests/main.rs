@@ -6,6 +6,7 @@ mod concurrency;
 mod gateways;
 mod hostile_clients;
 mod limits;
+mod loaders;
 mod round_trips;
 mod sentinel;
 mod server;

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use dsession::server::ServeConfig;
+use dsession::server::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig};
 use dsession::store::{StoreConfig, TlsFiles};
 use dsession::{Error, Policy, SessionManager, Settings};
 use serde_json::json;
@@ -139,6 +139,8 @@ struct ServeArgs {
     watch_policy: bool,
     #[command(flatten)]
     settings: SettingsArgs,
+    #[command(flatten)]
+    loader: LoaderArgs,
     /// Log format.
     #[arg(long, env = "DSESSION_LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
@@ -164,6 +166,7 @@ impl ServeArgs {
         }
         config.policy.watch |= self.watch_policy;
         self.settings.apply(&mut config.settings);
+        self.loader.apply(&mut config.loader)?;
         Ok(config)
     }
 }
@@ -286,9 +289,91 @@ impl SettingsArgs {
     }
 }
 
-/// Where tokens live and how they are laid out.
+/// The user loader: each flag overrides the config file's `[loader]`
+/// (see examples/dsession.toml and the README's "User loaders").
+#[derive(Debug, Args)]
+struct LoaderArgs {
+    /// Where user detail comes from when the user-info cache has none.
+    #[arg(long = "loader", env = "DSESSION_LOADER", value_enum)]
+    kind: Option<LoaderKind>,
+    /// http: the URL template, `{id}` standing for the percent-encoded
+    /// user id; postgres, mysql: the database URL.
+    #[arg(long = "loader-url", env = "DSESSION_LOADER_URL")]
+    url: Option<String>,
+    /// postgres, mysql: the query; its one parameter is the user id.
+    #[arg(long = "loader-query", env = "DSESSION_LOADER_QUERY")]
+    query: Option<String>,
+    /// http: an extra request header; repeat for several.
+    #[arg(long = "loader-header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// http: the environment variable holding a token sent as
+    /// `Authorization: Bearer`.
+    #[arg(
+        long = "loader-bearer-token-env",
+        env = "DSESSION_LOADER_BEARER_TOKEN_ENV",
+        value_name = "VARIABLE"
+    )]
+    bearer_token_env: Option<String>,
+    /// The longest one load may take, in milliseconds [default: 2000].
+    #[arg(long = "loader-timeout-ms", env = "DSESSION_LOADER_TIMEOUT_MS")]
+    timeout_ms: Option<u64>,
+    /// How long "user has no detail" is remembered, in milliseconds; 0
+    /// turns it off [default: 5000].
+    #[arg(
+        long = "loader-no-detail-cache-ms",
+        env = "DSESSION_LOADER_NO_DETAIL_CACHE_MS"
+    )]
+    no_detail_cache_ms: Option<u64>,
+    /// What a check that loads the user answers when the loader fails
+    /// [default: fail].
+    #[arg(long = "loader-on-error", env = "DSESSION_LOADER_ON_ERROR", value_enum)]
+    on_error: Option<OnLoaderError>,
+}
+
+impl LoaderArgs {
+    fn apply(&self, loader: &mut LoaderConfig) -> anyhow::Result<()> {
+        if let Some(kind) = self.kind {
+            loader.kind = kind;
+        }
+        if let Some(url) = &self.url {
+            loader.url = Some(url.clone());
+        }
+        if let Some(query) = &self.query {
+            loader.query = Some(query.clone());
+        }
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("--loader-header {header:?} is not `Name: value`"))?;
+            loader
+                .headers
+                .insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        if let Some(variable) = &self.bearer_token_env {
+            loader.bearer_token_env = Some(variable.clone());
+        }
+        if let Some(ms) = self.timeout_ms {
+            loader.timeout_ms = ms;
+        }
+        if let Some(ms) = self.no_detail_cache_ms {
+            loader.no_detail_cache_ms = ms;
+        }
+        if let Some(on_error) = self.on_error {
+            loader.on_error = on_error;
+        }
+        Ok(())
+    }
+}
+
+/// Where tokens live, how they are laid out, and where user detail comes
+/// from: the same settings as `serve`, from its config file, overridden by
+/// flags.
 #[derive(Debug, Args)]
 struct Common {
+    /// `serve`'s TOML config file: its store, settings, policy, loader and
+    /// limits apply.
+    #[arg(long, env = "DSESSION_CONFIG")]
+    config: Option<PathBuf>,
     /// Without --redis or --sentinel an empty in-memory store is used,
     /// which only suits trying things out.
     #[command(flatten)]
@@ -298,23 +383,46 @@ struct Common {
     policy: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
+    #[command(flatten)]
+    loader: LoaderArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 impl Common {
-    async fn manager(&self) -> anyhow::Result<SessionManager> {
-        let mut settings = Settings::default();
-        self.settings.apply(&mut settings);
-        let mut builder = SessionManager::builder().settings(settings);
+    fn config(&self) -> anyhow::Result<ServeConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
         if let Some(store) = self.store.config() {
-            builder = builder.shared_store(store.open().await?);
+            config.store = store;
         }
         if let Some(path) = &self.policy {
+            config.policy.path = Some(path.clone());
+        }
+        self.settings.apply(&mut config.settings);
+        self.loader.apply(&mut config.loader)?;
+        config.loader.validate(&config.limits)?;
+        Ok(config)
+    }
+
+    async fn manager(&self) -> anyhow::Result<(SessionManager, OnLoaderError)> {
+        let config = self.config()?;
+        let mut builder = SessionManager::builder()
+            .settings(config.settings.clone())
+            .limits(config.limits.policy_limits())
+            .shared_store(config.store.open().await?);
+        if let Some(path) = &config.policy.path {
             builder = builder.policy(Policy::from_file(path)?);
         }
-        builder.build().context("cannot set up the session manager")
+        let manager = config
+            .loader
+            .attach(builder)?
+            .build()
+            .context("cannot set up the session manager")?;
+        Ok((manager, config.loader.on_error))
     }
 }
 
@@ -414,7 +522,7 @@ fn expiry(expire_time: i64) -> String {
 async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error>> {
     Ok(match command {
         TokenCommand::Create { user, ttl, common } => {
-            let issued = common.manager().await?.set_token(&user, ttl).await;
+            let issued = common.manager().await?.0.set_token(&user, ttl).await;
             issued.map(|issued| {
                 let text = format!("{}\n{}", issued.token, expiry(issued.token_expire_time));
                 Output::yes(text, json!(issued))
@@ -425,9 +533,19 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
             user_ttl,
             common,
         } => {
-            let manager = common.manager().await?;
+            let (manager, on_loader_error) = common.manager().await?;
             let user = match user_ttl {
-                Some(ttl) => manager.check_token_or_update_user(&token, ttl).await,
+                Some(ttl) => match manager.check_token_or_update_user(&token, ttl).await {
+                    // As the service does: the verdict without detail,
+                    // nothing cached.
+                    Err(Error::Loader(reason)) if on_loader_error == OnLoaderError::NoDetail => {
+                        eprintln!(
+                            "warning: the user loader failed, answering without detail: {reason}"
+                        );
+                        manager.check_token(&token).await
+                    }
+                    loaded => loaded,
+                },
                 None => manager.check_token(&token).await,
             };
             user.map(|user| match user {
@@ -448,7 +566,7 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
             })
         }
         TokenCommand::Refresh { token, ttl, common } => {
-            match common.manager().await?.refresh_token(&token, ttl).await {
+            match common.manager().await?.0.refresh_token(&token, ttl).await {
                 Ok(expires) => Ok(Output::yes(
                     format!("refreshed, {}", expiry(expires)),
                     json!({ "refreshed": true, "token_expire_time": expires }),
@@ -463,12 +581,14 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
         TokenCommand::Revoke { token, common } => common
             .manager()
             .await?
+            .0
             .delete_token(&token)
             .await
             .map(|()| Output::yes("revoked", json!({ "revoked": true }))),
         TokenCommand::List { user, common } => common
             .manager()
             .await?
+            .0
             .list_user_token(&user)
             .await
             .map(|tokens| {
@@ -488,6 +608,7 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
         TokenCommand::RevokeAll { user, common } => common
             .manager()
             .await?
+            .0
             .delete_user_token(&user)
             .await
             .map(|()| {

@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
-mod loader;
+pub mod loader;
 mod manager;
 mod policy;
 pub mod server;
@@ -31,7 +31,7 @@ pub mod store;
 mod types;
 
 pub use error::{Error, Result};
-pub use loader::{LoaderError, UserLoader};
+pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::{InstanceReuse, Limits, Policy};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

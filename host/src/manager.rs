@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::loader::UserLoader;
+use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
 use crate::policy::{
     Call, Instances, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser,
     WitUserInfo,
@@ -16,6 +16,7 @@ use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
 pub struct SessionManagerBuilder {
     store: Option<Arc<dyn Store>>,
     loader: Option<Arc<dyn UserLoader>>,
+    loader_options: LoaderOptions,
     policy: Option<Policy>,
     settings: Settings,
     limits: Limits,
@@ -44,8 +45,19 @@ impl SessionManagerBuilder {
 
     /// Where user detail comes from when the user-info cache has none; no
     /// loader means no detail beyond the cache.
-    pub fn loader(mut self, loader: impl UserLoader) -> Self {
-        self.loader = Some(Arc::new(loader));
+    pub fn loader(self, loader: impl UserLoader) -> Self {
+        self.shared_loader(Arc::new(loader))
+    }
+
+    /// Like [`Self::loader`], for a loader that is shared already.
+    pub fn shared_loader(mut self, loader: Arc<dyn UserLoader>) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// Timeout and "no detail" memory of the loader; see [`LoaderOptions`].
+    pub fn loader_options(mut self, options: LoaderOptions) -> Self {
+        self.loader_options = options;
         self
     }
 
@@ -81,12 +93,20 @@ impl SessionManagerBuilder {
             single_mode: self.settings.single_mode,
             user_loader: self.loader.is_some(),
         };
+        // Every loader, the embedder's closure too, is called through the
+        // coalescing front.
+        let coalescing = self
+            .loader
+            .map(|loader| CoalescingLoader::new(loader, self.loader_options));
+        let loader = coalescing
+            .clone()
+            .map(|loader| Arc::new(loader) as Arc<dyn UserLoader>);
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let instances =
-            Instances::new(policy, self.limits, Arc::clone(&store), self.loader.clone());
+        let instances = Instances::new(policy, self.limits, Arc::clone(&store), loader.clone());
         Ok(SessionManager {
             store,
-            loader: self.loader,
+            loader,
+            coalescing,
             instances: RwLock::new(Arc::new(instances)),
             settings,
             limits: self.limits,
@@ -100,6 +120,8 @@ impl SessionManagerBuilder {
 pub struct SessionManager {
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
+    /// The same loader as `loader`, for its metrics and readiness.
+    coalescing: Option<CoalescingLoader>,
     /// The current policy's instances; replaced whole by a swap.
     instances: RwLock<Arc<Instances>>,
     settings: WitSettings,
@@ -134,6 +156,11 @@ impl SessionManager {
     /// The store this manager uses.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The loader, as every call reaches it; None without one.
+    pub fn loader(&self) -> Option<&CoalescingLoader> {
+        self.coalescing.as_ref()
     }
 
     /// Replaces the policy. Calls already running finish on the old one;

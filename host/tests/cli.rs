@@ -187,6 +187,83 @@ fn unreachable_sentinels_are_named_in_the_error() {
 }
 
 #[test]
+fn token_check_loads_the_user_with_the_loader_from_flags_or_the_config_file() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let token = |user: &str| {
+        let created = dsession(&["token", "create", "--user", user, "--redis", &url, "--json"]);
+        json(&created)["token"].as_str().unwrap().to_owned()
+    };
+    let postgres = std::env::var("DSESSION_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let alice = token("alice");
+    let checked = dsession(&[
+        "token",
+        "check",
+        "--token",
+        &alice,
+        "--user-ttl",
+        "60",
+        "--redis",
+        &url,
+        "--loader",
+        "postgres",
+        "--loader-url",
+        &postgres,
+        "--loader-query",
+        "SELECT json_build_object('id', $1::text, 'source', 'postgres')",
+        "--json",
+    ]);
+    assert_eq!(code(&checked), 0, "{checked:?}");
+    assert_eq!(
+        json(&checked)["user"]["detail"],
+        serde_json::json!({ "id": "alice", "source": "postgres" })
+    );
+
+    // The config file names the store and a loader that is down.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dsession.toml");
+    let port = dsession_tests::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"redis\"\nurl = \"{url}\"\n[loader]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/users/{{id}}\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let bob = token("bob");
+    let check = |extra: &[&str]| {
+        let args = [
+            "token",
+            "check",
+            "--token",
+            &bob,
+            "--user-ttl",
+            "60",
+            "--config",
+            config,
+            "--json",
+        ];
+        dsession(&[&args[..], extra].concat())
+    };
+    let failed = check(&[]);
+    assert_eq!(code(&failed), 2, "{failed:?}");
+    assert_eq!(json(&failed)["error"]["code"], "loader_error");
+    assert!(
+        json(&failed)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the user source"),
+        "{failed:?}"
+    );
+    let lenient = check(&["--loader-on-error", "no_detail"]);
+    assert_eq!(code(&lenient), 0, "{lenient:?}");
+    assert_eq!(json(&lenient)["valid"], true);
+    assert_eq!(json(&lenient)["user"]["detail"], Value::Null);
+}
+
+#[test]
 fn without_redis_the_memory_store_serves() {
     let created = dsession(&["token", "create", "--user", "alice"]);
     assert_eq!(code(&created), 0);

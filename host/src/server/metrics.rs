@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests, policy calls, store errors, reloads.
+//! Prometheus metrics: requests, policy calls, store errors, reloads, and
+//! the user loader's.
 
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use prometheus::{
 use axum::http::Method;
 
 use crate::Error;
+use crate::loader::LoaderMetrics;
 
 /// A method as a metric label: any token is a valid HTTP method, so one
 /// that is not standard is counted as `other` rather than given a series.
@@ -38,6 +40,7 @@ pub struct Metrics {
     store_errors: IntCounter,
     reloads: IntCounter,
     reload_failures: IntCounter,
+    loader_fallbacks: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -113,6 +116,11 @@ impl Default for Metrics {
                 "dsession_policy_reload_failures_total",
                 "Policy reloads rejected; the old policy kept serving.",
             ),
+            loader_fallbacks: counter(
+                &registry,
+                "dsession_loader_fallbacks_total",
+                "Checks answered without detail because the user loader failed (loader.on_error = no_detail).",
+            ),
             registry,
         }
     }
@@ -151,6 +159,18 @@ impl Metrics {
             .with_label_values(&[operation])
             .observe(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Shows the loader's calls, latency, errors and coalesced waits too.
+    pub fn include_loader(&self, loader: &LoaderMetrics) {
+        loader
+            .register(&self.registry)
+            .expect("loader metrics are registered once");
+    }
+
+    /// Records a check answered without detail because the loader failed.
+    pub fn loader_fallback(&self) {
+        self.loader_fallbacks.inc();
     }
 
     /// Records a policy reload.

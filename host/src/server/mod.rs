@@ -27,7 +27,7 @@ use axum::routing::{any, get, post, put};
 use tokio::net::TcpListener;
 
 pub use self::config::{
-    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, PolicyConfig, ServeConfig,
+    AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, OnLoaderError, PolicyConfig, ServeConfig,
 };
 pub use self::connections::ConnectionLimits;
 pub use self::error::{AppError, ErrorBody, ErrorDetail};
@@ -44,6 +44,8 @@ struct Shared {
     sessions: SessionManager,
     admin_key: Option<String>,
     auth: AuthConfig,
+    loader_on_error: OnLoaderError,
+    loader_readyz: bool,
     metrics: Metrics,
     policy_path: Option<PathBuf>,
     settings: Settings,
@@ -66,11 +68,17 @@ impl AppState {
     /// State for `sessions` with the parts of `config` the routes use.
     pub fn new(sessions: SessionManager, config: &ServeConfig) -> Self {
         let limits = &config.limits;
+        let metrics = Metrics::default();
+        if let Some(loader) = sessions.loader() {
+            metrics.include_loader(loader.metrics());
+        }
         Self(Arc::new(Shared {
             sessions,
             admin_key: config.admin_key().map(str::to_owned),
             auth: config.auth.clone(),
-            metrics: Metrics::default(),
+            loader_on_error: config.loader.on_error,
+            loader_readyz: config.loader.readyz,
+            metrics,
             policy_path: config.policy.path.clone(),
             settings: config.settings.clone(),
             policy_limits: limits.policy_limits(),
@@ -113,11 +121,25 @@ impl AppState {
         let sessions = &self.0.sessions;
         match user_ttl {
             Some(ttl) => {
-                self.call(
-                    "check_token_or_update_user",
-                    sessions.check_token_or_update_user(token, ttl),
-                )
-                .await
+                let loaded = self
+                    .call(
+                        "check_token_or_update_user",
+                        sessions.check_token_or_update_user(token, ttl),
+                    )
+                    .await;
+                match loaded {
+                    // A plain check answers without detail and caches
+                    // nothing, so the failure is not remembered as "no
+                    // detail".
+                    Err(Error::Loader(reason))
+                        if self.0.loader_on_error == OnLoaderError::NoDetail =>
+                    {
+                        tracing::warn!(%reason, "the user loader failed; answering without detail");
+                        self.0.metrics.loader_fallback();
+                        self.call("check_token", sessions.check_token(token)).await
+                    }
+                    loaded => loaded,
+                }
             }
             None => self.call("check_token", sessions.check_token(token)).await,
         }
@@ -265,12 +287,12 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
     };
     let limits = config.limits.policy_limits();
     let policy = check_policy(policy, Arc::clone(&store), &config.settings, limits).await?;
-    let sessions = SessionManager::builder()
+    let builder = SessionManager::builder()
         .shared_store(store)
         .policy(policy)
         .settings(config.settings.clone())
-        .limits(limits)
-        .build()?;
+        .limits(limits);
+    let sessions = config.loader.attach(builder)?.build()?;
     Ok(AppState::new(sessions, config))
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppError, AppState, ErrorBody};
+use crate::UserLoader as _;
 use crate::{TokenEntry, User, UserInfo};
 
 /// A JSON object body whose rejections (bad JSON, not an object, unknown
@@ -351,28 +352,30 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store takes requests, and in sentinel mode with durable
-/// writes, they can be acknowledged as configured. The reason when not.
+/// Readiness: the store takes requests (in sentinel mode with durable
+/// writes: they can be acknowledged as configured), and so does the
+/// loader's source when `loader.readyz` is set. The reason when not.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.sessions().store().ready().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ok".into(),
-            }),
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: format!("the session store is not ready: {error}"),
-                }),
-            )
-        }
+    let not_ready = |status: String| (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status }));
+    if let Err(error) = state.sessions().store().ready().await {
+        tracing::warn!(%error, "not ready: the session store");
+        return not_ready(format!("the session store is not ready: {error}"));
     }
+    if state.0.loader_readyz
+        && let Some(loader) = state.sessions().loader()
+        && let Err(error) = loader.ready().await
+    {
+        tracing::warn!(%error, "not ready: the user loader");
+        return not_ready(format!("the user loader is unavailable: {error}"));
+    }
+    (
+        StatusCode::OK,
+        Json(Health {
+            status: "ok".into(),
+        }),
+    )
 }
 
 /// Prometheus metrics in text format.

@@ -1,0 +1,440 @@
+//! The front every loader is called through: one load per user at a time,
+//! a short memory of "no detail", a timeout, and metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{LoadError, LoaderError, UserLoader};
+
+/// How a [`CoalescingLoader`] treats every load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoaderOptions {
+    /// The longest one load may take, a retry included; past it the load is
+    /// a loader error. The policy's call timeout counts the load too, so
+    /// keep this below [`crate::Limits::call_timeout`]. Default 2 s.
+    pub timeout: Duration,
+    /// How long "this user has no detail" is remembered in this process, so
+    /// that a missing user cannot hammer the source; zero turns it off.
+    /// Default 5 s.
+    pub no_detail_ttl: Duration,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            no_detail_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The most users remembered as having no detail; past it, new answers are
+/// not remembered until old ones expire, so memory stays bounded.
+const NO_DETAIL_CAPACITY: usize = 100_000;
+
+/// What one load gave, as every waiter receives it.
+type Outcome = Result<Option<Value>, String>;
+
+#[derive(Default)]
+struct Book {
+    /// Loads in flight, by user id; waiters watch for the outcome.
+    flights: HashMap<String, watch::Receiver<Option<Outcome>>>,
+    /// Users known to have no detail, until when.
+    no_detail: HashMap<String, Instant>,
+}
+
+struct Shared {
+    inner: Arc<dyn UserLoader>,
+    options: LoaderOptions,
+    book: Mutex<Book>,
+    metrics: LoaderMetrics,
+}
+
+/// Wraps any [`UserLoader`] so that concurrent loads of one user make one
+/// call (the others wait for its outcome), "no detail" is remembered for
+/// [`LoaderOptions::no_detail_ttl`], each load is bounded by
+/// [`LoaderOptions::timeout`], and calls, latency, errors and coalesced
+/// waits are counted. Failures are never remembered. Cloning is cheap.
+///
+/// The load itself runs in a task of its own, so a caller that gives up
+/// (a dropped request) neither cancels it for the others nor leaves them
+/// waiting.
+#[derive(Clone)]
+pub struct CoalescingLoader(Arc<Shared>);
+
+impl std::fmt::Debug for CoalescingLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoalescingLoader")
+            .field("options", &self.0.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoalescingLoader {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn UserLoader>, options: LoaderOptions) -> Self {
+        Self(Arc::new(Shared {
+            inner,
+            options,
+            book: Mutex::new(Book::default()),
+            metrics: LoaderMetrics::new(),
+        }))
+    }
+
+    /// What this loader has done so far.
+    pub fn metrics(&self) -> &LoaderMetrics {
+        &self.0.metrics
+    }
+}
+
+impl Shared {
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // The book stays consistent at every unlock; a panic elsewhere
+        // cannot leave it half-written.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one load and hands its outcome to every waiter.
+    async fn fly(self: Arc<Self>, user_id: String, sender: watch::Sender<Option<Outcome>>) {
+        let mut landing = Landing {
+            shared: Arc::clone(&self),
+            user_id: user_id.clone(),
+            landed: false,
+        };
+        let started = Instant::now();
+        let timeout = self.options.timeout;
+        let loaded = match tokio::time::timeout(timeout, self.inner.load(&user_id)).await {
+            Ok(loaded) => loaded,
+            Err(_) => Err(LoadError::Timeout {
+                user_id: user_id.clone(),
+                timeout,
+            }
+            .into()),
+        };
+        let outcome = self.metrics.record(&user_id, started, loaded);
+        {
+            // The flight ends before its outcome is out: a load that starts
+            // later never joins it, so a failure is not handed on.
+            let mut book = self.book();
+            book.flights.remove(&user_id);
+            landing.landed = true;
+            if matches!(outcome, Ok(None)) && !self.options.no_detail_ttl.is_zero() {
+                let now = Instant::now();
+                if book.no_detail.len() >= NO_DETAIL_CAPACITY {
+                    book.no_detail.retain(|_, until| *until > now);
+                }
+                if book.no_detail.len() < NO_DETAIL_CAPACITY {
+                    book.no_detail
+                        .insert(user_id, now + self.options.no_detail_ttl);
+                }
+            }
+        }
+        sender.send_replace(Some(outcome));
+    }
+}
+
+/// Ends a flight that did not land, because the loader panicked or the
+/// runtime shut down: later loads of the user start a new one, and its
+/// waiters see its sender gone.
+struct Landing {
+    shared: Arc<Shared>,
+    user_id: String,
+    landed: bool,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.shared.book().flights.remove(&self.user_id);
+        }
+    }
+}
+
+#[async_trait]
+impl UserLoader for CoalescingLoader {
+    async fn load(&self, user_id: &str) -> Result<Option<Value>, LoaderError> {
+        let mut flight = {
+            let mut book = self.0.book();
+            match book.no_detail.get(user_id) {
+                Some(until) if *until > Instant::now() => {
+                    self.0.metrics.no_detail_hits.inc();
+                    return Ok(None);
+                }
+                Some(_) => {
+                    book.no_detail.remove(user_id);
+                }
+                None => {}
+            }
+            if let Some(flight) = book.flights.get(user_id) {
+                self.0.metrics.coalesced_waits.inc();
+                flight.clone()
+            } else {
+                let (sender, receiver) = watch::channel(None);
+                book.flights.insert(user_id.to_owned(), receiver.clone());
+                tokio::spawn(Arc::clone(&self.0).fly(user_id.to_owned(), sender));
+                receiver
+            }
+        };
+        let outcome = match flight.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(detail)) => Ok(detail),
+            Some(Err(message)) => Err(message.into()),
+            None => Err(format!("the load of user {user_id:?} ended without an answer").into()),
+        }
+    }
+
+    async fn ready(&self) -> Result<(), LoaderError> {
+        let timeout = self.0.options.timeout;
+        match tokio::time::timeout(timeout, self.0.inner.ready()).await {
+            Ok(ready) => ready,
+            Err(_) => Err(LoadError::Unavailable(format!("no answer within {timeout:?}")).into()),
+        }
+    }
+}
+
+/// Loader calls by outcome, their latency, failures by reason, coalesced
+/// waits and "no detail" answers served from memory. Labels come from
+/// closed sets. Cloning shares the counters.
+#[derive(Debug, Clone)]
+pub struct LoaderMetrics {
+    calls: IntCounterVec,
+    errors: IntCounterVec,
+    duration: Histogram,
+    coalesced_waits: IntCounter,
+    no_detail_hits: IntCounter,
+}
+
+/// Call outcomes, the `outcome` label of `dsession_loader_calls_total`.
+const OUTCOMES: [&str; 3] = ["detail", "no_detail", "error"];
+/// Failure reasons, the `reason` label of `dsession_loader_errors_total`:
+/// [`LoadError::reason`], or `other` for an embedder's own error.
+const REASONS: [&str; 6] = [
+    "unavailable",
+    "timeout",
+    "status",
+    "invalid_detail",
+    "query",
+    "other",
+];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl LoaderMetrics {
+    fn new() -> Self {
+        let calls = IntCounterVec::new(
+            Opts::new(
+                "dsession_loader_calls_total",
+                "User loader calls by outcome (detail, no_detail, error); coalesced waits and remembered answers excluded.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "dsession_loader_errors_total",
+                "Failed user loader calls by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        // Every label shows from the start, at zero.
+        for outcome in OUTCOMES {
+            calls.with_label_values(&[outcome]);
+        }
+        for reason in REASONS {
+            errors.with_label_values(&[reason]);
+        }
+        Self {
+            calls,
+            errors,
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dsession_loader_call_duration_seconds",
+                    "User loader call duration, a retry included.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            coalesced_waits: IntCounter::new(
+                "dsession_loader_coalesced_waits_total",
+                "Loads that waited for another load of the same user instead of calling the loader.",
+            )
+            .expect("valid metric"),
+            no_detail_hits: IntCounter::new(
+                "dsession_loader_no_detail_hits_total",
+                "Loads answered \"no detail\" from memory without calling the loader.",
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Adds these metrics to `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.calls.clone()))?;
+        registry.register(Box::new(self.errors.clone()))?;
+        registry.register(Box::new(self.duration.clone()))?;
+        registry.register(Box::new(self.coalesced_waits.clone()))?;
+        registry.register(Box::new(self.no_detail_hits.clone()))
+    }
+
+    /// Calls made to the wrapped loader, whatever their outcome.
+    pub fn calls(&self) -> u64 {
+        OUTCOMES
+            .iter()
+            .map(|outcome| self.calls.with_label_values(&[outcome]).get())
+            .sum()
+    }
+
+    /// Calls that failed.
+    pub fn errors(&self) -> u64 {
+        self.calls.with_label_values(&["error"]).get()
+    }
+
+    /// Loads that waited for another load of the same user.
+    pub fn coalesced_waits(&self) -> u64 {
+        self.coalesced_waits.get()
+    }
+
+    /// Counts one call and turns its result into what waiters receive; a
+    /// JSON null is no detail.
+    fn record(
+        &self,
+        user_id: &str,
+        started: Instant,
+        loaded: Result<Option<Value>, LoaderError>,
+    ) -> Outcome {
+        self.duration.observe(started.elapsed().as_secs_f64());
+        let outcome = match loaded {
+            Ok(Some(Value::Null) | None) => Ok(None),
+            Ok(Some(detail)) => Ok(Some(detail)),
+            Err(error) => {
+                let reason = error
+                    .downcast_ref::<LoadError>()
+                    .map_or("other", LoadError::reason);
+                self.errors.with_label_values(&[reason]).inc();
+                tracing::warn!(user_id, reason, error = %error, "loading a user failed");
+                // Every message names the user; the built-in loaders'
+                // other errors do already.
+                Err(match error.downcast_ref::<LoadError>() {
+                    Some(LoadError::Unavailable(_)) | None => {
+                        format!("cannot load user {user_id:?}: {error}")
+                    }
+                    Some(_) => error.to_string(),
+                })
+            }
+        };
+        let label = match &outcome {
+            Ok(Some(_)) => "detail",
+            Ok(None) => "no_detail",
+            Err(_) => "error",
+        };
+        self.calls.with_label_values(&[label]).inc();
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn counting(answer: Option<Value>, delay: Duration) -> (Arc<dyn UserLoader>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let loader = move |_: String| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, LoaderError>(answer)
+            }
+        };
+        (Arc::new(loader), calls)
+    }
+
+    #[tokio::test]
+    async fn concurrent_loads_of_one_user_make_one_call() {
+        let (inner, calls) = counting(
+            Some(serde_json::json!({ "a": 1 })),
+            Duration::from_millis(100),
+        );
+        let loader = CoalescingLoader::new(inner, LoaderOptions::default());
+        let loads: Vec<_> = (0..20)
+            .map(|_| {
+                let loader = loader.clone();
+                tokio::spawn(async move { loader.load("alice").await.unwrap() })
+            })
+            .collect();
+        for load in loads {
+            assert_eq!(load.await.unwrap(), Some(serde_json::json!({ "a": 1 })));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(loader.metrics().coalesced_waits(), 19);
+        loader.load("alice").await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "detail is not remembered");
+    }
+
+    #[tokio::test]
+    async fn no_detail_is_remembered_for_its_ttl_only() {
+        let (inner, calls) = counting(None, Duration::ZERO);
+        let options = LoaderOptions {
+            no_detail_ttl: Duration::from_millis(200),
+            ..LoaderOptions::default()
+        };
+        let loader = CoalescingLoader::new(inner, options);
+        assert_eq!(loader.load("ghost").await.unwrap(), None);
+        assert_eq!(loader.load("ghost").await.unwrap(), None);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(loader.load("ghost").await.unwrap(), None);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_slow_load_times_out_and_failures_are_not_remembered() {
+        let (inner, calls) = counting(None, Duration::from_secs(10));
+        let options = LoaderOptions {
+            timeout: Duration::from_millis(50),
+            ..LoaderOptions::default()
+        };
+        let loader = CoalescingLoader::new(inner, options);
+        let error = loader.load("slow").await.unwrap_err().to_string();
+        assert!(
+            error.contains("\"slow\"") && error.contains("longer than"),
+            "{error}"
+        );
+        loader.load("slow").await.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(loader.metrics().errors(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_loader_fails_its_waiters_and_the_next_load_tries_again() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let inner = move |_: String| {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                assert!(!first, "the first load panics");
+                Ok::<_, LoaderError>(Some(serde_json::json!(1)))
+            }
+        };
+        let loader = CoalescingLoader::new(Arc::new(inner), LoaderOptions::default());
+        assert!(loader.load("alice").await.is_err());
+        assert_eq!(
+            loader.load("alice").await.unwrap(),
+            Some(serde_json::json!(1))
+        );
+    }
+}

@@ -1,0 +1,785 @@
+//! User loaders against real sources: an HTTP user service the test
+//! starts, and the PostgreSQL and MariaDB servers of this machine (see
+//! scripts/prereqs.sh). Each SQL test works in a table of its own.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use dsession::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
+use dsession::server::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig, app, build_state};
+use dsession::store::{Command, Reply};
+use dsession::{Error, LoaderError, LoaderOptions, SessionManager, UserLoader};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::support::{Env, Kind, free_port};
+
+/// What the test user service answers.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// 200 with `{"id": …, "source": "http"}`, after a pause.
+    Detail(Duration),
+    NotFound,
+    Status(u16),
+    InvalidJson,
+}
+
+/// One request as the user service saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct SeenRequest {
+    target: String,
+    authorization: Option<String>,
+    api_version: Option<String>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    answer: Mutex<Answer>,
+    calls: AtomicUsize,
+    requests: Mutex<Vec<SeenRequest>>,
+}
+
+async fn user_route(
+    State(seen): State<Arc<Seen>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    seen.calls.fetch_add(1, Ordering::SeqCst);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    seen.requests.lock().unwrap().push(SeenRequest {
+        target: uri.to_string(),
+        authorization: header("authorization"),
+        api_version: header("x-api-version"),
+    });
+    let answer = *seen.answer.lock().unwrap();
+    match answer {
+        Answer::Detail(pause) => {
+            tokio::time::sleep(pause).await;
+            axum::Json(json!({ "id": id, "source": "http" })).into_response()
+        }
+        Answer::NotFound => StatusCode::NOT_FOUND.into_response(),
+        Answer::Status(status) => StatusCode::from_u16(status).unwrap().into_response(),
+        Answer::InvalidJson => (StatusCode::OK, "{\"id\": not json").into_response(),
+    }
+}
+
+/// A user service on a loopback port: `GET /users/{id}`. Shut down on drop.
+struct UserService {
+    address: SocketAddr,
+    seen: Arc<Seen>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl UserService {
+    async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    async fn start_on(port: u16) -> Self {
+        let seen = Arc::new(Seen {
+            answer: Mutex::new(Answer::Detail(Duration::ZERO)),
+            calls: AtomicUsize::new(0),
+            requests: Mutex::new(Vec::new()),
+        });
+        let router = Router::new()
+            .route("/users/{id}", axum::routing::get(user_route))
+            .with_state(Arc::clone(&seen));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            address,
+            seen,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// The URL template for the loader.
+    fn template(&self) -> String {
+        format!("http://{}/users/{{id}}", self.address)
+    }
+
+    fn answer(&self, answer: Answer) {
+        *self.seen.answer.lock().unwrap() = answer;
+    }
+
+    fn calls(&self) -> usize {
+        self.seen.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for UserService {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+fn http_config(template: String) -> LoaderConfig {
+    LoaderConfig {
+        kind: LoaderKind::Http,
+        url: Some(template),
+        ..LoaderConfig::default()
+    }
+}
+
+fn http_loader(template: String, timeout: Duration) -> Arc<dyn UserLoader> {
+    Arc::new(
+        HttpLoader::new(HttpLoaderConfig {
+            timeout,
+            ..HttpLoaderConfig::new(template)
+        })
+        .unwrap(),
+    )
+}
+
+fn manager(env: &Env, loader: Arc<dyn UserLoader>, options: LoaderOptions) -> SessionManager {
+    env.builder()
+        .shared_loader(loader)
+        .loader_options(options)
+        .build()
+        .unwrap()
+}
+
+fn loader_error(outcome: Result<Option<dsession::User>, Error>) -> String {
+    match outcome {
+        Err(Error::Loader(message)) => message,
+        other => panic!("expected a loader error, got {other:?}"),
+    }
+}
+
+/// A request to the service in-process: status, headers and body text.
+async fn request(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder().uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn detail_header(headers: &HeaderMap) -> Option<Value> {
+    let encoded = headers.get("x-user-detail")?.to_str().unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .unwrap();
+    Some(serde_json::from_slice(&json).unwrap())
+}
+
+#[tokio::test]
+async fn the_http_loader_sends_the_encoded_id_and_headers_and_reads_statuses() {
+    let service = UserService::start().await;
+    let loader = HttpLoader::new(HttpLoaderConfig {
+        headers: vec![("X-Api-Version".into(), "2".into())],
+        bearer_token: Some("s3cret".into()),
+        ..HttpLoaderConfig::new(service.template())
+    })
+    .unwrap();
+
+    let detail = loader.load("alice smith/1?").await.unwrap();
+    assert_eq!(
+        detail,
+        Some(json!({ "id": "alice smith/1?", "source": "http" }))
+    );
+    assert_eq!(
+        service.seen.requests.lock().unwrap()[0],
+        SeenRequest {
+            target: "/users/alice%20smith%2F1%3F".to_owned(),
+            authorization: Some("Bearer s3cret".to_owned()),
+            api_version: Some("2".to_owned()),
+        }
+    );
+
+    service.answer(Answer::NotFound);
+    assert_eq!(loader.load("bob").await.unwrap(), None, "404 is no detail");
+
+    service.answer(Answer::Status(500));
+    let error = loader.load("carol").await.unwrap_err().to_string();
+    assert!(
+        error.contains("HTTP 500") && error.contains("\"carol\""),
+        "{error}"
+    );
+    service.answer(Answer::Status(401));
+    let error = loader.load("carol").await.unwrap_err().to_string();
+    assert!(error.contains("HTTP 401"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_loads_users_over_http_and_a_failure_is_503_or_no_detail_as_configured() {
+    let service = UserService::start().await;
+    let mut config = ServeConfig {
+        loader: http_config(service.template()),
+        ..ServeConfig::default()
+    };
+    config.auth.load_user = true;
+    let state = build_state(&config).await.unwrap();
+    let app = app(state.clone());
+    let alice = state
+        .sessions()
+        .set_token("alice", 600)
+        .await
+        .unwrap()
+        .token;
+
+    let (status, headers, _) = request(&app, "/auth", Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        detail_header(&headers),
+        Some(json!({ "id": "alice", "source": "http" }))
+    );
+
+    service.answer(Answer::Status(500));
+    let bob = state.sessions().set_token("bob", 600).await.unwrap().token;
+    let (status, _, body) = request(&app, "/auth", Some(&bob)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("loader_error"), "{body}");
+
+    let (_, _, metrics) = request(&app, "/metrics", None).await;
+    for line in [
+        "dsession_loader_calls_total{outcome=\"detail\"} 1",
+        "dsession_loader_calls_total{outcome=\"error\"} 1",
+        "dsession_loader_errors_total{reason=\"status\"} 1",
+        "dsession_loader_coalesced_waits_total 0",
+        "dsession_loader_call_duration_seconds_count 2",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+
+    // A service that answers "valid, no detail" when the loader fails.
+    config.loader.on_error = OnLoaderError::NoDetail;
+    let lenient = build_state(&config).await.unwrap();
+    let lenient_app = dsession::server::app(lenient.clone());
+    let carol = lenient
+        .sessions()
+        .set_token("carol", 600)
+        .await
+        .unwrap()
+        .token;
+    let (status, headers, _) = request(&lenient_app, "/auth", Some(&carol)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-user-id"], "carol");
+    assert_eq!(detail_header(&headers), None);
+    let cached = lenient
+        .sessions()
+        .store()
+        .batch(vec![Command::Get("gosession-user_carol".into())])
+        .await
+        .unwrap();
+    assert_eq!(cached, vec![Reply::Nil], "a failure is not cached");
+    let (_, _, metrics) = request(&lenient_app, "/metrics", None).await;
+    assert!(
+        metrics.contains("dsession_loader_fallbacks_total 1"),
+        "{metrics}"
+    );
+
+    service.answer(Answer::Detail(Duration::ZERO));
+    let (_, headers, _) = request(&lenient_app, "/auth", Some(&carol)).await;
+    assert_eq!(
+        detail_header(&headers),
+        Some(json!({ "id": "carol", "source": "http" }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_that_is_down_gives_clear_errors_and_the_service_recovers() {
+    let port = free_port();
+    let mut config = ServeConfig {
+        loader: LoaderConfig {
+            readyz: true,
+            ..http_config(format!("http://127.0.0.1:{port}/users/{{id}}"))
+        },
+        ..ServeConfig::default()
+    };
+    config.auth.load_user = true;
+    let state = build_state(&config)
+        .await
+        .expect("the service starts while its loader is down");
+    let app = app(state.clone());
+    let token = state
+        .sessions()
+        .set_token("alice", 600)
+        .await
+        .unwrap()
+        .token;
+
+    let message = loader_error(
+        state
+            .sessions()
+            .check_token_or_update_user(&token, 60)
+            .await,
+    );
+    assert!(
+        message.contains("cannot reach the user source") && message.contains(&port.to_string()),
+        "{message}"
+    );
+    let (status, _, body) = request(&app, "/auth", Some(&token)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("the user loader is unavailable"), "{body}");
+    let (status, _, body) = request(&app, "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("the user loader is unavailable"), "{body}");
+
+    let _service = UserService::start_on(port).await;
+    let (status, headers, _) = request(&app, "/auth", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        detail_header(&headers),
+        Some(json!({ "id": "alice", "source": "http" }))
+    );
+    let (status, _, _) = request(&app, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_from_the_loader_is_a_clear_error_naming_the_user_and_nothing_is_cached() {
+    let env = Env::new(Kind::Redis).await;
+    let service = UserService::start().await;
+    service.answer(Answer::InvalidJson);
+    let sessions = manager(
+        &env,
+        http_loader(service.template(), Duration::from_secs(1)),
+        LoaderOptions::default(),
+    );
+    let token = sessions.set_token("mallory", 600).await.unwrap().token;
+
+    let message = loader_error(sessions.check_token_or_update_user(&token, 60).await);
+    assert!(
+        message.contains("\"mallory\"") && message.contains("not valid JSON"),
+        "{message}"
+    );
+    assert_eq!(
+        env.raw(vec![Command::Get("gosession-user_mallory".into())])
+            .await,
+        vec![Reply::Nil],
+        "nothing is cached"
+    );
+
+    service.answer(Answer::Detail(Duration::ZERO));
+    let user = sessions
+        .check_token_or_update_user(&token, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        user.detail,
+        Some(json!({ "id": "mallory", "source": "http" }))
+    );
+    assert_eq!(service.calls(), 2, "the failure was not remembered");
+}
+
+/// Runs `check` and says how long it took.
+async fn timed<T>(check: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let outcome = check.await;
+    (outcome, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_loader_past_its_timeout_is_a_loader_error_not_a_hung_request() {
+    let env = Env::new(Kind::Memory).await;
+    let timeout = Duration::from_millis(300);
+    let options = LoaderOptions {
+        timeout,
+        ..LoaderOptions::default()
+    };
+    let service = UserService::start().await;
+    service.answer(Answer::Detail(Duration::from_secs(10)));
+    let never = |_: String| std::future::pending::<Result<Option<Value>, LoaderError>>();
+    let postgres = SqlLoader::postgres(SqlLoaderConfig {
+        timeout,
+        ..SqlLoaderConfig::new(postgres_url(), "SELECT pg_sleep(10)::text || $1")
+    })
+    .unwrap();
+    let mysql = SqlLoader::mysql(SqlLoaderConfig {
+        timeout,
+        ..SqlLoaderConfig::new(mysql_url(), "SELECT SLEEP(10) + LENGTH(?)")
+    })
+    .unwrap();
+    let loaders: [(&str, Arc<dyn UserLoader>); 4] = [
+        ("http", http_loader(service.template(), timeout)),
+        ("closure", Arc::new(never)),
+        ("postgres", Arc::new(postgres)),
+        ("mysql", Arc::new(mysql)),
+    ];
+    for (kind, loader) in loaders {
+        let sessions = manager(&env, loader, options);
+        let token = sessions.set_token("slowpoke", 600).await.unwrap().token;
+        let (outcome, took) = timed(sessions.check_token_or_update_user(&token, 60)).await;
+        let message = match outcome {
+            Err(Error::Loader(message)) => message,
+            other => panic!("{kind}: expected a loader error, got {other:?}"),
+        };
+        assert!(message.contains("\"slowpoke\""), "{kind}: {message}");
+        // Far below the source's 10 s, with room for a loaded machine.
+        assert!(took < Duration::from_secs(5), "{kind} took {took:?}");
+    }
+}
+
+/// A loader that counts its calls and answers only once the gate opens.
+fn gated_loader(gate: Arc<tokio::sync::Semaphore>) -> (Arc<dyn UserLoader>, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let loader = move |id: String| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let gate = Arc::clone(&gate);
+        async move {
+            let _open = gate.acquire().await.unwrap();
+            Ok::<_, LoaderError>(Some(json!({ "id": id })))
+        }
+    };
+    (Arc::new(loader), calls)
+}
+
+/// Checks one token `times` times at once, loading the user.
+async fn concurrent_checks(
+    sessions: &Arc<SessionManager>,
+    token: &str,
+    times: usize,
+) -> Vec<Option<Value>> {
+    let checks: Vec<_> = (0..times)
+        .map(|_| {
+            let sessions = Arc::clone(sessions);
+            let token = token.to_owned();
+            tokio::spawn(async move {
+                sessions
+                    .check_token_or_update_user(&token, 600)
+                    .await
+                    .unwrap()
+                    .expect("the token is valid")
+                    .detail
+            })
+        })
+        .collect();
+    let mut details = Vec::new();
+    for check in checks {
+        details.push(check.await.unwrap());
+    }
+    details
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_of_one_uncached_user_make_one_loader_call() {
+    let env = Env::new(Kind::Redis).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (loader, calls) = gated_loader(Arc::clone(&gate));
+    let sessions = Arc::new(manager(&env, loader, LoaderOptions::default()));
+    let token = sessions.set_token("popular", 600).await.unwrap().token;
+
+    let checks = {
+        let sessions = Arc::clone(&sessions);
+        tokio::spawn(async move { concurrent_checks(&sessions, &token, 100).await })
+    };
+    // The load stays open until the 99 others wait on it, or 10 s passed.
+    let waits = || sessions.loader().unwrap().metrics().coalesced_waits();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waits() < 99 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.add_permits(1000);
+    let details = checks.await.unwrap();
+
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(waits(), 99);
+    assert!(
+        details
+            .iter()
+            .all(|detail| detail == &Some(json!({ "id": "popular" })))
+    );
+}
+
+fn postgres_url() -> String {
+    std::env::var("DSESSION_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn mysql_url() -> String {
+    std::env::var("DSESSION_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Postgres,
+    MySql,
+}
+
+/// A users table of its own in the test database, dropped on drop:
+/// `alice` has every column set, `nobody` has no row, `user0`… `userN`
+/// have a detail each.
+struct UsersTable {
+    database: Database,
+    name: String,
+}
+
+impl UsersTable {
+    async fn create(database: Database, extra_users: usize) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "dsession_users_{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let table = Self { database, name };
+        let name = &table.name;
+        let mut statements = match database {
+            Database::Postgres => vec![
+                format!(
+                    "CREATE TABLE {name} (id TEXT PRIMARY KEY, detail JSONB, name TEXT, age INT, admin BOOLEAN, note TEXT)"
+                ),
+                format!(
+                    r#"INSERT INTO {name} VALUES ('alice', '{{"plan": "pro"}}', 'Alice', 30, TRUE, '{{not json')"#
+                ),
+            ],
+            Database::MySql => vec![
+                format!(
+                    "CREATE TABLE {name} (id VARCHAR(64) PRIMARY KEY, detail JSON, name VARCHAR(64), age INT, admin BOOLEAN, note TEXT)"
+                ),
+                format!(
+                    r#"INSERT INTO {name} VALUES ('alice', '{{"plan": "pro"}}', 'Alice', 30, TRUE, '{{not json')"#
+                ),
+            ],
+        };
+        for user in 0..extra_users {
+            statements.push(format!(
+                r#"INSERT INTO {name} (id, detail) VALUES ('user{user}', '{{"plan": "free"}}')"#
+            ));
+        }
+        run(database, &statements).await;
+        table
+    }
+
+    /// A loader running `query`, in which `{table}` is this table.
+    fn loader(&self, query: &str) -> SqlLoader {
+        let query = query.replace("{table}", &self.name);
+        match self.database {
+            Database::Postgres => {
+                SqlLoader::postgres(SqlLoaderConfig::new(postgres_url(), query)).unwrap()
+            }
+            Database::MySql => SqlLoader::mysql(SqlLoaderConfig::new(mysql_url(), query)).unwrap(),
+        }
+    }
+
+    /// The user-id parameter as the database spells it.
+    fn parameter(&self) -> &'static str {
+        match self.database {
+            Database::Postgres => "$1",
+            Database::MySql => "?",
+        }
+    }
+}
+
+/// Runs SQL statements on the test database.
+async fn run(database: Database, statements: &[String]) {
+    match database {
+        Database::Postgres => {
+            let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+            for statement in statements {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        Database::MySql => {
+            let pool = sqlx::MySqlPool::connect(&mysql_url()).await.unwrap();
+            for statement in statements {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+    }
+}
+
+impl Drop for UsersTable {
+    fn drop(&mut self) {
+        let database = self.database;
+        let statement = format!("DROP TABLE IF EXISTS {}", self.name);
+        // Drop cannot await, and may run inside a runtime: clean up on a
+        // thread with a runtime of its own.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run(database, &[statement]));
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+async fn sql_loader_reads_a_json_column_or_makes_an_object_of_columns(database: Database) {
+    let table = UsersTable::create(database, 0).await;
+    let p = table.parameter();
+
+    let json_column = table.loader(&format!("SELECT detail FROM {{table}} WHERE id = {p}"));
+    assert_eq!(
+        json_column.load("alice").await.unwrap(),
+        Some(json!({ "plan": "pro" }))
+    );
+    assert_eq!(
+        json_column.load("nobody").await.unwrap(),
+        None,
+        "no row is no detail"
+    );
+
+    let columns = table.loader(&format!(
+        "SELECT id, name, age, admin FROM {{table}} WHERE id = {p}"
+    ));
+    assert_eq!(
+        columns.load("alice").await.unwrap(),
+        Some(json!({ "id": "alice", "name": "Alice", "age": 30, "admin": true }))
+    );
+
+    let text_column = table.loader(&format!("SELECT note FROM {{table}} WHERE id = {p}"));
+    let error = text_column.load("alice").await.unwrap_err().to_string();
+    assert!(
+        error.contains("\"alice\"") && error.contains("not valid JSON"),
+        "{error}"
+    );
+
+    let bad_query = table.loader(&format!("SELECT nope FROM {{table}} WHERE id = {p}"));
+    let error = bad_query.load("alice").await.unwrap_err().to_string();
+    assert!(error.contains("the user query failed"), "{error}");
+}
+
+#[tokio::test]
+async fn the_postgres_loader_reads_a_json_column_or_makes_an_object_of_columns() {
+    sql_loader_reads_a_json_column_or_makes_an_object_of_columns(Database::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_mysql_loader_reads_a_json_column_or_makes_an_object_of_columns() {
+    sql_loader_reads_a_json_column_or_makes_an_object_of_columns(Database::MySql).await;
+}
+
+#[tokio::test]
+async fn an_sql_loader_whose_database_is_down_says_so() {
+    let port = free_port();
+    let loaders = [
+        SqlLoader::postgres(SqlLoaderConfig::new(
+            format!("postgres://postgres@127.0.0.1:{port}/test"),
+            "SELECT $1",
+        ))
+        .unwrap(),
+        SqlLoader::mysql(SqlLoaderConfig::new(
+            format!("mysql://root@127.0.0.1:{port}/test"),
+            "SELECT ?",
+        ))
+        .unwrap(),
+    ];
+    for loader in loaders {
+        let error = loader.load("alice").await.unwrap_err().to_string();
+        assert!(error.contains("no database connection"), "{error}");
+        assert!(loader.ready().await.is_err());
+    }
+}
+
+/// The middle of some durations.
+fn median(mut durations: Vec<Duration>) -> Duration {
+    durations.sort();
+    durations[durations.len() / 2]
+}
+
+/// Figures for the closing note of issue 10, printed (run with
+/// `--nocapture`) rather than asserted: loader calls made by 100
+/// concurrent checks of one uncached user, and the latency of
+/// check-token-or-update-user for an uncached and a cached user, on a
+/// real Redis, for every loader kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_loader_calls_and_latency_per_kind() {
+    const USERS: usize = 30;
+    let env = Env::new(Kind::Redis).await;
+    let service = UserService::start().await;
+    let postgres = UsersTable::create(Database::Postgres, USERS).await;
+    let mysql = UsersTable::create(Database::MySql, USERS).await;
+    let closure = |id: String| async move { Ok::<_, LoaderError>(Some(json!({ "id": id }))) };
+    let loaders: [(&str, Arc<dyn UserLoader>); 4] = [
+        ("closure", Arc::new(closure)),
+        (
+            "http",
+            http_loader(service.template(), Duration::from_secs(1)),
+        ),
+        (
+            "postgres",
+            Arc::new(postgres.loader("SELECT detail FROM {table} WHERE id = $1")),
+        ),
+        (
+            "mysql",
+            Arc::new(mysql.loader("SELECT detail FROM {table} WHERE id = ?")),
+        ),
+    ];
+    let mut report = vec![format!(
+        "{:<9} {:>26} {:>16} {:>14}",
+        "loader", "calls / 100 concurrent", "uncached (med)", "cached (med)"
+    )];
+    for (kind, loader) in loaders {
+        let sessions = Arc::new(manager(&env, loader, LoaderOptions::default()));
+        let user = format!("user{}", USERS - 1);
+        let token = sessions.set_token(&user, 600).await.unwrap().token;
+        let details = concurrent_checks(&sessions, &token, 100).await;
+        assert!(details.iter().all(Option::is_some), "{kind}: {details:?}");
+        let calls = sessions.loader().unwrap().metrics().calls();
+
+        let mut uncached = Vec::new();
+        let mut cached = Vec::new();
+        for user in 0..USERS - 1 {
+            let token = sessions
+                .set_token(&format!("user{user}"), 600)
+                .await
+                .unwrap()
+                .token;
+            for times in [&mut uncached, &mut cached] {
+                let (user, took) = timed(sessions.check_token_or_update_user(&token, 600)).await;
+                assert!(user.unwrap().unwrap().detail.is_some(), "{kind}");
+                times.push(took);
+            }
+        }
+        report.push(format!(
+            "{kind:<9} {calls:>26} {:>16?} {:>14?}",
+            median(uncached),
+            median(cached)
+        ));
+        env.raw(vec![Command::Del(
+            (0..USERS)
+                .map(|user| format!("gosession-user_user{user}"))
+                .collect(),
+        )])
+        .await;
+    }
+    println!("{}", report.join("\n"));
+}
