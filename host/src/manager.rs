@@ -1,12 +1,16 @@
 //! The embedding API: one async method per gosession operation.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+
+use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::error::{Error, Result};
 use crate::loader::UserLoader;
 use crate::policy::{
     Call, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser, WitUserInfo,
 };
+use crate::policy_config;
 use crate::store::{MemoryStore, Store};
 use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
 
@@ -18,6 +22,7 @@ pub struct SessionManagerBuilder {
     policy: Option<Policy>,
     settings: Settings,
     limits: Limits,
+    policy_config: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for SessionManagerBuilder {
@@ -66,6 +71,20 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// The policy's own settings, which it reads through
+    /// `wasi:config/store`; added to those given before, a key given again
+    /// replaces its value. None by default. A policy that does not read
+    /// them ignores them.
+    pub fn policy_config<K, V>(mut self, config: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.policy_config
+            .extend(config.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     /// Builds the manager, compiling the built-in policy if none was given.
     pub fn build(self) -> anyhow::Result<SessionManager> {
         let policy = match self.policy {
@@ -86,6 +105,7 @@ impl SessionManagerBuilder {
             policy: RwLock::new(policy),
             settings,
             limits: self.limits,
+            policy_config: policy_config::variables(&self.policy_config),
         })
     }
 }
@@ -99,6 +119,7 @@ pub struct SessionManager {
     policy: RwLock<Policy>,
     settings: WitSettings,
     limits: Limits,
+    policy_config: Arc<WasiConfigVariables>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -147,6 +168,7 @@ impl SessionManager {
             &self.limits,
             Arc::clone(&self.store),
             self.loader.clone(),
+            Arc::clone(&self.policy_config),
         )
         .await
     }

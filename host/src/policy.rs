@@ -18,9 +18,11 @@ use wasmtime::{
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 use crate::error::Error;
 use crate::loader::UserLoader;
+use crate::policy_config::{ConfigKey, DescribeIndices};
 use crate::store::{self, Store};
 
 mod bindings {
@@ -30,7 +32,8 @@ mod bindings {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "wasi": wasmtime_wasi::p2::bindings,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
             "dsession:session/store.transaction": super::TransactionSlot,
         },
     });
@@ -41,7 +44,7 @@ pub(crate) use bindings::dsession::session::types::{
     Error as WitError, IssuedToken as WitIssuedToken, Settings as WitSettings,
     TokenEntry as WitTokenEntry, User as WitUser, UserInfo as WitUserInfo,
 };
-use bindings::{Policy as PolicyBindings, PolicyPre};
+use bindings::{Policy as PolicyBindings, PolicyIndices, PolicyPre};
 
 /// The default policy, built from `guest/` by the build script.
 const BUILTIN_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dsession_policy.wasm"));
@@ -132,6 +135,8 @@ pub(crate) struct CallState {
     stderr: MemoryOutputPipe,
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
+    /// The operator's `[policy.config]`, read through `wasi:config/store`.
+    config: Arc<WasiConfigVariables>,
 }
 
 impl WasiView for CallState {
@@ -192,6 +197,14 @@ impl From<wit_store::Command> for store::Command {
             },
             W::HashGetAll(key) => Self::HashGetAll(key),
             W::HashExists(args) => Self::HashExists {
+                key: args.key,
+                field: args.field,
+            },
+            W::GetExpire(args) => Self::GetExpire {
+                key: args.key,
+                seconds: args.seconds,
+            },
+            W::HashGet(args) => Self::HashGet {
                 key: args.key,
                 field: args.field,
             },
@@ -313,6 +326,10 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
         _,
         Host,
     >(&mut linker, |s| s))?;
+    // Always provided, so that a policy may read settings or not.
+    anyhow_result(wasmtime_wasi_config::add_to_linker(&mut linker, |s| {
+        WasiConfig::from(&*s.config)
+    }))?;
     Ok(linker)
 }
 
@@ -321,6 +338,9 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
 pub struct Policy {
     component: Component,
     pre: PolicyPre<CallState>,
+    indices: PolicyIndices,
+    /// Set when the component exports `describe`.
+    describe: Option<DescribeIndices>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -365,9 +385,17 @@ impl Policy {
         let linker = linker(engine).context("cannot link the host interfaces")?;
         let instance_pre = anyhow_result(linker.instantiate_pre(&component))
             .context("the component imports something the host does not provide")?;
+        let describe = DescribeIndices::new(&instance_pre).ok();
+        let indices = anyhow_result(PolicyIndices::new(&instance_pre))
+            .context("the component does not export the policy world")?;
         let pre = anyhow_result(PolicyPre::new(instance_pre))
             .context("the component does not export the policy world")?;
-        Ok(Self { component, pre })
+        Ok(Self {
+            component,
+            pre,
+            indices,
+            describe,
+        })
     }
 
     /// What the component exports, as `interface: function, …` lines.
@@ -390,6 +418,30 @@ impl Policy {
             .collect()
     }
 
+    /// The settings the policy reads through `wasi:config/store`, as it
+    /// describes them; None when it exports no `describe` interface.
+    pub async fn config_keys(&self) -> Result<Option<Vec<ConfigKey>>, Error> {
+        let Some(describe) = &self.describe else {
+            return Ok(None);
+        };
+        let mut call = Call::start(
+            self,
+            &Limits::default(),
+            Arc::new(store::MemoryStore::new()),
+            None,
+            Arc::default(),
+        )
+        .await?;
+        let described = anyhow_result(describe.load(&mut call.store, &call.instance))
+            .map_err(|e| Error::Policy(format!("cannot load the describe export: {e:#}")))?;
+        let keys = described
+            .dsession_session_describe()
+            .call_config_keys(&mut call.store)
+            .await;
+        call.finish(keys.map(Ok))
+            .map(|keys| Some(keys.into_iter().map(ConfigKey::from).collect()))
+    }
+
     /// What the component imports.
     pub fn describe_imports(&self) -> Vec<String> {
         let engine = self.component.engine();
@@ -405,6 +457,7 @@ impl Policy {
 pub(crate) struct Call {
     store: wasmtime::Store<CallState>,
     bindings: PolicyBindings,
+    instance: wasmtime::component::Instance,
     timeout: Duration,
     _slot: OwnedSemaphorePermit,
 }
@@ -416,6 +469,7 @@ impl Call {
         limits: &Limits,
         store: Arc<dyn Store>,
         loader: Option<Arc<dyn UserLoader>>,
+        config: Arc<WasiConfigVariables>,
     ) -> Result<Self, Error> {
         let runtime = runtime().map_err(|e| Error::Policy(format!("{e:#}")))?;
         let slot = tokio::time::timeout(
@@ -442,6 +496,7 @@ impl Call {
             stderr,
             store,
             loader,
+            config,
         };
         let mut wasm_store = wasmtime::Store::new(&runtime.engine, state);
         wasm_store.limiter(|state| &mut state.limits);
@@ -456,14 +511,22 @@ impl Call {
                 UpdateDeadline::Yield(1)
             })
         });
-        let bindings = policy
-            .pre
-            .instantiate_async(&mut wasm_store)
+        let instantiated = async {
+            let instance = policy
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut wasm_store)
+                .await?;
+            let bindings = policy.indices.load(&mut wasm_store, &instance)?;
+            Ok::<_, wasmtime::Error>((instance, bindings))
+        };
+        let (instance, bindings) = instantiated
             .await
             .map_err(|e| Error::Policy(format!("cannot instantiate the policy: {e:#}")))?;
         Ok(Self {
             store: wasm_store,
             bindings,
+            instance,
             timeout: limits.call_timeout,
             _slot: slot,
         })
