@@ -220,12 +220,28 @@ fn set_token(config: &Config, user_id: &str, ttl: i64) -> Result<IssuedToken, Er
     let digest = layout::digest(&secret);
     let token = format!("{user_id}_{secret}");
     let index = config.layout.index_key(user_id);
+    // Without a limit a login needs only the epoch, so that it costs the
+    // same however many sessions the user has; dead entries are then
+    // pruned by list-user-token.
+    let read_index = match config.layout.max_sessions {
+        Some(_) => Command::HashGetAll(index.clone()),
+        None => Command::HashGet(HashGetArgs {
+            key: index.clone(),
+            field: EPOCH_FIELD.to_owned(),
+        }),
+    };
     for _ in 0..MAX_LOGIN_ATTEMPTS {
         let (transaction, replies) = store::watch(
             std::slice::from_ref(&index),
-            &[Command::HashGetAll(index.clone())],
+            std::slice::from_ref(&read_index),
         )?;
-        let read = Index::read(reply_pairs("HGETALL index", reply_at(replies, 0)?)?)?;
+        let read = match reply_at(replies, 0)? {
+            Reply::Pairs(pairs) => Index::read(pairs)?,
+            epoch => Index {
+                epoch: reply_text("HGET epoch", epoch)?,
+                sessions: Vec::new(),
+            },
+        };
         let created_ns = now_ns();
         let now = created_ns / 1_000_000_000;
         let deadline = now + ttl;
@@ -239,23 +255,23 @@ fn set_token(config: &Config, user_id: &str, ttl: i64) -> Result<IssuedToken, Er
         let (mut live, dead): (Vec<&Session>, Vec<&Session>) =
             read.sessions.iter().partition(|session| current(session));
         let mut doomed: Vec<String> = dead.iter().map(|session| session.digest.clone()).collect();
-        if let Some(max) = config.layout.max_sessions {
-            if live.len() >= max {
-                // Sessions that expired idle only need pruning; evict among
-                // the rest, so that exactly `max` stay live.
-                let exists = existing(config, user_id, &live)?;
-                let mut kept = Vec::with_capacity(live.len());
-                for (session, exists) in live.into_iter().zip(exists) {
-                    if exists {
-                        kept.push(session);
-                    } else {
-                        doomed.push(session.digest.clone());
-                    }
+        if let Some(max) = config.layout.max_sessions
+            && live.len() >= max
+        {
+            // Sessions that expired idle only need pruning; evict among
+            // the rest, so that exactly `max` stay live.
+            let exists = existing(config, user_id, &live)?;
+            let mut kept = Vec::with_capacity(live.len());
+            for (session, exists) in live.into_iter().zip(exists) {
+                if exists {
+                    kept.push(session);
+                } else {
+                    doomed.push(session.digest.clone());
                 }
-                live = kept;
-                let evict = (live.len() + 1).saturating_sub(max);
-                doomed.extend(live.drain(..evict).map(|session| session.digest.clone()));
             }
+            live = kept;
+            let evict = (live.len() + 1).saturating_sub(max);
+            doomed.extend(live.drain(..evict).map(|session| session.digest.clone()));
         }
         let record = Record {
             epoch: epoch.clone(),
