@@ -150,6 +150,11 @@ async fn a_login_beyond_max_sessions_evicts_the_oldest(env: Env) {
     }
     let listed = sessions.list_user_token("alice").await.unwrap();
     assert_eq!(listed.len(), 3);
+    for entry in &listed {
+        let created = entry.created_at.expect("the hardened policy records it");
+        assert!((crate::behaviour::now() - created).abs() <= 5, "{entry:?}");
+        assert!(entry.token.starts_with("sha256:"), "no token is listed");
+    }
     // A revoked session frees its slot: the next login evicts nobody.
     sessions.delete_token(&tokens[2]).await.unwrap();
     let newest = sessions.set_token("alice", 600).await.unwrap().token;

@@ -467,7 +467,15 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
                     tokens
                         .iter()
                         .map(|entry| {
-                            format!("{}  {}", entry.token, expiry(entry.token_expire_time))
+                            let created = entry
+                                .created_at
+                                .map(|at| format!(", issued at {at}"))
+                                .unwrap_or_default();
+                            format!(
+                                "{}  {}{created}",
+                                entry.token,
+                                expiry(entry.token_expire_time)
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join("\n")

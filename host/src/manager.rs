@@ -258,6 +258,7 @@ impl From<WitTokenEntry> for TokenEntry {
             token: entry.token,
             token_remain_live_time: entry.token_remain_live_time,
             token_expire_time: entry.token_expire_time,
+            created_at: entry.created_at,
         }
     }
 }

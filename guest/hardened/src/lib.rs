@@ -469,6 +469,7 @@ fn list_user_token(config: &Config, user_id: &str) -> Result<Vec<TokenEntry>, Er
                 token: format!("sha256:{}", session.digest),
                 token_remain_live_time: remaining,
                 token_expire_time: now + remaining,
+                created_at: Some(session.record.created_ns / 1_000_000_000),
             });
         } else {
             dead.push(session.digest.clone());
