@@ -1,9 +1,9 @@
 //! The hardened policy's own promises: nothing usable at rest, idle and
 //! absolute expiry, at most N sessions, O(1) revoke-all, its settings, and
-//! hot swaps between it and the default policy.
+//! hot swaps between it and the default policy and under load.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use dsession::store::MemoryStore;
 use dsession::{Error, Policy, SessionManager, Settings};
 use serde_json::json;
 
-use crate::server::{auth, post, service, token};
+use crate::server::{Served, auth, post, service, token};
 use crate::support::{Counting, Env, Kind, hardened_policy, on_every_store};
 
 /// A manager on `env`'s store running the hardened policy with `config`.
@@ -385,4 +385,53 @@ async fn a_builtin_policy_is_chosen_by_name() {
     assert_eq!(issued.rsplit_once('_').unwrap().1.len(), 64);
     assert!(Policy::load("no-such-policy.wasm").is_err());
     assert!(Policy::builtin_named("strict").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_hot_swaps_of_the_hardened_policy_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy_file(&dir, "hardened");
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path.clone());
+    config
+        .policy
+        .config
+        .insert("max_sessions".into(), "3".into());
+    let served = Served::start(config).await;
+    let client = reqwest::Client::new();
+    let token = served.create_token(&client, "alice").await;
+
+    let done = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), served.url("/auth"), token.clone());
+            let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    let response = client.get(&url).bearer_auth(&token).send().await;
+                    let counter = match response {
+                        Ok(response) if response.status() == reqwest::StatusCode::OK => &ok,
+                        _ => &failed,
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        policy_file(&dir, "hardened");
+        let reloaded = client
+            .post(served.url("/admin/policy/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
+    }
+    done.store(true, Ordering::SeqCst);
+    for task in clients {
+        task.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(ok.load(Ordering::SeqCst) > 0);
 }
