@@ -435,3 +435,28 @@ async fn ten_hot_swaps_of_the_hardened_policy_under_load_fail_no_request() {
     assert_eq!(failed.load(Ordering::SeqCst), 0);
     assert!(ok.load(Ordering::SeqCst) > 0);
 }
+
+#[test]
+fn policy_config_values_in_toml_reach_the_policy_as_text() {
+    let config: ServeConfig = toml::from_str(
+        "[policy]\npath = \"hardened\"\n[policy.config]\nmax_sessions = 5\nkey_prefix = \"shop\"\nflag = true\n",
+    )
+    .unwrap();
+    let pairs: Vec<(&str, &str)> = config
+        .policy
+        .config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("flag", "true"),
+            ("key_prefix", "shop"),
+            ("max_sessions", "5")
+        ]
+    );
+    let nested = toml::from_str::<ServeConfig>("[policy.config]\nlimits = { a = 1 }\n");
+    let message = nested.unwrap_err().to_string();
+    assert!(message.contains("policy.config.limits"), "{message}");
+}
