@@ -769,3 +769,24 @@ on_every_store!(
     the_index_outlives_its_longest_token_and_never_shrinks,
     configured_prefixes_are_used_with_underscores_replaced,
 );
+
+/// The same behaviour on the hardened policy, where it fits: the tests
+/// that read gosession's keys, its 32-hex tokens or listed tokens are the
+/// default policy's alone (the hardened policy stores no token to list).
+mod hardened {
+    use super::*;
+
+    on_every_store!(policy = crate::support::hardened_policy;
+        tokens_are_never_reused,
+        refresh_never_revives_a_revoked_token,
+        refresh_of_an_unknown_or_malformed_token_is_not_found,
+        delete_token_is_idempotent,
+        check_of_a_malformed_token_is_not_valid,
+        a_failing_loader_is_a_loader_error_never_not_valid,
+        a_null_detail_from_the_loader_is_no_detail,
+        delete_user_token_revokes_every_token_of_that_user_only,
+        without_a_loader_add_and_refresh_user_write_nothing_and_say_why,
+        ids_a_header_cannot_carry_are_rejected_at_creation,
+        a_token_is_valid_until_its_key_expires_even_with_one_second_left,
+    );
+}

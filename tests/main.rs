@@ -4,6 +4,7 @@ mod behaviour;
 mod compat;
 mod concurrency;
 mod gateways;
+mod hardened;
 mod hostile_clients;
 mod limits;
 mod loaders;

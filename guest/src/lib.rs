@@ -420,6 +420,7 @@ fn list_user_token(config: &Config, user_id: &str) -> Result<Vec<TokenEntry>, Er
                 token,
                 token_remain_live_time: remaining,
                 token_expire_time: expires,
+                created_at: None,
             }),
             None => dead.push(token),
         }

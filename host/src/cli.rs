@@ -98,9 +98,10 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Load and validate a policy component and say what it exports.
+    /// Load and validate a policy component and say what it exports and
+    /// which settings (`[policy.config]` keys) it reads.
     Check {
-        /// The component, a `.wasm` file.
+        /// The component, a `.wasm` file, or a built-in policy's name.
         file: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -131,12 +132,15 @@ struct ServeArgs {
     listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     store: StoreArgs,
-    /// A policy component instead of the built-in policy.
+    /// A policy component (`.wasm` file), or a built-in policy by name:
+    /// `default` (gosession's layout) or `hardened`.
     #[arg(long, env = "DSESSION_POLICY")]
     policy: Option<PathBuf>,
     /// Reload the policy when its file changes.
     #[arg(long, env = "DSESSION_WATCH_POLICY")]
     watch_policy: bool,
+    #[command(flatten)]
+    policy_config: PolicyConfigArgs,
     #[command(flatten)]
     settings: SettingsArgs,
     #[command(flatten)]
@@ -165,6 +169,7 @@ impl ServeArgs {
             config.policy.path = Some(path);
         }
         config.policy.watch |= self.watch_policy;
+        config.policy.config.extend(self.policy_config.pairs);
         self.settings.apply(&mut config.settings);
         self.loader.apply(&mut config.loader)?;
         Ok(config)
@@ -254,6 +259,21 @@ impl StoreArgs {
             tls: self.redis_tls.then_some(tls),
         })
     }
+}
+
+/// The policy's own settings, read by it through `wasi:config/store`.
+#[derive(Debug, Args)]
+struct PolicyConfigArgs {
+    /// A policy setting, `key=value`; repeat for more (in the environment,
+    /// comma-separated). Overrides `[policy.config]` key by key.
+    /// `dsession policy check` lists the keys a policy reads.
+    #[arg(
+        long = "policy-config",
+        env = "DSESSION_POLICY_CONFIG",
+        value_delimiter = ',',
+        value_parser = dsession::parse_policy_config_pair
+    )]
+    pairs: Vec<(String, String)>,
 }
 
 /// gosession's configuration chain; each flag overrides the default (or,
@@ -378,9 +398,12 @@ struct Common {
     /// which only suits trying things out.
     #[command(flatten)]
     store: StoreArgs,
-    /// A policy component to use instead of the built-in one.
+    /// A policy component (`.wasm` file), or a built-in policy by name:
+    /// `default` or `hardened`.
     #[arg(long, env = "DSESSION_POLICY")]
     policy: Option<PathBuf>,
+    #[command(flatten)]
+    policy_config: PolicyConfigArgs,
     #[command(flatten)]
     settings: SettingsArgs,
     #[command(flatten)]
@@ -402,6 +425,10 @@ impl Common {
         if let Some(path) = &self.policy {
             config.policy.path = Some(path.clone());
         }
+        config
+            .policy
+            .config
+            .extend(self.policy_config.pairs.iter().cloned());
         self.settings.apply(&mut config.settings);
         self.loader.apply(&mut config.loader)?;
         config.loader.validate(&config.limits)?;
@@ -413,9 +440,10 @@ impl Common {
         let mut builder = SessionManager::builder()
             .settings(config.settings.clone())
             .limits(config.limits.policy_limits())
+            .policy_config(config.policy.config.clone())
             .shared_store(config.store.open().await?);
         if let Some(path) = &config.policy.path {
-            builder = builder.policy(Policy::from_file(path)?);
+            builder = builder.policy(Policy::load(path)?);
         }
         let manager = config
             .loader
@@ -598,7 +626,15 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
                     tokens
                         .iter()
                         .map(|entry| {
-                            format!("{}  {}", entry.token, expiry(entry.token_expire_time))
+                            let created = entry
+                                .created_at
+                                .map(|at| format!(", issued at {at}"))
+                                .unwrap_or_default();
+                            format!(
+                                "{}  {}{created}",
+                                entry.token,
+                                expiry(entry.token_expire_time)
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join("\n")
@@ -620,18 +656,42 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
     })
 }
 
-fn run_policy(command: PolicyCommand) -> anyhow::Result<Output> {
+async fn run_policy(command: PolicyCommand) -> anyhow::Result<Output> {
     let PolicyCommand::Check { file, .. } = command;
-    let policy = Policy::from_file(&file)?;
+    let policy = Policy::load(&file)?;
     let exports = policy.describe_exports();
     let imports = policy.describe_imports();
+    let config_keys = policy
+        .config_keys()
+        .await
+        .context("the policy's describe export failed")?;
+    let keys_text = match &config_keys {
+        None => "(the policy does not describe its settings)".to_owned(),
+        Some(keys) if keys.is_empty() => "(none)".to_owned(),
+        Some(keys) => keys
+            .iter()
+            .map(|key| {
+                let default = key
+                    .default
+                    .as_deref()
+                    .map_or_else(|| "no default".to_owned(), |d| format!("default {d:?}"));
+                format!("{} ({default}): {}", key.name, key.description)
+            })
+            .collect::<Vec<_>>()
+            .join("\n  "),
+    };
     let text = format!(
-        "{} is a valid dsession policy\nexports:\n  {}\nimports:\n  {}",
+        "{} is a valid dsession policy\nexports:\n  {}\nimports:\n  {}\nconfig keys:\n  {keys_text}",
         file.display(),
         exports.join("\n  "),
-        imports.join("\n  ")
+        imports.join("\n  "),
     );
-    let json_value = json!({ "valid": true, "exports": exports, "imports": imports });
+    let json_value = json!({
+        "valid": true,
+        "exports": exports,
+        "imports": imports,
+        "config_keys": config_keys,
+    });
     Ok(Output::yes(text, json_value))
 }
 
@@ -683,7 +743,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => return run_serve(args).await,
         Command::Token(command) => run_token(command).await,
-        Command::Policy(command) => run_policy(command).map(Ok),
+        Command::Policy(command) => run_policy(command).await.map(Ok),
         Command::Bench(args) => {
             return match crate::bench::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,

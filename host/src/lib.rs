@@ -22,16 +22,20 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod builtin;
 mod error;
 pub mod loader;
 mod manager;
 mod policy;
+mod policy_config;
 pub mod server;
 pub mod store;
 mod types;
 
+pub use builtin::BUILTIN_POLICIES;
 pub use error::{Error, Result};
 pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::{InstanceReuse, Limits, Policy};
+pub use policy_config::{ConfigKey, parse_pair as parse_policy_config_pair};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

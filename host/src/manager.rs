@@ -1,6 +1,9 @@
 //! The embedding API: one async method per gosession operation.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+
+use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::error::{Error, Result};
 use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
@@ -8,6 +11,7 @@ use crate::policy::{
     Call, Instances, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser,
     WitUserInfo,
 };
+use crate::policy_config;
 use crate::store::{MemoryStore, Store};
 use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
 
@@ -20,6 +24,7 @@ pub struct SessionManagerBuilder {
     policy: Option<Policy>,
     settings: Settings,
     limits: Limits,
+    policy_config: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for SessionManagerBuilder {
@@ -79,6 +84,20 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// The policy's own settings, which it reads through
+    /// `wasi:config/store`; added to those given before, a key given again
+    /// replaces its value. None by default. A policy that does not read
+    /// them ignores them.
+    pub fn policy_config<K, V>(mut self, config: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.policy_config
+            .extend(config.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     /// Builds the manager, compiling the built-in policy if none was given.
     pub fn build(self) -> anyhow::Result<SessionManager> {
         let policy = match self.policy {
@@ -102,7 +121,14 @@ impl SessionManagerBuilder {
             .clone()
             .map(|loader| Arc::new(loader) as Arc<dyn UserLoader>);
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let instances = Instances::new(policy, self.limits, Arc::clone(&store), loader.clone());
+        let policy_config = policy_config::variables(&self.policy_config);
+        let instances = Instances::new(
+            policy,
+            self.limits,
+            Arc::clone(&store),
+            loader.clone(),
+            Arc::clone(&policy_config),
+        );
         Ok(SessionManager {
             store,
             loader,
@@ -110,6 +136,7 @@ impl SessionManagerBuilder {
             instances: RwLock::new(Arc::new(instances)),
             settings,
             limits: self.limits,
+            policy_config,
         })
     }
 }
@@ -126,6 +153,7 @@ pub struct SessionManager {
     instances: RwLock<Arc<Instances>>,
     settings: WitSettings,
     limits: Limits,
+    policy_config: Arc<WasiConfigVariables>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -171,6 +199,7 @@ impl SessionManager {
             self.limits,
             Arc::clone(&self.store),
             self.loader.clone(),
+            Arc::clone(&self.policy_config),
         );
         *self.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(instances);
     }
@@ -265,6 +294,7 @@ impl From<WitTokenEntry> for TokenEntry {
             token: entry.token,
             token_remain_live_time: entry.token_remain_live_time,
             token_expire_time: entry.token_expire_time,
+            created_at: entry.created_at,
         }
     }
 }

@@ -23,9 +23,11 @@ use wasmtime::{
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 use crate::error::Error;
 use crate::loader::UserLoader;
+use crate::policy_config::{ConfigKey, DescribeIndices};
 use crate::store::{self, Store};
 
 pub(crate) use pool::{Call, Instances};
@@ -37,7 +39,8 @@ mod bindings {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "wasi": wasmtime_wasi::p2::bindings,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
             "dsession:session/store.transaction": super::TransactionSlot,
         },
     });
@@ -48,7 +51,7 @@ pub(crate) use bindings::dsession::session::types::{
     Error as WitError, IssuedToken as WitIssuedToken, Settings as WitSettings,
     TokenEntry as WitTokenEntry, User as WitUser, UserInfo as WitUserInfo,
 };
-use bindings::{Policy as PolicyBindings, PolicyPre};
+use bindings::{Policy as PolicyBindings, PolicyIndices, PolicyPre};
 
 /// The default policy, built from `guest/` by the build script.
 const BUILTIN_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dsession_policy.wasm"));
@@ -187,6 +190,8 @@ pub(crate) struct CallState {
     loader: Option<Arc<dyn UserLoader>>,
     /// When the running call must stop; set as each call starts.
     deadline: Instant,
+    /// The operator's `[policy.config]`, read through `wasi:config/store`.
+    config: Arc<WasiConfigVariables>,
 }
 
 /// The per-call memory limit, plus how much linear memory the instance
@@ -298,6 +303,14 @@ impl From<wit_store::Command> for store::Command {
             },
             W::HashGetAll(key) => Self::HashGetAll(key),
             W::HashExists(args) => Self::HashExists {
+                key: args.key,
+                field: args.field,
+            },
+            W::GetExpire(args) => Self::GetExpire {
+                key: args.key,
+                seconds: args.seconds,
+            },
+            W::HashGet(args) => Self::HashGet {
                 key: args.key,
                 field: args.field,
             },
@@ -419,6 +432,10 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
         _,
         Host,
     >(&mut linker, |s| s))?;
+    // Always provided, so that a policy may read settings or not.
+    anyhow_result(wasmtime_wasi_config::add_to_linker(&mut linker, |s| {
+        WasiConfig::from(&*s.config)
+    }))?;
     Ok(linker)
 }
 
@@ -427,6 +444,9 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
 pub struct Policy {
     component: Component,
     pre: PolicyPre<CallState>,
+    indices: PolicyIndices,
+    /// Set when the component exports `describe`.
+    describe: Option<DescribeIndices>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -471,9 +491,17 @@ impl Policy {
         let linker = linker(engine).context("cannot link the host interfaces")?;
         let instance_pre = anyhow_result(linker.instantiate_pre(&component))
             .context("the component imports something the host does not provide")?;
+        let describe = DescribeIndices::new(&instance_pre).ok();
+        let indices = anyhow_result(PolicyIndices::new(&instance_pre))
+            .context("the component does not export the policy world")?;
         let pre = anyhow_result(PolicyPre::new(instance_pre))
             .context("the component does not export the policy world")?;
-        Ok(Self { component, pre })
+        Ok(Self {
+            component,
+            pre,
+            indices,
+            describe,
+        })
     }
 
     /// What the component exports, as `interface: function, …` lines.
@@ -494,6 +522,28 @@ impl Policy {
                 _ => name.to_owned(),
             })
             .collect()
+    }
+
+    /// The settings the policy reads through `wasi:config/store`, as it
+    /// describes them; None when it exports no `describe` interface.
+    pub async fn config_keys(&self) -> Result<Option<Vec<ConfigKey>>, Error> {
+        let Some(describe) = &self.describe else {
+            return Ok(None);
+        };
+        let instances = Instances::new(
+            self.clone(),
+            Limits {
+                reuse: InstanceReuse::Fresh,
+                ..Limits::default()
+            },
+            Arc::new(store::MemoryStore::new()),
+            None,
+            Arc::default(),
+        );
+        let mut call = Call::start(Arc::new(instances)).await?;
+        let keys = call.config_keys(describe).await;
+        call.finish(keys.map(Ok))
+            .map(|keys| Some(keys.into_iter().map(ConfigKey::from).collect()))
     }
 
     /// What the component imports.

@@ -37,6 +37,9 @@ pub struct TokenEntry {
     pub token_remain_live_time: i64,
     /// When it expires, as unix seconds; -1 when it never does.
     pub token_expire_time: i64,
+    /// When it was issued, as unix seconds; None when the policy does not
+    /// record it (the default policy).
+    pub created_at: Option<i64>,
 }
 
 /// A user-info cache entry.

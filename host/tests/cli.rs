@@ -292,6 +292,62 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     assert!(stderr.contains("not a valid wasm component"), "{stderr}");
 }
 
+#[test]
+fn policy_check_lists_the_settings_a_policy_reads() {
+    let checked = dsession(&["policy", "check", "hardened", "--json"]);
+    assert_eq!(code(&checked), 0, "{checked:?}");
+    let keys = json(&checked)["config_keys"].clone();
+    let names: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["key_prefix", "idle_timeout_seconds", "max_sessions"]
+    );
+    assert_eq!(keys[2]["default"], "0");
+
+    let text = stdout(&dsession(&["policy", "check", "hardened"]));
+    assert!(text.contains("max_sessions (default \"0\")"), "{text}");
+    let default = stdout(&dsession(&["policy", "check", "default"]));
+    assert!(
+        default.contains("the policy does not describe its settings"),
+        "{default}"
+    );
+}
+
+#[test]
+fn policy_config_flags_reach_the_hardened_policy() {
+    let refused = dsession(&[
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--policy",
+        "hardened",
+        "--policy-config",
+        "max_sessions=lots",
+    ]);
+    assert_eq!(code(&refused), 2);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("max_sessions"), "{stderr}");
+    let created = dsession(&[
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--policy",
+        "hardened",
+        "--policy-config",
+        "max_sessions=2",
+        "--policy-config",
+        "key_prefix=shop",
+    ]);
+    assert_eq!(code(&created), 0, "{created:?}");
+}
+
 /// A `dsession serve` process, killed on drop.
 struct ServeProcess {
     child: std::process::Child,

@@ -5,7 +5,9 @@
 //! - `instantiate`: a policy call that touches no store (taking a warm
 //!   instance, or making one when the pool is empty, argument passing and a
 //!   trivial export), with the hostile test policy;
-//! - `check-token`: the whole call on the memory store and on Redis.
+//! - `check-token`: the whole call on the memory store and on Redis, with
+//!   the default policy and with the hardened one (idle expiry on, so each
+//!   check slides it with `GETEX`).
 //!
 //! The policy's own work in check-token is what is left: check-token minus
 //! instantiate minus store.
@@ -87,6 +89,22 @@ async fn main() {
     })
     .await;
 
+    let hardened = Policy::builtin_named("hardened").unwrap();
+    let hardened_memory = SessionManager::builder()
+        .policy(hardened.clone())
+        .build()
+        .unwrap();
+    let hardened_token = hardened_memory
+        .set_token("alice", 3600)
+        .await
+        .unwrap()
+        .token;
+    let check_hardened_memory = measure(|| async {
+        let user = hardened_memory.check_token(&hardened_token).await.unwrap();
+        assert!(user.is_some());
+    })
+    .await;
+
     let server = RedisServer::start();
     let redis = RedisStore::connect(RedisConfig::new(server.url()))
         .await
@@ -97,12 +115,25 @@ async fn main() {
         assert!(on_redis.check_token(&redis_token).await.unwrap().is_some());
     })
     .await;
+    let hardened_redis = SessionManager::builder()
+        .shared_store(on_redis.store().clone())
+        .policy(hardened)
+        .build()
+        .unwrap();
+    let hardened_redis_token = hardened_redis.set_token("alice", 3600).await.unwrap().token;
+    let check_hardened_redis = measure(|| async {
+        let user = hardened_redis.check_token(&hardened_redis_token).await;
+        assert!(user.unwrap().is_some());
+    })
+    .await;
 
     println!("dsession policy overhead, {SAMPLES} samples each");
     report("store (memory, GET+TTL)", &store);
     report("instantiate + trivial call", &instantiate);
     report("check-token, memory store", &check_memory);
     report("check-token, redis store", &check_redis);
+    report("hardened check, memory", &check_hardened_memory);
+    report("hardened check, redis", &check_hardened_redis);
     let policy_work = check_memory.median - instantiate.median - store.median;
     println!(
         "policy work in check-token   ≈ {policy_work:.1} µs (check-token − instantiate − store, medians)"

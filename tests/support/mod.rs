@@ -13,27 +13,42 @@ use dsession::store::{
 use dsession::{Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
 pub use dsession_tests::{MASTER_NAME, RedisServer, SentinelCluster, free_port};
 
-/// A store wrapper that counts round trips.
+/// A store wrapper that counts round trips and the commands in them.
 pub struct Counting<S> {
     inner: S,
     round_trips: Arc<AtomicUsize>,
+    commands: Arc<AtomicUsize>,
 }
 
 impl<S: Store> Counting<S> {
     /// Wraps `inner`; the counter is shared with the returned handle.
     pub fn new(inner: S) -> (Self, Arc<AtomicUsize>) {
+        let (counting, round_trips, _) = Self::with_commands(inner);
+        (counting, round_trips)
+    }
+
+    /// Wraps `inner`; returns the round-trip and the command counters.
+    pub fn with_commands(inner: S) -> (Self, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let round_trips = Arc::new(AtomicUsize::new(0));
+        let commands = Arc::new(AtomicUsize::new(0));
         let counting = Self {
             inner,
             round_trips: Arc::clone(&round_trips),
+            commands: Arc::clone(&commands),
         };
-        (counting, round_trips)
+        (counting, round_trips, commands)
+    }
+
+    fn count(&self, commands: &[store::Command]) {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.commands.fetch_add(commands.len(), Ordering::SeqCst);
     }
 }
 
 struct CountingTransaction {
     inner: Box<dyn Transaction>,
     round_trips: Arc<AtomicUsize>,
+    commands: Arc<AtomicUsize>,
 }
 
 #[async_trait]
@@ -43,6 +58,7 @@ impl Transaction for CountingTransaction {
         commands: Vec<store::Command>,
     ) -> Result<Option<Vec<Reply>>, StoreError> {
         self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.commands.fetch_add(commands.len(), Ordering::SeqCst);
         self.inner.commit(commands).await
     }
 }
@@ -50,12 +66,12 @@ impl Transaction for CountingTransaction {
 #[async_trait]
 impl<S: Store> Store for Counting<S> {
     async fn batch(&self, commands: Vec<store::Command>) -> Result<Vec<Reply>, StoreError> {
-        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.count(&commands);
         self.inner.batch(commands).await
     }
 
     async fn atomic(&self, commands: Vec<store::Command>) -> Result<Vec<Reply>, StoreError> {
-        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.count(&commands);
         self.inner.atomic(commands).await
     }
 
@@ -64,11 +80,12 @@ impl<S: Store> Store for Counting<S> {
         keys: Vec<String>,
         reads: Vec<store::Command>,
     ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
-        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.count(&reads);
         let (inner, replies) = self.inner.watch(keys, reads).await?;
         let transaction = CountingTransaction {
             inner,
             round_trips: Arc::clone(&self.round_trips),
+            commands: Arc::clone(&self.commands),
         };
         Ok((Box::new(transaction), replies))
     }
@@ -91,6 +108,8 @@ pub struct Env {
     pub store: Arc<dyn Store>,
     pub redis: Option<RedisServer>,
     pub sentinel: Option<SentinelCluster>,
+    /// The policy managers get; the built-in default when None.
+    pub policy: Option<Policy>,
 }
 
 impl Env {
@@ -100,6 +119,7 @@ impl Env {
                 store: Arc::new(MemoryStore::new()),
                 redis: None,
                 sentinel: None,
+                policy: None,
             },
             Kind::Redis => {
                 let server = RedisServer::start();
@@ -110,6 +130,7 @@ impl Env {
                     store: Arc::new(store),
                     redis: Some(server),
                     sentinel: None,
+                    policy: None,
                 }
             }
             Kind::Sentinel => {
@@ -121,14 +142,27 @@ impl Env {
                     store: Arc::new(store),
                     redis: None,
                     sentinel: Some(cluster),
+                    policy: None,
                 }
             }
         }
     }
 
-    /// A builder on this environment's store.
+    /// The same environment with managers on `policy`.
+    pub fn with_policy(self, policy: Policy) -> Self {
+        Self {
+            policy: Some(policy),
+            ..self
+        }
+    }
+
+    /// A builder on this environment's store and policy.
     pub fn builder(&self) -> SessionManagerBuilder {
-        SessionManager::builder().shared_store(Arc::clone(&self.store))
+        let builder = SessionManager::builder().shared_store(Arc::clone(&self.store));
+        match &self.policy {
+            Some(policy) => builder.policy(policy.clone()),
+            None => builder,
+        }
     }
 
     /// A manager with default settings.
@@ -193,10 +227,45 @@ pub fn sentinel_config(cluster: &SentinelCluster) -> SentinelConfig {
     SentinelConfig::new(cluster.sentinel_addresses(), MASTER_NAME)
 }
 
+/// The built-in hardened policy.
+pub fn hardened_policy() -> Policy {
+    Policy::builtin_named("hardened").unwrap()
+}
+
 /// Writes behaviour tests once and runs each on every store kind: for each
 /// `async fn name(env: Env)` listed, a test `memory::name`, `redis::name`
-/// and `sentinel::name`.
+/// and `sentinel::name`. With `policy = f;` first, each environment runs
+/// the policy `f()` returns.
 macro_rules! on_every_store {
+    (policy = $policy:path; $($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = $crate::support::Env::new($crate::support::Kind::Memory).await;
+                    super::$name(env.with_policy($policy())).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = $crate::support::Env::new($crate::support::Kind::Redis).await;
+                    super::$name(env.with_policy($policy())).await;
+                }
+            )*
+        }
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = $crate::support::Env::new($crate::support::Kind::Sentinel).await;
+                    super::$name(env.with_policy($policy())).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(

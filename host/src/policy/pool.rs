@@ -20,14 +20,19 @@ use super::{
     CallState, InstanceReuse, Limiter, Limits, MAX_IDLE_INSTANCES, MAX_MEMORY_BYTES, Policy,
     PolicyBindings, STDERR_CAPTURE, WitError, runtime,
 };
+use wasmtime_wasi_config::WasiConfigVariables;
+
 use crate::error::Error;
 use crate::loader::UserLoader;
+use crate::policy_config::{DescribeIndices, WitConfigKey};
 use crate::store::Store;
 
 /// An instantiated policy with its own wasm store.
 struct Instance {
     store: wasmtime::Store<CallState>,
     bindings: PolicyBindings,
+    /// Kept to load optional exports such as `describe`.
+    instance: wasmtime::component::Instance,
     calls: u32,
 }
 
@@ -38,6 +43,7 @@ pub(crate) struct Instances {
     limits: Limits,
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
+    config: Arc<WasiConfigVariables>,
     idle: Mutex<Vec<Instance>>,
 }
 
@@ -47,12 +53,14 @@ impl Instances {
         limits: Limits,
         store: Arc<dyn Store>,
         loader: Option<Arc<dyn UserLoader>>,
+        config: Arc<WasiConfigVariables>,
     ) -> Self {
         Self {
             policy,
             limits,
             store,
             loader,
+            config,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -119,6 +127,7 @@ impl Instances {
             store: Arc::clone(&self.store),
             loader: self.loader.clone(),
             deadline: Instant::now() + self.limits.call_timeout,
+            config: Arc::clone(&self.config),
         };
         let mut store = wasmtime::Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -132,15 +141,23 @@ impl Instances {
             })
         });
         store.set_epoch_deadline(1);
-        let bindings = self
-            .policy
-            .pre
-            .instantiate_async(&mut store)
+        let instantiated = async {
+            let instance = self
+                .policy
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await?;
+            let bindings = self.policy.indices.load(&mut store, &instance)?;
+            Ok::<_, wasmtime::Error>((instance, bindings))
+        };
+        let (instance, bindings) = instantiated
             .await
             .map_err(|e| Error::Policy(format!("cannot instantiate the policy: {e:#}")))?;
         Ok(Instance {
             store,
             bindings,
+            instance,
             calls: 0,
         })
     }
@@ -206,6 +223,22 @@ impl Call {
             instance.bindings.dsession_session_token_manage(),
             &mut instance.store,
         )
+    }
+
+    /// Calls the optional `describe` export: the settings the policy reads.
+    pub(crate) async fn config_keys(
+        &mut self,
+        describe: &DescribeIndices,
+    ) -> wasmtime::Result<Vec<WitConfigKey>> {
+        let instance = self
+            .instance
+            .as_mut()
+            .expect("a call holds its instance until it finishes");
+        let described = describe.load(&mut instance.store, &instance.instance)?;
+        described
+            .dsession_session_describe()
+            .call_config_keys(&mut instance.store)
+            .await
     }
 
     /// Maps what the call returned: traps become [`Error::Policy`], the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
 use crate::store::StoreConfig;
@@ -56,11 +56,43 @@ impl Default for ServeConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// A policy component; absent means the built-in policy.
+    /// A policy component, or the name of a built-in policy (`default`,
+    /// `hardened`); absent means `default`. Reloading a built-in policy
+    /// changes nothing.
     pub path: Option<PathBuf>,
     /// Reload the policy when the file changes (besides SIGHUP and
     /// `POST /admin/policy/reload`).
     pub watch: bool,
+    /// The policy's own settings (`[policy.config]`), read by the policy
+    /// through `wasi:config/store`. Values may be written as strings,
+    /// numbers or booleans; the policy gets their text.
+    #[serde(deserialize_with = "config_values")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A `[policy.config]` table: every value a scalar, kept as its text.
+fn config_values<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let table = BTreeMap::<String, toml::Value>::deserialize(deserializer)?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "policy.config.{key} must be a string, number or boolean, not {}",
+                        other.type_str()
+                    )));
+                }
+            };
+            Ok((key, text))
+        })
+        .collect()
 }
 
 /// Where user detail comes from, and how loads behave. Which fields apply

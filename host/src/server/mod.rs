@@ -12,6 +12,7 @@ mod metrics;
 mod openapi;
 mod routes;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ struct Shared {
     metrics: Metrics,
     policy_path: Option<PathBuf>,
     settings: Settings,
+    policy_config: BTreeMap<String, String>,
     policy_limits: Limits,
     body_limit: usize,
     body_timeout: Duration,
@@ -81,6 +83,7 @@ impl AppState {
             metrics,
             policy_path: config.policy.path.clone(),
             settings: config.settings.clone(),
+            policy_config: config.policy.config.clone(),
             policy_limits: limits.policy_limits(),
             body_limit: limits.body_bytes,
             body_timeout: Duration::from_millis(limits.body_timeout_ms),
@@ -153,6 +156,7 @@ impl AppState {
             policy,
             Arc::clone(self.0.sessions.store()),
             &self.0.settings,
+            &self.0.policy_config,
             self.0.policy_limits,
         )
         .await
@@ -168,7 +172,7 @@ impl AppState {
             ));
         };
         let _one_at_a_time = self.0.reloading.lock().await;
-        let loaded = tokio::task::spawn_blocking(move || Policy::from_file(&path))
+        let loaded = tokio::task::spawn_blocking(move || Policy::load(&path))
             .await
             .map_err(|e| Error::Policy(format!("the policy compiler failed: {e}")))?;
         let loaded = match loaded {
@@ -282,33 +286,43 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.validate()?;
     let store = config.store.open().await?;
     let policy = match &config.policy.path {
-        Some(path) => Policy::from_file(path)?,
+        Some(path) => Policy::load(path)?,
         None => Policy::builtin()?,
     };
     let limits = config.limits.policy_limits();
-    let policy = check_policy(policy, Arc::clone(&store), &config.settings, limits).await?;
+    let policy = check_policy(
+        policy,
+        Arc::clone(&store),
+        &config.settings,
+        &config.policy.config,
+        limits,
+    )
+    .await?;
     let builder = SessionManager::builder()
         .shared_store(store)
         .policy(policy)
         .settings(config.settings.clone())
+        .policy_config(config.policy.config.clone())
         .limits(limits);
     let sessions = config.loader.attach(builder)?.build()?;
     Ok(AppState::new(sessions, config))
 }
 
-/// Returns `policy` once a call shows it takes `settings`: the policy
-/// checks the settings on every call, so a bad setting or a policy that
-/// refuses them fails here rather than on each request.
+/// Returns `policy` once a call shows it takes `settings` and
+/// `policy_config`: the policy checks both on every call, so a bad setting
+/// or a policy that refuses them fails here rather than on each request.
 async fn check_policy(
     policy: Policy,
     store: Arc<dyn crate::store::Store>,
     settings: &Settings,
+    policy_config: &BTreeMap<String, String>,
     limits: Limits,
 ) -> anyhow::Result<Policy> {
     let trial = SessionManager::builder()
         .shared_store(store)
         .policy(policy.clone())
         .settings(settings.clone())
+        .policy_config(policy_config.clone())
         .limits(limits)
         .build()?;
     // A well-formed token nobody holds.

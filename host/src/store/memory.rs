@@ -255,6 +255,25 @@ impl Inner {
                     .is_some_and(|hash| hash.contains_key(field));
                 Reply::Integer(i64::from(exists))
             }
+            Command::GetExpire { key, seconds: ttl } => {
+                let text = match self.live(key, now) {
+                    None => return Ok(Reply::Nil),
+                    Some(Entry {
+                        value: Value::Text(text),
+                        expires_at,
+                    }) => {
+                        *expires_at = Some(now + seconds(*ttl));
+                        text.clone()
+                    }
+                    Some(_) => return Err(wrong_type(key)),
+                };
+                self.touch(key);
+                Reply::Text(text)
+            }
+            Command::HashGet { key, field } => match self.hash(key, now)? {
+                Some(hash) => hash.get(field).cloned().map_or(Reply::Nil, Reply::Text),
+                None => Reply::Nil,
+            },
         })
     }
 

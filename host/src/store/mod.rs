@@ -99,6 +99,21 @@ pub enum Command {
         /// The field.
         field: String,
     },
+    /// `GETEX key EX seconds` → [`Reply::Text`], or [`Reply::Nil`] when
+    /// missing; an existing key gets the new lifetime. Never creates a key.
+    GetExpire {
+        /// The key.
+        key: String,
+        /// New lifetime, at least 1 second.
+        seconds: i64,
+    },
+    /// `HGET key field` → [`Reply::Text`], or [`Reply::Nil`] when missing.
+    HashGet {
+        /// The hash.
+        key: String,
+        /// The field.
+        field: String,
+    },
 }
 
 impl Command {
@@ -109,6 +124,7 @@ impl Command {
         match self {
             Self::Set { ttl_seconds, .. } if *ttl_seconds < 0 => invalid("negative SET ttl"),
             Self::Expire { seconds, .. } if *seconds < 1 => invalid("EXPIRE seconds below 1"),
+            Self::GetExpire { seconds, .. } if *seconds < 1 => invalid("GETEX seconds below 1"),
             Self::Del(keys) | Self::Exists(keys) if keys.is_empty() => invalid("no keys"),
             Self::HashSet { fields, .. } if fields.is_empty() => invalid("no fields"),
             Self::HashDelete { fields, .. } if fields.is_empty() => invalid("no fields"),
@@ -116,8 +132,9 @@ impl Command {
         }
     }
 
-    /// Whether the command only reads (`GET`, `EXISTS`, `TTL`, `HGETALL`), so
-    /// that sending it twice is as good as sending it once.
+    /// Whether the command only reads (`GET`, `EXISTS`, `TTL`, `HGETALL`,
+    /// `HEXISTS`, `HGET`), so that sending it twice is as good as sending it
+    /// once. `GETEX` writes an expiry, so it is not a read.
     pub fn is_read(&self) -> bool {
         matches!(
             self,
@@ -126,6 +143,7 @@ impl Command {
                 | Self::Ttl(_)
                 | Self::HashGetAll(_)
                 | Self::HashExists { .. }
+                | Self::HashGet { .. }
         )
     }
 }

@@ -567,6 +567,12 @@ fn add(pipe: &mut Pipeline, command: &Command) {
         Command::HashExists { key, field } => {
             pipe.cmd("HEXISTS").arg(key).arg(field);
         }
+        Command::GetExpire { key, seconds } => {
+            pipe.cmd("GETEX").arg(key).arg("EX").arg(*seconds);
+        }
+        Command::HashGet { key, field } => {
+            pipe.cmd("HGET").arg(key).arg(field);
+        }
     }
 }
 
@@ -601,9 +607,17 @@ fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
     let unexpected =
         |value: &Value| StoreError::new(format!("unexpected redis reply {value:?} to {command:?}"));
     Ok(match (command, value) {
-        (Command::Get(_) | Command::Set { .. }, Value::Nil) => Reply::Nil,
+        (
+            Command::Get(_)
+            | Command::Set { .. }
+            | Command::GetExpire { .. }
+            | Command::HashGet { .. },
+            Value::Nil,
+        ) => Reply::Nil,
         (Command::Set { .. }, Value::Okay) => Reply::Ok,
-        (Command::Get(_), value) => Reply::Text(text(value).map_err(|value| unexpected(&value))?),
+        (Command::Get(_) | Command::GetExpire { .. } | Command::HashGet { .. }, value) => {
+            Reply::Text(text(value).map_err(|value| unexpected(&value))?)
+        }
         (
             Command::Del(_)
             | Command::Exists(_)

@@ -1,0 +1,462 @@
+//! The hardened policy's own promises: nothing usable at rest, idle and
+//! absolute expiry, at most N sessions, O(1) revoke-all, its settings, and
+//! hot swaps between it and the default policy and under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use dsession::server::ServeConfig;
+use dsession::store::MemoryStore;
+use dsession::{Error, Policy, SessionManager, Settings};
+use serde_json::json;
+
+use crate::server::{Served, auth, post, service, token};
+use crate::support::{Counting, Env, Kind, hardened_policy, on_every_store};
+
+/// A manager on `env`'s store running the hardened policy with `config`.
+fn hardened(env: &Env, config: &[(&str, &str)]) -> SessionManager {
+    env.builder()
+        .policy(hardened_policy())
+        .policy_config(config.iter().copied())
+        .build()
+        .unwrap()
+}
+
+async fn valid(sessions: &SessionManager, token: &str) -> bool {
+    sessions.check_token(token).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn a_redis_dump_holds_no_token_and_no_secret() {
+    let env = Env::new(Kind::Redis).await;
+    let sessions = env
+        .builder()
+        .policy(hardened_policy())
+        .loader(|id: String| async move { Ok(Some(json!({ "name": id }))) })
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for user in ["alice", "alice", "b{o}b"] {
+        let issued = sessions.set_token(user, 600).await.unwrap();
+        assert!(
+            sessions
+                .check_token_or_update_user(&issued.token, 60)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        sessions.refresh_token(&issued.token, 300).await.unwrap();
+        tokens.push(issued.token);
+    }
+    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 2);
+
+    let mut redis = env.redis.as_ref().unwrap().client().await;
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let mut dump = String::new();
+    for key in &keys {
+        let kind: String = ::redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let value = match kind.as_str() {
+            "string" => ::redis::cmd("GET")
+                .arg(key)
+                .query_async::<String>(&mut redis)
+                .await
+                .unwrap(),
+            "hash" => ::redis::cmd("HGETALL")
+                .arg(key)
+                .query_async::<Vec<String>>(&mut redis)
+                .await
+                .unwrap()
+                .join("\n"),
+            other => panic!("unexpected {other} at {key}"),
+        };
+        dump.push_str(&format!("{key}\n{value}\n"));
+        // One hash tag per user: a Redis Cluster slot holds all of a user's keys.
+        assert!(
+            key.starts_with("dsession:{alice}:") || key.starts_with("dsession:{b%7Bo%7Db}:"),
+            "{key}"
+        );
+    }
+    for token in &tokens {
+        let secret = token.rsplit_once('_').unwrap().1;
+        assert_eq!(secret.len(), 64);
+        assert!(!dump.contains(secret), "a secret is in the dump:\n{dump}");
+    }
+}
+
+async fn each_check_slides_the_idle_expiry_and_an_unused_token_expires(env: Env) {
+    let sessions = hardened(&env, &[("idle_timeout_seconds", "2")]);
+    let issued = sessions.set_token("alice", 600).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let user = sessions.check_token(&issued.token).await.unwrap();
+        assert_eq!(user.unwrap().token_remain_live_time, 2, "the idle timeout");
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert!(!valid(&sessions, &issued.token).await, "unused for 3 s");
+    assert!(sessions.list_user_token("alice").await.unwrap().is_empty());
+}
+
+async fn no_check_keeps_a_token_past_its_absolute_lifetime(env: Env) {
+    let sessions = hardened(&env, &[("idle_timeout_seconds", "2")]);
+    let issued = sessions.set_token("alice", 3).await.unwrap();
+    let mut last_valid = None;
+    for step in 0..9 {
+        if valid(&sessions, &issued.token).await {
+            last_valid = Some(step);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Checked every 500 ms, so never idle; the 3 s lifetime still ends it.
+    let last_valid = last_valid.expect("valid at first");
+    assert!(
+        (3..=6).contains(&last_valid),
+        "valid until step {last_valid}"
+    );
+    assert!(!valid(&sessions, &issued.token).await);
+    assert_eq!(
+        sessions.refresh_token(&issued.token, 600).await,
+        Err(Error::NotFound)
+    );
+}
+
+async fn refresh_never_extends_past_the_absolute_lifetime(env: Env) {
+    let sessions = hardened(&env, &[]);
+    let issued = sessions.set_token("alice", 100).await.unwrap();
+    let refreshed = sessions.refresh_token(&issued.token, 10_000).await.unwrap();
+    assert!(refreshed <= issued.token_expire_time, "{refreshed}");
+    let user = sessions.check_token(&issued.token).await.unwrap().unwrap();
+    assert!(user.token_expire_time <= issued.token_expire_time);
+}
+
+async fn a_login_beyond_max_sessions_evicts_the_oldest(env: Env) {
+    let sessions = hardened(&env, &[("max_sessions", "3")]);
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(sessions.set_token("alice", 600).await.unwrap().token);
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        assert_eq!(valid(&sessions, token).await, i >= 2, "token #{i}");
+    }
+    let listed = sessions.list_user_token("alice").await.unwrap();
+    assert_eq!(listed.len(), 3);
+    for entry in &listed {
+        let created = entry.created_at.expect("the hardened policy records it");
+        assert!((crate::behaviour::now() - created).abs() <= 5, "{entry:?}");
+        assert!(entry.token.starts_with("sha256:"), "no token is listed");
+    }
+    // A revoked session frees its slot: the next login evicts nobody.
+    sessions.delete_token(&tokens[2]).await.unwrap();
+    let newest = sessions.set_token("alice", 600).await.unwrap().token;
+    for token in [&tokens[3], &tokens[4], &newest] {
+        assert!(valid(&sessions, token).await);
+    }
+}
+
+async fn fifty_racing_logins_leave_exactly_max_sessions_live(env: Env) {
+    for (max, settings) in [
+        ("3", Settings::default()),
+        (
+            "0",
+            Settings {
+                single_mode: true,
+                ..Settings::default()
+            },
+        ),
+    ] {
+        let sessions = Arc::new(
+            env.builder()
+                .policy(hardened_policy())
+                .settings(settings)
+                .policy_config([("max_sessions", max)])
+                .build()
+                .unwrap(),
+        );
+        let user = format!("racer-{max}");
+        let logins: Vec<_> = (0..50)
+            .map(|_| {
+                let (sessions, user) = (Arc::clone(&sessions), user.clone());
+                tokio::spawn(async move { sessions.set_token(&user, 600).await.unwrap().token })
+            })
+            .collect();
+        let mut tokens = Vec::with_capacity(logins.len());
+        for login in logins {
+            tokens.push(login.await.unwrap());
+        }
+        let mut live = 0;
+        for token in &tokens {
+            live += usize::from(valid(&sessions, token).await);
+        }
+        let expected = if max == "3" { 3 } else { 1 };
+        assert_eq!(live, expected, "max_sessions {max}");
+        assert_eq!(
+            sessions.list_user_token(&user).await.unwrap().len(),
+            expected
+        );
+    }
+}
+
+async fn a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused(env: Env) {
+    let sessions = hardened(&env, &[("key_prefix", "shop")]);
+    let issued = sessions.set_token("alice", 60).await.unwrap();
+    let index = env.hash("shop:{alice}:idx").await;
+    assert_eq!(index.len(), 2, "one session and the epoch: {index:?}");
+    assert!(env.hash("dsession:{alice}:idx").await.is_empty());
+    assert!(valid(&sessions, &issued.token).await);
+
+    for bad in [
+        ("max_sessions", "lots"),
+        ("colour", "blue"),
+        ("key_prefix", "a}"),
+    ] {
+        let refused = hardened(&env, &[bad]);
+        assert!(
+            matches!(
+                refused.check_token(&issued.token).await,
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            refused.set_token("alice", 60).await,
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+}
+
+on_every_store!(policy = crate::support::hardened_policy;
+    each_check_slides_the_idle_expiry_and_an_unused_token_expires,
+    no_check_keeps_a_token_past_its_absolute_lifetime,
+    refresh_never_extends_past_the_absolute_lifetime,
+    a_login_beyond_max_sessions_evicts_the_oldest,
+    fifty_racing_logins_leave_exactly_max_sessions_live,
+    a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_all_of_ten_thousand_tokens_is_one_write() {
+    let (counting, round_trips, commands) = Counting::with_commands(MemoryStore::new());
+    let sessions = SessionManager::builder()
+        .store(counting)
+        .policy(hardened_policy())
+        .build()
+        .unwrap();
+    let mut tokens = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        tokens.push(sessions.set_token("alice", 600).await.unwrap().token);
+    }
+    let bob = sessions.set_token("bob", 600).await.unwrap().token;
+    round_trips.store(0, Ordering::SeqCst);
+    commands.store(0, Ordering::SeqCst);
+    sessions.delete_user_token("alice").await.unwrap();
+    assert_eq!(round_trips.load(Ordering::SeqCst), 1);
+    assert_eq!(commands.load(Ordering::SeqCst), 1, "one HSET of the epoch");
+    for token in tokens.iter().step_by(97).chain(tokens.last()) {
+        assert!(!valid(&sessions, token).await);
+    }
+    assert!(valid(&sessions, &bob).await);
+    let after = sessions.set_token("alice", 600).await.unwrap().token;
+    assert!(valid(&sessions, &after).await, "a login after revoke-all");
+}
+
+#[tokio::test]
+async fn a_check_with_a_cached_user_is_one_round_trip() {
+    let (counting, round_trips) = Counting::new(MemoryStore::new());
+    let sessions = SessionManager::builder()
+        .store(counting)
+        .policy(hardened_policy())
+        .loader(|id: String| async move { Ok(Some(json!({ "name": id }))) })
+        .build()
+        .unwrap();
+    let issued = sessions.set_token("alice", 600).await.unwrap();
+    sessions.add_user("alice", 600).await.unwrap();
+    round_trips.store(0, Ordering::SeqCst);
+    let user = sessions
+        .check_token_or_update_user(&issued.token, 600)
+        .await
+        .unwrap();
+    assert_eq!(user.unwrap().detail, Some(json!({ "name": "alice" })));
+    assert!(valid(&sessions, &issued.token).await);
+    assert_eq!(round_trips.load(Ordering::SeqCst), 2, "one per check");
+}
+
+#[tokio::test]
+async fn the_hardened_policy_describes_the_keys_it_reads() {
+    let keys = hardened_policy().config_keys().await.unwrap().unwrap();
+    let names: Vec<&str> = keys.iter().map(|key| key.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["key_prefix", "idle_timeout_seconds", "max_sessions"]
+    );
+    assert!(keys.iter().all(|key| key.default.is_some()));
+    assert_eq!(
+        Policy::builtin().unwrap().config_keys().await.unwrap(),
+        None
+    );
+}
+
+fn policy_file(dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+    let path = dir.path().join("policy.wasm");
+    std::fs::write(&path, Policy::builtin_named_component(name).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_hot_swap_between_the_policies_keeps_each_policys_tokens_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy_file(&dir, "default");
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path.clone());
+    config
+        .policy
+        .config
+        .insert("max_sessions".into(), "2".into());
+    let (app, _) = service(config).await;
+    let status = |token: String| {
+        let app = app.clone();
+        async move { auth(&app, &[("x-session-token", &token)]).await.status }
+    };
+    let old = token(&app, "alice").await;
+
+    policy_file(&dir, "hardened");
+    assert_eq!(
+        post(&app, "/admin/policy/reload", json!({})).await.status,
+        StatusCode::OK
+    );
+    // The hardened policy neither reads the default layout nor accepts
+    // its 32-hex tokens: users log in again.
+    assert_eq!(status(old.clone()).await, StatusCode::UNAUTHORIZED);
+    let new = token(&app, "alice").await;
+    assert_eq!(new.rsplit_once('_').unwrap().1.len(), 64);
+    assert_eq!(status(new.clone()).await, StatusCode::OK);
+
+    policy_file(&dir, "default");
+    assert_eq!(
+        post(&app, "/admin/policy/reload", json!({})).await.status,
+        StatusCode::OK
+    );
+    // The layouts never overlap: swapping back finds the old tokens live.
+    assert_eq!(status(old).await, StatusCode::OK);
+    assert_eq!(status(new).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_swap_to_a_policy_that_rejects_the_settings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy_file(&dir, "default");
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path);
+    // The default policy ignores its config; the hardened one refuses this.
+    config
+        .policy
+        .config
+        .insert("max_sessions".into(), "lots".into());
+    let (app, _) = service(config).await;
+    let old = token(&app, "alice").await;
+
+    policy_file(&dir, "hardened");
+    let refused = post(&app, "/admin/policy/reload", json!({})).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("max_sessions"), "{message}");
+    assert_eq!(
+        auth(&app, &[("x-session-token", &old)]).await.status,
+        StatusCode::OK,
+        "the default policy keeps serving"
+    );
+}
+
+#[tokio::test]
+async fn a_builtin_policy_is_chosen_by_name() {
+    let mut config = ServeConfig::default();
+    config.policy.path = Some("hardened".into());
+    let (app, _) = service(config).await;
+    let issued = token(&app, "alice").await;
+    assert_eq!(issued.rsplit_once('_').unwrap().1.len(), 64);
+    assert!(Policy::load("no-such-policy.wasm").is_err());
+    assert!(Policy::builtin_named("strict").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_hot_swaps_of_the_hardened_policy_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy_file(&dir, "hardened");
+    let mut config = ServeConfig::default();
+    config.policy.path = Some(path.clone());
+    config
+        .policy
+        .config
+        .insert("max_sessions".into(), "3".into());
+    let served = Served::start(config).await;
+    let client = reqwest::Client::new();
+    let token = served.create_token(&client, "alice").await;
+
+    let done = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), served.url("/auth"), token.clone());
+            let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    let response = client.get(&url).bearer_auth(&token).send().await;
+                    let counter = match response {
+                        Ok(response) if response.status() == reqwest::StatusCode::OK => &ok,
+                        _ => &failed,
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        policy_file(&dir, "hardened");
+        let reloaded = client
+            .post(served.url("/admin/policy/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
+    }
+    done.store(true, Ordering::SeqCst);
+    for task in clients {
+        task.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(ok.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn policy_config_values_in_toml_reach_the_policy_as_text() {
+    let config: ServeConfig = toml::from_str(
+        "[policy]\npath = \"hardened\"\n[policy.config]\nmax_sessions = 5\nkey_prefix = \"shop\"\nflag = true\n",
+    )
+    .unwrap();
+    let pairs: Vec<(&str, &str)> = config
+        .policy
+        .config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("flag", "true"),
+            ("key_prefix", "shop"),
+            ("max_sessions", "5")
+        ]
+    );
+    let nested = toml::from_str::<ServeConfig>("[policy.config]\nlimits = { a = 1 }\n");
+    let message = nested.unwrap_err().to_string();
+    assert!(message.contains("policy.config.limits"), "{message}");
+}
