@@ -2,6 +2,7 @@
 //! API, beside baselines measured in the same run through the same store
 //! client at the same concurrency, so that the ratios hold on any machine.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 use dsession::server::{AppState, ServeConfig};
 use dsession::store::{Command, MemoryStore, Reply, SetCondition, Store, StoreError, Transaction};
-use dsession::{InstanceReuse, Limits, SessionManager, Settings};
+use dsession::{InstanceReuse, Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -56,6 +57,22 @@ pub struct BenchArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The policy: a built-in one by name (`default`, `hardened`) or a
+    /// `.wasm` file.
+    #[arg(long, default_value = "default")]
+    policy: PathBuf,
+    /// A policy setting, `key=value`; repeat for more.
+    #[arg(long = "policy-config", value_parser = dsession::parse_policy_config_pair)]
+    policy_config: Vec<(String, String)>,
+}
+
+impl BenchArgs {
+    /// A manager builder with the policy and its settings the flags name.
+    fn builder(&self, policy: &Policy) -> SessionManagerBuilder {
+        SessionManager::builder()
+            .policy(policy.clone())
+            .policy_config(self.policy_config.clone())
+    }
 }
 
 /// The operations the bench can measure.
@@ -639,7 +656,12 @@ async fn redis_used_memory(url: &str) -> anyhow::Result<u64> {
 
 /// Memory per live session: issues `count` tokens, one per user, on a
 /// store of their own, and compares memory before and after.
-async fn footprint(args: &BenchArgs, count: usize, limits: Limits) -> anyhow::Result<Value> {
+async fn footprint(
+    args: &BenchArgs,
+    policy: &Policy,
+    count: usize,
+    limits: Limits,
+) -> anyhow::Result<Value> {
     let redis_url = args.store.redis_url();
     let (store, measure): (Arc<dyn Store>, &str) = match (args.store.config(), redis_url) {
         (None, _) => (Arc::new(MemoryStore::new()), "host RSS"),
@@ -651,7 +673,7 @@ async fn footprint(args: &BenchArgs, count: usize, limits: Limits) -> anyhow::Re
         None => rss_bytes().context("cannot read VmRSS")?,
     };
     let sessions = Arc::new(
-        SessionManager::builder()
+        args.builder(policy)
             .shared_store(store)
             .limits(limits)
             .build()?,
@@ -722,8 +744,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         commands: Arc::default(),
         round_trips: Arc::default(),
     });
+    let policy = Policy::load(&args.policy)?;
     let builder = || {
-        SessionManager::builder()
+        args.builder(&policy)
             .shared_store(Arc::clone(&store) as Arc<dyn Store>)
             .limits(limits)
     };
@@ -776,13 +799,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress("");
     let footprint = match args.sessions {
         0 => None,
-        count => Some(footprint(&args, count, limits).await?),
+        count => Some(footprint(&args, &policy, count, limits).await?),
     };
     if let Some(stop) = stop_service {
         let _ = stop.send(());
     }
     let report = Report {
         store: kind,
+        policy: args.policy.display().to_string(),
         instances: args.instances,
         seconds: duration.as_secs_f64(),
         figures,
@@ -798,6 +822,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 struct Report {
     store: &'static str,
+    /// The policy as the flag named it.
+    policy: String,
     instances: Instances,
     seconds: f64,
     figures: Vec<Figure>,
@@ -845,6 +871,7 @@ impl Report {
         json!({
             "machine": machine(),
             "store": self.store,
+            "policy": self.policy,
             "instances": self.instances(),
             "seconds_per_figure": self.seconds,
             "figures": figures,
@@ -856,8 +883,9 @@ impl Report {
         use std::fmt::Write as _;
         let machine = machine();
         let mut out = format!(
-            "dsession bench: {} store, {} instances, {:.1} s per figure, {} cores ({})\n",
+            "dsession bench: {} store, {} policy, {} instances, {:.1} s per figure, {} cores ({})\n",
             self.store,
+            self.policy,
             self.instances(),
             self.seconds,
             machine["cores"],
