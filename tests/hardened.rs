@@ -3,7 +3,7 @@
 //! hot swaps between it and the default policy and under load.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -401,39 +401,13 @@ async fn ten_hot_swaps_of_the_hardened_policy_under_load_fail_no_request() {
     let client = reqwest::Client::new();
     let token = served.create_token(&client, "alice").await;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url, token) = (client.clone(), served.url("/auth"), token.clone());
-            let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
-            tokio::spawn(async move {
-                while !done.load(Ordering::SeqCst) {
-                    let response = client.get(&url).bearer_auth(&token).send().await;
-                    let counter = match response {
-                        Ok(response) if response.status() == reqwest::StatusCode::OK => &ok,
-                        _ => &failed,
-                    };
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-            })
+    let (ok, failed) = served
+        .auth_during_reloads(&client, &token, 10, || {
+            policy_file(&dir, "hardened");
         })
-        .collect();
-    for _ in 0..10 {
-        policy_file(&dir, "hardened");
-        let reloaded = client
-            .post(served.url("/admin/policy/reload"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
-    }
-    done.store(true, Ordering::SeqCst);
-    for task in clients {
-        task.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::SeqCst), 0);
-    assert!(ok.load(Ordering::SeqCst) > 0);
+        .await;
+    assert_eq!(failed, 0);
+    assert!(ok > 0);
 }
 
 #[test]

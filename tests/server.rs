@@ -62,6 +62,52 @@ impl Served {
     }
 }
 
+impl Served {
+    /// `GET /auth` with `token` from 4 tasks while `reloads` policy reloads
+    /// go through the admin route, `before_each` running before each;
+    /// returns how many requests were answered 200 and how many were not.
+    pub async fn auth_during_reloads(
+        &self,
+        client: &reqwest::Client,
+        token: &str,
+        reloads: usize,
+        mut before_each: impl FnMut(),
+    ) -> (usize, usize) {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (client, url, token) = (client.clone(), self.url("/auth"), token.to_owned());
+                let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
+                tokio::spawn(async move {
+                    while !done.load(Ordering::SeqCst) {
+                        let response = client.get(&url).bearer_auth(&token).send().await;
+                        let counter = match response {
+                            Ok(response) if response.status() == reqwest::StatusCode::OK => &ok,
+                            _ => &failed,
+                        };
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..reloads {
+            before_each();
+            let reloaded = client
+                .post(self.url("/admin/policy/reload"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
+        }
+        done.store(true, Ordering::SeqCst);
+        for task in clients {
+            task.await.unwrap();
+        }
+        (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst))
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -621,37 +667,7 @@ async fn hot_swap_under_load_fails_no_request() {
     let client = reqwest::Client::new();
     let token = served.create_token(&client, "alice").await;
 
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url, token) = (client.clone(), served.url("/auth"), token.clone());
-            let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
-            tokio::spawn(async move {
-                while !done.load(Ordering::SeqCst) {
-                    let response = client.get(&url).bearer_auth(&token).send().await;
-                    match response {
-                        Ok(response) if response.status() == reqwest::StatusCode::OK => {
-                            ok.fetch_add(1, Ordering::SeqCst)
-                        }
-                        _ => failed.fetch_add(1, Ordering::SeqCst),
-                    };
-                }
-            })
-        })
-        .collect();
-    for _ in 0..10 {
-        let reloaded = client
-            .post(served.url("/admin/policy/reload"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
-    }
-    done.store(true, Ordering::SeqCst);
-    for task in clients {
-        task.await.unwrap();
-    }
+    let (ok, failed) = served.auth_during_reloads(&client, &token, 10, || {}).await;
     let metrics = client
         .get(served.url("/metrics"))
         .send()
@@ -664,10 +680,7 @@ async fn hot_swap_under_load_fails_no_request() {
         metrics.contains("dsession_policy_reloads_total 10"),
         "{metrics}"
     );
-    println!(
-        "hot swap: {} requests served during 10 swaps",
-        ok.load(Ordering::SeqCst)
-    );
-    assert_eq!(failed.load(Ordering::SeqCst), 0);
-    assert!(ok.load(Ordering::SeqCst) > 0);
+    println!("hot swap: {ok} requests served during 10 swaps");
+    assert_eq!(failed, 0);
+    assert!(ok > 0);
 }
