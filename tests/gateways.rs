@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use dsession::server::ServeConfig;
+use dsession_service::ServeConfig;
 use dsession_tests::free_port;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use dsession::server::ServeConfig;
 use dsession::store::MemoryStore;
 use dsession::{Error, Policy, SessionManager, Settings};
+use dsession_service::ServeConfig;
 use serde_json::json;
 
 use crate::server::{Served, auth, post, service, token};

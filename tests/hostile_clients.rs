@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
-use dsession::server::{LimitsConfig, ServeConfig, app};
 use dsession::store::{Command, Reply, SetCondition};
+use dsession_service::{LimitsConfig, ServeConfig, app};
 use serde_json::json;
 use tower::ServiceExt as _;
 
@@ -276,7 +276,7 @@ async fn reload_refuses_a_policy_that_startup_refuses() {
         &path,
     )
     .unwrap();
-    let startup = dsession::server::build_state(&config).await.unwrap_err();
+    let startup = dsession_service::build_state(&config).await.unwrap_err();
     let rejected = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
     assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
     let message = rejected.body["error"]["message"].as_str().unwrap();
@@ -429,11 +429,11 @@ async fn shutdown_finishes_within_its_deadline_despite_a_half_sent_request() {
         },
         ..ServeConfig::default()
     };
-    let state = dsession::server::build_state(&config).await.unwrap();
+    let state = dsession_service::build_state(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(dsession::server::serve_on(listener, state, async {
+    let server = tokio::spawn(dsession_service::serve_on(listener, state, async {
         let _ = stopped.await;
     }));
     let mut half = tokio::task::spawn_blocking(move || half_sent_request(port))
@@ -463,9 +463,10 @@ async fn policy_failures_are_documented_500s() {
         .limits(crate::support::tight_limits())
         .build()
         .unwrap();
-    let app = app(dsession::server::AppState::new(
+    let app = app(dsession_service::AppState::new(
         sessions,
         &ServeConfig::default(),
+        dsession_service::Metrics::default(),
     ));
     let trapped = post(&app, "/v1/tokens", json!({ "user_id": "panic" })).await;
     assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -14,9 +14,9 @@ use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use dsession::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
-use dsession::server::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig, app, build_state};
 use dsession::store::{Command, Reply};
 use dsession::{Error, LoaderError, LoaderOptions, SessionManager, UserLoader};
+use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig, app, build_state};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -280,7 +280,7 @@ async fn forward_auth_loads_users_over_http_and_a_failure_is_503_or_no_detail_as
     // A service that answers "valid, no detail" when the loader fails.
     config.loader.on_error = OnLoaderError::NoDetail;
     let lenient = build_state(&config).await.unwrap();
-    let lenient_app = dsession::server::app(lenient.clone());
+    let lenient_app = dsession_service::app(lenient.clone());
     let carol = lenient
         .sessions()
         .set_token("carol", 600)

@@ -3,6 +3,7 @@
 mod behaviour;
 mod compat;
 mod concurrency;
+mod embedding;
 mod gateways;
 mod hardened;
 mod hostile_clients;

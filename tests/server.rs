@@ -9,8 +9,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
-use dsession::server::{AppState, ServeConfig, app, build_state};
 use dsession::store::{Command, SetCondition, StoreConfig};
+use dsession_service::{AppState, Metrics, ServeConfig, app, build_state};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -30,7 +30,7 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(dsession::server::serve_on(listener, state, async {
+        tokio::spawn(dsession_service::serve_on(listener, state, async {
             let _ = stop.await;
         }));
         Self {
@@ -194,7 +194,7 @@ async fn every_token_route_answers_with_its_documented_status() {
     .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let token = created.body["token"].as_str().unwrap().to_owned();
-    assert!(created.body["expires_at"].as_i64().unwrap() > 0);
+    assert!(created.body["token_expire_time"].as_i64().unwrap() > 0);
 
     let checked = post(&app, "/v1/tokens/check", json!({ "token": token })).await;
     assert_eq!(checked.status, StatusCode::OK);
@@ -216,8 +216,8 @@ async fn every_token_route_answers_with_its_documented_status() {
     .await;
     assert_eq!(refreshed.status, StatusCode::OK);
     assert!(
-        refreshed.body["expires_at"].as_i64().unwrap()
-            > created.body["expires_at"].as_i64().unwrap()
+        refreshed.body["token_expire_time"].as_i64().unwrap()
+            > created.body["token_expire_time"].as_i64().unwrap()
     );
 
     let listed = send(&app, Method::GET, "/v1/users/alice/tokens", &[], None).await;
@@ -245,7 +245,7 @@ async fn user_routes_manage_the_user_info_cache() {
         .loader(|_: String| std::future::ready(Ok(None)))
         .build()
         .unwrap();
-    let state = AppState::new(sessions, &ServeConfig::default());
+    let state = AppState::new(sessions, &ServeConfig::default(), Metrics::default());
     let app = app(state.clone());
     let added = send(
         &app,
@@ -372,7 +372,7 @@ async fn the_admin_routes_need_the_admin_key() {
 #[tokio::test]
 async fn bad_bodies_get_clear_errors() {
     let config = ServeConfig {
-        limits: dsession::server::LimitsConfig {
+        limits: dsession_service::LimitsConfig {
             body_bytes: 1024,
             ..Default::default()
         },

@@ -35,6 +35,39 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every [`Self::code`], e.g. for a metric label's closed set.
+    pub const CODES: [&'static str; 8] = [
+        "invalid_argument",
+        "not_found",
+        "store_error",
+        "loader_error",
+        "conflict",
+        "corrupt_data",
+        "policy_error",
+        "overloaded",
+    ];
+
+    /// Whether the operation says nothing about the token or the user:
+    /// the store, the loader or the policy runtime could not answer. A
+    /// gateway answers 503 (or 500), never 401.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Loader(_) | Self::Overloaded(_))
+    }
+
+    /// The HTTP status the service answers this error with: 400, 404, 409,
+    /// 503 when the store, the loader or the runtime cannot answer, and 500
+    /// when the policy failed or the data is corrupt.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            error if error.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// A stable snake_case name for the case, as the service and the CLI
     /// report it.
     pub fn code(&self) -> &'static str {
@@ -53,3 +86,40 @@ impl Error {
 
 /// The result of a token operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why setting something up failed: the wasm runtime, a policy, a store, a
+/// loader or the settings. Each case's message says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The wasm engine or its epoch thread could not start, or a policy
+    /// was compiled on another runtime than the manager's.
+    #[error("wasm runtime: {0}")]
+    Runtime(String),
+    /// A policy component cannot be read, compiled or linked, or does not
+    /// export the `policy` world.
+    #[error("{0}")]
+    Policy(String),
+    /// The policy refused the settings, or its first call failed.
+    #[error("{0}")]
+    Settings(String),
+    /// The store cannot be reached or its configuration is wrong.
+    #[error("{0}")]
+    Store(String),
+    /// The user loader's configuration is wrong.
+    #[error("{0}")]
+    Loader(String),
+}
+
+impl SetupError {
+    /// A stable snake_case name for the case, as the CLI reports it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Runtime(_) => "runtime_error",
+            Self::Policy(_) => "policy_error",
+            Self::Settings(_) => "invalid_settings",
+            Self::Store(_) => "store_error",
+            Self::Loader(_) => "loader_error",
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! use dsession::{SessionManager, Settings};
 //! use dsession::store::{RedisConfig, RedisStore};
 //!
-//! # async fn example() -> anyhow::Result<()> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379/0")).await?;
 //! let sessions = SessionManager::builder()
 //!     .store(store)
@@ -19,23 +19,68 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Protecting routes
+//!
+//! With the `tower` and `axum` features, a layer checks every request's
+//! token (401 without a live one, 503 when the store is down) and the
+//! [`Authenticated`] extractor hands the handler its user; see [`tower`].
+//! Any other gateway calls [`Authenticator::authenticate`] on the
+//! request's headers and maps the three answers and the error itself:
+//!
+//! ```
+//! use dsession::{Authentication, Authenticator};
+//! use http::{Request, Response, StatusCode};
+//!
+//! async fn filter<B>(auth: &Authenticator, request: &mut Request<B>) -> Option<Response<String>> {
+//!     let status = match auth.authenticate(request.headers()).await {
+//!         Ok(Authentication::Valid(user)) => {
+//!             request.headers_mut().extend(Authenticator::upstream_headers(&user));
+//!             return None; // on to the upstream
+//!         }
+//!         Ok(Authentication::Missing | Authentication::Rejected) => StatusCode::UNAUTHORIZED,
+//!         Err(error) => error.status(), // 503: the store or loader is down, not a logout
+//!     };
+//!     let mut response = Response::new(String::new());
+//!     *response.status_mut() = status;
+//!     Some(response)
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! - `redis` (default): the Redis stores, one server or sentinels, with TLS.
+//! - `tower`: [`tower::RequireSessionLayer`] and [`tower::AttachSessionLayer`].
+//! - `axum`: the [`Authenticated`] extractor (implies `tower`).
+//! - `loader-http`, `loader-sql`: the HTTP and PostgreSQL/MySQL user loaders.
+//! - `openapi`: `utoipa` schemas for the API types.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod authenticator;
+#[cfg(feature = "axum")]
+mod axum;
 mod builtin;
 mod error;
 pub mod loader;
 mod manager;
+pub mod observe;
 mod policy;
 mod policy_config;
-pub mod server;
+mod runtime;
 pub mod store;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod types;
 
+pub use authenticator::{Authentication, Authenticator, USER_DETAIL_HEADER, USER_ID_HEADER};
+#[cfg(feature = "axum")]
+pub use axum::{Authenticated, AuthenticatedRejection};
 pub use builtin::BUILTIN_POLICIES;
-pub use error::{Error, Result};
+pub use error::{Error, Result, SetupError};
 pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::{InstanceReuse, Limits, Policy};
 pub use policy_config::{ConfigKey, parse_pair as parse_policy_config_pair};
+pub use runtime::{Runtime, RuntimeBuilder};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

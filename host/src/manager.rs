@@ -1,17 +1,23 @@
-//! The embedding API: one async method per gosession operation.
+//! The embedding API: one async method per gosession operation, and
+//! validated policy swaps.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
+use tracing::Instrument as _;
 use wasmtime_wasi_config::WasiConfigVariables;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SetupError};
 use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
+use crate::observe::{Observer, Operation, Unobserved, outcome_label};
 use crate::policy::{
     Call, Instances, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser,
     WitUserInfo,
 };
 use crate::policy_config;
+use crate::runtime::Runtime;
 use crate::store::{MemoryStore, Store};
 use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
 
@@ -25,6 +31,8 @@ pub struct SessionManagerBuilder {
     settings: Settings,
     limits: Limits,
     policy_config: BTreeMap<String, String>,
+    runtime: Option<Runtime>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for SessionManagerBuilder {
@@ -66,6 +74,22 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// The wasm runtime the built-in policy is compiled on when no policy
+    /// is given; [`Runtime::shared`] when not set. A policy given with
+    /// [`Self::policy`] runs on the runtime it was compiled on, which must
+    /// be this one when both are set.
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Receives every operation's outcome and duration, every loader call
+    /// and every policy reload, e.g. to export metrics. None by default.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The policy; the built-in one when not set.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = Some(policy);
@@ -99,10 +123,19 @@ impl SessionManagerBuilder {
     }
 
     /// Builds the manager, compiling the built-in policy if none was given.
-    pub fn build(self) -> anyhow::Result<SessionManager> {
-        let policy = match self.policy {
-            Some(policy) => policy,
-            None => Policy::builtin()?,
+    /// Nothing is called yet: [`Self::build_checked`] also shows that the
+    /// policy takes the settings.
+    pub fn build(self) -> Result<SessionManager, SetupError> {
+        let policy = match (self.policy, &self.runtime) {
+            (Some(policy), Some(runtime)) if policy.runtime() != runtime => {
+                return Err(SetupError::Runtime(
+                    "the policy was compiled on another runtime than the one given to the builder"
+                        .into(),
+                ));
+            }
+            (Some(policy), _) => policy,
+            (None, Some(runtime)) => runtime.builtin_policy("default")?,
+            (None, None) => Policy::builtin()?,
         };
         let settings = WitSettings {
             token_key_prefix: self.settings.token_key_prefix,
@@ -112,11 +145,12 @@ impl SessionManagerBuilder {
             single_mode: self.settings.single_mode,
             user_loader: self.loader.is_some(),
         };
+        let observer = self.observer.unwrap_or_else(|| Arc::new(Unobserved));
         // Every loader, the embedder's closure too, is called through the
         // coalescing front.
-        let coalescing = self
-            .loader
-            .map(|loader| CoalescingLoader::new(loader, self.loader_options));
+        let coalescing = self.loader.map(|loader| {
+            CoalescingLoader::observed(loader, self.loader_options, Arc::clone(&observer))
+        });
         let loader = coalescing
             .clone()
             .map(|loader| Arc::new(loader) as Arc<dyn UserLoader>);
@@ -129,7 +163,7 @@ impl SessionManagerBuilder {
             loader.clone(),
             Arc::clone(&policy_config),
         );
-        Ok(SessionManager {
+        Ok(SessionManager(Arc::new(Shared {
             store,
             loader,
             coalescing,
@@ -137,40 +171,67 @@ impl SessionManagerBuilder {
             settings,
             limits: self.limits,
             policy_config,
-        })
+            observer,
+            swapping: tokio::sync::Mutex::new(()),
+        })))
+    }
+
+    /// Builds the manager and makes one call that shows the policy takes
+    /// the settings and the policy config on this store, so that a bad
+    /// setting fails here rather than on every request.
+    pub async fn build_checked(self) -> Result<SessionManager, SetupError> {
+        let sessions = self.build()?;
+        sessions.try_policy(&sessions.policy()).await?;
+        Ok(sessions)
     }
 }
 
 /// Issues, checks, refreshes, lists and revokes session tokens through a
-/// policy component and a store. Share it behind an `Arc`; each method runs
-/// in a policy instance of this manager's own (see [`Limits::reuse`]).
-pub struct SessionManager {
+/// policy component and a store. Cloning is cheap and shares everything;
+/// each method runs in a policy instance of this manager's own (see
+/// [`Limits::reuse`]) inside a `tracing` span named after the operation.
+#[derive(Clone)]
+pub struct SessionManager(Arc<Shared>);
+
+struct Shared {
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
-    /// The same loader as `loader`, for its metrics and readiness.
+    /// The same loader as `loader`, for its counts and readiness.
     coalescing: Option<CoalescingLoader>,
     /// The current policy's instances; replaced whole by a swap.
     instances: RwLock<Arc<Instances>>,
     settings: WitSettings,
     limits: Limits,
     policy_config: Arc<WasiConfigVariables>,
+    observer: Arc<dyn Observer>,
+    /// Held by a checked swap, so that swaps happen one at a time.
+    swapping: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
-            .field("limits", &self.limits)
+            .field("limits", &self.0.limits)
             .finish_non_exhaustive()
     }
 }
 
-/// Runs one export of the policy in an instance of its pool.
+/// Runs one export of the policy in an instance of its pool, in a span
+/// named after the operation, and reports its outcome to the observer.
 macro_rules! call {
-    ($manager:ident . $export:ident ( $($arg:expr),* )) => {{
-        let mut call = $manager.start().await?;
-        let (api, store) = call.parts();
-        let outcome = api.$export(store, &$manager.settings $(, $arg)*).await;
-        call.finish(outcome)
+    ($manager:ident, $operation:ident, $export:ident ( $($arg:expr),* )) => {{
+        let started = Instant::now();
+        let span = tracing::debug_span!("dsession", operation = Operation::$operation.as_str());
+        let outcome = async {
+            let mut call = $manager.start().await?;
+            let (api, store) = call.parts();
+            let outcome = api.$export(store, &$manager.0.settings $(, $arg)*).await;
+            call.finish(outcome)
+        }
+        .instrument(span)
+        .await;
+        $manager.0.observer.operation(Operation::$operation, outcome_label(&outcome), started.elapsed());
+        outcome
     }};
 }
 
@@ -183,53 +244,136 @@ impl SessionManager {
 
     /// The store this manager uses.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        &self.0.store
     }
 
     /// The loader, as every call reaches it; None without one.
     pub fn loader(&self) -> Option<&CoalescingLoader> {
-        self.coalescing.as_ref()
+        self.0.coalescing.as_ref()
     }
 
-    /// Replaces the policy. Calls already running finish on the old one;
-    /// its instances are then dropped, never reused.
-    pub fn swap_policy(&self, policy: Policy) {
-        let instances = Instances::new(
+    /// The observer given to the builder, e.g. to report events of one's
+    /// own beside the manager's.
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.0.observer
+    }
+
+    /// The policy serving now.
+    pub fn policy(&self) -> Policy {
+        self.current().policy().clone()
+    }
+
+    fn current(&self) -> Arc<Instances> {
+        Arc::clone(&self.0.instances.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn instances(&self, policy: Policy) -> Instances {
+        Instances::new(
             policy,
-            self.limits,
-            Arc::clone(&self.store),
-            self.loader.clone(),
-            Arc::clone(&self.policy_config),
-        );
-        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(instances);
+            self.0.limits,
+            Arc::clone(&self.0.store),
+            self.0.loader.clone(),
+            Arc::clone(&self.0.policy_config),
+        )
+    }
+
+    /// Replaces the policy without checking it. Calls already running
+    /// finish on the old one; its instances are then dropped, never reused.
+    /// [`Self::reload_policy`] checks first.
+    pub fn swap_policy(&self, policy: Policy) {
+        let instances = self.instances(policy);
+        *self.0.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(instances);
+    }
+
+    /// One call of `policy` with this manager's settings, policy config and
+    /// store, in an instance of its own: the check every swap passes.
+    async fn try_policy(&self, policy: &Policy) -> Result<(), SetupError> {
+        let trial = Arc::new(self.instances(policy.clone()));
+        // A well-formed token nobody holds.
+        let probe = "dsession-startup-check_00000000000000000000000000000000";
+        let outcome = async {
+            let mut call = Call::start(trial).await?;
+            let (api, store) = call.parts();
+            let outcome = api.call_check_token(store, &self.0.settings, probe).await;
+            call.finish(outcome)
+        }
+        .await;
+        match outcome {
+            Err(Error::InvalidArgument(reason)) => Err(SetupError::Settings(format!(
+                "the policy rejects the settings: {reason}"
+            ))),
+            Err(error) => Err(SetupError::Settings(format!(
+                "the first call to the policy failed: {error}"
+            ))),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Swaps `policy` in once one call shows it takes this manager's
+    /// settings and policy config; on failure the old policy serves on.
+    /// Swaps run one at a time. The observer sees each attempt.
+    pub async fn reload_policy(&self, policy: Policy) -> Result<(), SetupError> {
+        let _one_at_a_time = self.0.swapping.lock().await;
+        let outcome = if policy.runtime() != self.policy().runtime() {
+            Err(SetupError::Runtime(
+                "the new policy was compiled on another runtime than the manager's".into(),
+            ))
+        } else {
+            self.try_policy(&policy).await
+        };
+        self.0.observer.policy_reload(outcome.is_ok());
+        if outcome.is_ok() {
+            self.swap_policy(policy);
+        }
+        outcome
+    }
+
+    /// Compiles `path` (a `.wasm` file, or a built-in policy's name) on the
+    /// manager's runtime, off the async threads, then swaps it in as
+    /// [`Self::reload_policy`] does. Returns the new policy.
+    pub async fn reload_policy_from(&self, path: impl AsRef<Path>) -> Result<Policy, SetupError> {
+        let runtime = self.policy().runtime().clone();
+        let path: PathBuf = path.as_ref().to_owned();
+        let compiled = tokio::task::spawn_blocking(move || runtime.load_policy(&path))
+            .await
+            .map_err(|e| SetupError::Policy(format!("the policy compiler failed: {e}")));
+        let policy = match compiled {
+            Ok(Ok(policy)) => policy,
+            Ok(Err(error)) | Err(error) => {
+                self.0.observer.policy_reload(false);
+                return Err(error);
+            }
+        };
+        self.reload_policy(policy.clone()).await?;
+        Ok(policy)
     }
 
     async fn start(&self) -> Result<Call> {
-        let instances = Arc::clone(&self.instances.read().unwrap_or_else(|p| p.into_inner()));
-        Call::start(instances).await
+        Call::start(self.current()).await
     }
 
     /// Issues a token for `user_id`, valid `ttl_seconds` (0: the default).
     /// In single mode the user's other tokens are revoked at once.
     pub async fn set_token(&self, user_id: &str, ttl_seconds: i64) -> Result<IssuedToken> {
-        call!(self.call_set_token(user_id, ttl_seconds)).map(IssuedToken::from)
+        call!(self, SetToken, call_set_token(user_id, ttl_seconds)).map(IssuedToken::from)
     }
 
     /// Extends a live token to `ttl_seconds` from now (0: the default) and
     /// returns its new expiry; [`Error::NotFound`] when it is not live.
     pub async fn refresh_token(&self, token: &str, ttl_seconds: i64) -> Result<i64> {
-        call!(self.call_refresh_token(token, ttl_seconds))
+        call!(self, RefreshToken, call_refresh_token(token, ttl_seconds))
     }
 
     /// Revokes a token; revoking a dead one is fine.
     pub async fn delete_token(&self, token: &str) -> Result<()> {
-        call!(self.call_delete_token(token))
+        call!(self, DeleteToken, call_delete_token(token))
     }
 
     /// The user of a live token, without detail; `None` when the token is
     /// dead or malformed.
     pub async fn check_token(&self, token: &str) -> Result<Option<User>> {
-        call!(self.call_check_token(token)).and_then(|user| user.map(User::try_from).transpose())
+        call!(self, CheckToken, call_check_token(token))
+            .and_then(|user| user.map(User::try_from).transpose())
     }
 
     /// The user of a live token with detail from the user-info cache, or
@@ -239,35 +383,43 @@ impl SessionManager {
         token: &str,
         user_ttl_seconds: i64,
     ) -> Result<Option<User>> {
-        call!(self.call_check_token_or_update_user(token, user_ttl_seconds))
-            .and_then(|user| user.map(User::try_from).transpose())
+        call!(
+            self,
+            CheckTokenOrUpdateUser,
+            call_check_token_or_update_user(token, user_ttl_seconds)
+        )
+        .and_then(|user| user.map(User::try_from).transpose())
     }
 
     /// The live tokens of a user, sorted by token.
     pub async fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>> {
-        call!(self.call_list_user_token(user_id))
+        call!(self, ListUserToken, call_list_user_token(user_id))
             .map(|entries| entries.into_iter().map(TokenEntry::from).collect())
     }
 
     /// Revokes every token of a user.
     pub async fn delete_user_token(&self, user_id: &str) -> Result<()> {
-        call!(self.call_delete_user_token(user_id))
+        call!(self, DeleteUserToken, call_delete_user_token(user_id))
     }
 
     /// Reloads the user-info cache of each user from the loader.
     pub async fn refresh_user(&self, user_ids: &[String], user_ttl_seconds: i64) -> Result<()> {
-        call!(self.call_refresh_user(user_ids, user_ttl_seconds))
+        call!(
+            self,
+            RefreshUser,
+            call_refresh_user(user_ids, user_ttl_seconds)
+        )
     }
 
     /// Removes a user's user-info cache entry.
     pub async fn delete_user(&self, user_id: &str) -> Result<()> {
-        call!(self.call_delete_user(user_id))
+        call!(self, DeleteUser, call_delete_user(user_id))
     }
 
     /// Loads a user from the loader into the user-info cache for
     /// `user_ttl_seconds` and returns what was cached.
     pub async fn add_user(&self, user_id: &str, user_ttl_seconds: i64) -> Result<UserInfo> {
-        call!(self.call_add_user(user_id, user_ttl_seconds)).and_then(UserInfo::try_from)
+        call!(self, AddUser, call_add_user(user_id, user_ttl_seconds)).and_then(UserInfo::try_from)
     }
 }
 

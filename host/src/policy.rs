@@ -1,6 +1,6 @@
-//! The wasm runtime: loads a policy component and runs calls in it.
+//! A policy component: loaded, checked against the `policy` world, and
+//! run in instances of a [`Runtime`].
 //!
-//! One [`Engine`] per process, with a pooling allocator and an epoch ticker.
 //! A [`Policy`] is compiled and pre-instantiated once. A call runs in a warm
 //! instance taken from its manager's [`pool`] (or, with
 //! [`InstanceReuse::Fresh`], in a new one); an instance that trapped, ran
@@ -10,24 +10,19 @@
 mod pool;
 
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, Resource, ResourceTable, types::ComponentItem};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
-    StoreLimits,
-};
+use wasmtime::{Engine, ResourceLimiter, StoreLimits};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
-use crate::error::Error;
+use crate::error::{Error, SetupError};
 use crate::loader::UserLoader;
 use crate::policy_config::{ConfigKey, DescribeIndices};
+use crate::runtime::Runtime;
 use crate::store::{self, Store};
 
 pub(crate) use pool::{Call, Instances};
@@ -54,16 +49,9 @@ pub(crate) use bindings::dsession::session::types::{
 use bindings::{Policy as PolicyBindings, PolicyIndices, PolicyPre};
 
 /// The default policy, built from `guest/` by the build script.
-const BUILTIN_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dsession_policy.wasm"));
+pub(crate) const BUILTIN_POLICY: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/dsession_policy.wasm"));
 
-/// Instances that may run at once in this process; callers past that wait.
-const MAX_INSTANCES: u32 = 256;
-/// Warm instances kept idle across all managers, besides the running ones.
-const MAX_IDLE_INSTANCES: u32 = 256;
-/// The most linear memory any policy instance may have.
-const MAX_MEMORY_BYTES: usize = 256 << 20;
-/// How often the epoch advances: the granularity of call time limits.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of a policy's stderr kept to explain a trap.
 const STDERR_CAPTURE: usize = 4096;
 
@@ -72,7 +60,8 @@ const STDERR_CAPTURE: usize = 4096;
 pub struct Limits {
     /// Wall-clock time one call may take, store round trips included.
     pub call_timeout: Duration,
-    /// Linear memory one call may use, at most 256 MiB.
+    /// Linear memory one call may use, at most the runtime's
+    /// [`crate::RuntimeBuilder::max_memory_bytes`].
     pub memory_bytes: usize,
     /// How long a call waits for a free instance slot before `Overloaded`.
     pub queue_timeout: Duration,
@@ -121,58 +110,6 @@ impl Default for InstanceReuse {
             max_memory_bytes: 8 << 20,
         }
     }
-}
-
-/// The process-wide engine and the slots of its instance pool.
-struct Runtime {
-    engine: Engine,
-    /// One permit per running call.
-    slots: Arc<Semaphore>,
-    /// Idle instances across every manager's pool, at most
-    /// `MAX_IDLE_INSTANCES`, so that running plus idle ones always fit in
-    /// the pooling allocator.
-    idle: AtomicUsize,
-}
-
-fn runtime() -> anyhow::Result<&'static Runtime> {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    let mut pool = PoolingAllocationConfig::default();
-    let instances = MAX_INSTANCES + MAX_IDLE_INSTANCES;
-    // A component built by rustc holds a few core modules (the program
-    // plus adapter shims), each its own core instance with tables. Only
-    // running calls need a stack.
-    pool.total_component_instances(instances)
-        .total_core_instances(instances * 8)
-        .total_memories(instances * 2)
-        .total_tables(instances * 8)
-        .total_stacks(MAX_INSTANCES)
-        .max_memory_size(MAX_MEMORY_BYTES);
-    let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    let engine = anyhow_result(Engine::new(&config)).context("cannot create the wasm engine")?;
-    let ticker = engine.weak();
-    std::thread::Builder::new()
-        .name("dsession-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .context("cannot start the epoch thread")?;
-    let runtime = Runtime {
-        engine,
-        slots: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
-        idle: AtomicUsize::new(0),
-    };
-    // Another thread may have won the race; either engine works, keep one.
-    Ok(RUNTIME.get_or_init(|| runtime))
 }
 
 /// A transaction as the guest holds it; emptied by `commit`.
@@ -414,39 +351,65 @@ impl bindings::dsession::session::user_loader::Host for CallState {
     }
 }
 
-fn anyhow_result<T>(result: wasmtime::Result<T>) -> anyhow::Result<T> {
-    result.map_err(anyhow::Error::from)
-}
-
 /// WASI (clocks and randomness are all a policy gets) plus the host's
 /// `store` and `user-loader`.
-fn linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     type Host = wasmtime::component::HasSelf<CallState>;
     let mut linker = Linker::<CallState>::new(engine);
-    anyhow_result(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-    anyhow_result(
-        bindings::dsession::session::types::add_to_linker::<_, Host>(&mut linker, |s| s),
-    )?;
-    anyhow_result(wit_store::add_to_linker::<_, Host>(&mut linker, |s| s))?;
-    anyhow_result(bindings::dsession::session::user_loader::add_to_linker::<
-        _,
-        Host,
-    >(&mut linker, |s| s))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    bindings::dsession::session::types::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    wit_store::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    bindings::dsession::session::user_loader::add_to_linker::<_, Host>(&mut linker, |s| s)?;
     // Always provided, so that a policy may read settings or not.
-    anyhow_result(wasmtime_wasi_config::add_to_linker(&mut linker, |s| {
-        WasiConfig::from(&*s.config)
-    }))?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, |s| WasiConfig::from(&*s.config))?;
     Ok(linker)
 }
 
-/// A compiled, validated policy component. Cloning it is cheap.
+/// A component compiled and linked on one engine.
 #[derive(Clone)]
-pub struct Policy {
+pub(crate) struct Compiled {
     component: Component,
     pre: PolicyPre<CallState>,
     indices: PolicyIndices,
     /// Set when the component exports `describe`.
     describe: Option<DescribeIndices>,
+}
+
+impl Compiled {
+    /// Compiles a policy component and checks it against the `policy`
+    /// world: it may import only what the host provides and must export
+    /// `token-manage` with the right types.
+    pub(crate) fn new(engine: &Engine, bytes: &[u8]) -> Result<Self, SetupError> {
+        let failed = |what: &str, e: wasmtime::Error| SetupError::Policy(format!("{what}: {e:#}"));
+        let component =
+            Component::new(engine, bytes).map_err(|e| failed("not a valid wasm component", e))?;
+        let linker = linker(engine).map_err(|e| failed("cannot link the host interfaces", e))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            failed(
+                "the component imports something the host does not provide",
+                e,
+            )
+        })?;
+        let describe = DescribeIndices::new(&instance_pre).ok();
+        let indices = PolicyIndices::new(&instance_pre)
+            .map_err(|e| failed("the component does not export the policy world", e))?;
+        let pre = PolicyPre::new(instance_pre)
+            .map_err(|e| failed("the component does not export the policy world", e))?;
+        Ok(Self {
+            component,
+            pre,
+            indices,
+            describe,
+        })
+    }
+}
+
+/// A compiled, validated policy component on a [`Runtime`]. Cloning it is
+/// cheap.
+#[derive(Clone)]
+pub struct Policy {
+    compiled: Compiled,
+    runtime: Runtime,
 }
 
 impl std::fmt::Debug for Policy {
@@ -456,15 +419,10 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// The default policy: gosession's layout. Compiled once per process.
-    pub fn builtin() -> anyhow::Result<Self> {
-        static BUILTIN: OnceLock<Policy> = OnceLock::new();
-        if let Some(policy) = BUILTIN.get() {
-            return Ok(policy.clone());
-        }
-        let policy =
-            Self::from_bytes(BUILTIN_POLICY).context("the built-in policy does not load")?;
-        Ok(BUILTIN.get_or_init(|| policy).clone())
+    /// The default policy, gosession's layout, on the shared runtime.
+    /// Compiled once per runtime.
+    pub fn builtin() -> Result<Self, SetupError> {
+        Self::builtin_named("default")
     }
 
     /// The built-in policy's component, e.g. to write it to a file and
@@ -473,41 +431,32 @@ impl Policy {
         BUILTIN_POLICY
     }
 
-    /// Loads a policy component from a `.wasm` file.
-    pub fn from_file(path: impl AsRef<Path>) -> anyhow::Result<Self> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read policy {}", path.display()))?;
-        Self::from_bytes(&bytes).with_context(|| format!("policy {} does not load", path.display()))
+    /// Loads a policy component from a `.wasm` file on the shared runtime.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SetupError> {
+        Runtime::shared()?.policy_from_file(path)
     }
 
-    /// Compiles a policy component and checks it against the `policy` world:
-    /// it may import only what the host provides and must export
-    /// `token-manage` with the right types.
-    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
-        let engine = &runtime()?.engine;
-        let component =
-            anyhow_result(Component::new(engine, bytes)).context("not a valid wasm component")?;
-        let linker = linker(engine).context("cannot link the host interfaces")?;
-        let instance_pre = anyhow_result(linker.instantiate_pre(&component))
-            .context("the component imports something the host does not provide")?;
-        let describe = DescribeIndices::new(&instance_pre).ok();
-        let indices = anyhow_result(PolicyIndices::new(&instance_pre))
-            .context("the component does not export the policy world")?;
-        let pre = anyhow_result(PolicyPre::new(instance_pre))
-            .context("the component does not export the policy world")?;
-        Ok(Self {
-            component,
-            pre,
-            indices,
-            describe,
-        })
+    /// Compiles a policy component on the shared runtime and checks it
+    /// against the `policy` world: it may import only what the host
+    /// provides and must export `token-manage` with the right types.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SetupError> {
+        Runtime::shared()?.policy_from_bytes(bytes)
+    }
+
+    /// The runtime the policy was compiled on, whose instances run it.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(crate) fn new(compiled: Compiled, runtime: Runtime) -> Self {
+        Self { compiled, runtime }
     }
 
     /// What the component exports, as `interface: function, …` lines.
     pub fn describe_exports(&self) -> Vec<String> {
-        let engine = self.component.engine();
-        self.component
+        let component = &self.compiled.component;
+        let engine = component.engine();
+        component
             .component_type()
             .exports(engine)
             .map(|(name, item)| match item.ty {
@@ -527,7 +476,7 @@ impl Policy {
     /// The settings the policy reads through `wasi:config/store`, as it
     /// describes them; None when it exports no `describe` interface.
     pub async fn config_keys(&self) -> Result<Option<Vec<ConfigKey>>, Error> {
-        let Some(describe) = &self.describe else {
+        let Some(describe) = &self.compiled.describe else {
             return Ok(None);
         };
         let instances = Instances::new(
@@ -548,12 +497,34 @@ impl Policy {
 
     /// What the component imports.
     pub fn describe_imports(&self) -> Vec<String> {
-        let engine = self.component.engine();
-        self.component
+        let component = &self.compiled.component;
+        let engine = component.engine();
+        component
             .component_type()
             .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect()
+    }
+}
+
+impl Runtime {
+    /// Compiles a policy component on this runtime; see [`Policy::from_bytes`].
+    pub fn policy_from_bytes(&self, bytes: &[u8]) -> Result<Policy, SetupError> {
+        Ok(Policy::new(
+            Compiled::new(self.engine(), bytes)?,
+            self.clone(),
+        ))
+    }
+
+    /// Loads a policy component from a `.wasm` file on this runtime.
+    pub fn policy_from_file(&self, path: impl AsRef<Path>) -> Result<Policy, SetupError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| {
+            SetupError::Policy(format!("cannot read policy {}: {e}", path.display()))
+        })?;
+        self.policy_from_bytes(&bytes).map_err(|e| {
+            SetupError::Policy(format!("policy {} does not load: {e}", path.display()))
+        })
     }
 }
 

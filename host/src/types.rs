@@ -1,10 +1,10 @@
 //! What the token operations take and return.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// A user behind a live token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// The user id: the part of the token before its last `_`.
     pub id: String,
@@ -21,6 +21,7 @@ pub struct User {
 
 /// A token just issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedToken {
     /// The token, `{user_id}_{32 hex digits}`.
     pub token: String,
@@ -29,7 +30,8 @@ pub struct IssuedToken {
 }
 
 /// One live token of a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenEntry {
     /// The token.
     pub token: String,
@@ -43,7 +45,8 @@ pub struct TokenEntry {
 }
 
 /// A user-info cache entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     /// The user id.
     pub id: String,

@@ -1,16 +1,17 @@
 //! The front every loader is called through: one load per user at a time,
-//! a short memory of "no detail", a timeout, and metrics.
+//! a short memory of "no detail", a timeout, and counts.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{LoadError, LoaderError, UserLoader};
+use crate::observe::{LoadOutcome, Observer, Unobserved};
 
 /// How a [`CoalescingLoader`] treats every load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,7 @@ struct Shared {
     options: LoaderOptions,
     book: Mutex<Book>,
     metrics: LoaderMetrics,
+    observer: Arc<dyn Observer>,
 }
 
 /// Wraps any [`UserLoader`] so that concurrent loads of one user make one
@@ -79,11 +81,21 @@ impl std::fmt::Debug for CoalescingLoader {
 impl CoalescingLoader {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn UserLoader>, options: LoaderOptions) -> Self {
+        Self::observed(inner, options, Arc::new(Unobserved))
+    }
+
+    /// Wraps `inner`, reporting every call to `observer`.
+    pub fn observed(
+        inner: Arc<dyn UserLoader>,
+        options: LoaderOptions,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
         Self(Arc::new(Shared {
             inner,
             options,
             book: Mutex::new(Book::default()),
-            metrics: LoaderMetrics::new(),
+            metrics: LoaderMetrics::default(),
+            observer,
         }))
     }
 
@@ -117,7 +129,7 @@ impl Shared {
             }
             .into()),
         };
-        let outcome = self.metrics.record(&user_id, started, loaded);
+        let outcome = self.record(&user_id, started, loaded);
         {
             // The flight ends before its outcome is out: a load that starts
             // later never joins it, so a failure is not handed on.
@@ -163,7 +175,11 @@ impl UserLoader for CoalescingLoader {
             let mut book = self.0.book();
             match book.no_detail.get(user_id) {
                 Some(until) if *until > Instant::now() => {
-                    self.0.metrics.no_detail_hits.inc();
+                    self.0
+                        .metrics
+                        .no_detail_hits
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.0.observer.loader_no_detail_hit();
                     return Ok(None);
                 }
                 Some(_) => {
@@ -172,7 +188,11 @@ impl UserLoader for CoalescingLoader {
                 None => {}
             }
             if let Some(flight) = book.flights.get(user_id) {
-                self.0.metrics.coalesced_waits.inc();
+                self.0
+                    .metrics
+                    .coalesced_waits
+                    .fetch_add(1, Ordering::Relaxed);
+                self.0.observer.loader_coalesced_wait();
                 flight.clone()
             } else {
                 let (sender, receiver) = watch::channel(None);
@@ -201,110 +221,39 @@ impl UserLoader for CoalescingLoader {
     }
 }
 
-/// Loader calls by outcome, their latency, failures by reason, coalesced
-/// waits and "no detail" answers served from memory. Labels come from
-/// closed sets. Cloning shares the counters.
-#[derive(Debug, Clone)]
+/// What a [`CoalescingLoader`] has done so far. For metrics with latency
+/// and failure reasons, give the manager an [`Observer`].
+#[derive(Debug, Default)]
 pub struct LoaderMetrics {
-    calls: IntCounterVec,
-    errors: IntCounterVec,
-    duration: Histogram,
-    coalesced_waits: IntCounter,
-    no_detail_hits: IntCounter,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    coalesced_waits: AtomicU64,
+    no_detail_hits: AtomicU64,
 }
 
-/// Call outcomes, the `outcome` label of `dsession_loader_calls_total`.
-const OUTCOMES: [&str; 3] = ["detail", "no_detail", "error"];
-/// Failure reasons, the `reason` label of `dsession_loader_errors_total`:
-/// [`LoadError::reason`], or `other` for an embedder's own error.
-const REASONS: [&str; 6] = [
-    "unavailable",
-    "timeout",
-    "status",
-    "invalid_detail",
-    "query",
-    "other",
-];
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
 impl LoaderMetrics {
-    fn new() -> Self {
-        let calls = IntCounterVec::new(
-            Opts::new(
-                "dsession_loader_calls_total",
-                "User loader calls by outcome (detail, no_detail, error); coalesced waits and remembered answers excluded.",
-            ),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "dsession_loader_errors_total",
-                "Failed user loader calls by reason.",
-            ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        // Every label shows from the start, at zero.
-        for outcome in OUTCOMES {
-            calls.with_label_values(&[outcome]);
-        }
-        for reason in REASONS {
-            errors.with_label_values(&[reason]);
-        }
-        Self {
-            calls,
-            errors,
-            duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "dsession_loader_call_duration_seconds",
-                    "User loader call duration, a retry included.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            )
-            .expect("valid metric"),
-            coalesced_waits: IntCounter::new(
-                "dsession_loader_coalesced_waits_total",
-                "Loads that waited for another load of the same user instead of calling the loader.",
-            )
-            .expect("valid metric"),
-            no_detail_hits: IntCounter::new(
-                "dsession_loader_no_detail_hits_total",
-                "Loads answered \"no detail\" from memory without calling the loader.",
-            )
-            .expect("valid metric"),
-        }
-    }
-
-    /// Adds these metrics to `registry`.
-    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.calls.clone()))?;
-        registry.register(Box::new(self.errors.clone()))?;
-        registry.register(Box::new(self.duration.clone()))?;
-        registry.register(Box::new(self.coalesced_waits.clone()))?;
-        registry.register(Box::new(self.no_detail_hits.clone()))
-    }
-
     /// Calls made to the wrapped loader, whatever their outcome.
     pub fn calls(&self) -> u64 {
-        OUTCOMES
-            .iter()
-            .map(|outcome| self.calls.with_label_values(&[outcome]).get())
-            .sum()
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Calls that failed.
     pub fn errors(&self) -> u64 {
-        self.calls.with_label_values(&["error"]).get()
+        self.errors.load(Ordering::Relaxed)
     }
 
     /// Loads that waited for another load of the same user.
     pub fn coalesced_waits(&self) -> u64 {
-        self.coalesced_waits.get()
+        self.coalesced_waits.load(Ordering::Relaxed)
     }
 
+    /// Loads answered "no detail" from memory.
+    pub fn no_detail_hits(&self) -> u64 {
+        self.no_detail_hits.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
     /// Counts one call and turns its result into what waiters receive; a
     /// JSON null is no detail.
     fn record(
@@ -313,32 +262,28 @@ impl LoaderMetrics {
         started: Instant,
         loaded: Result<Option<Value>, LoaderError>,
     ) -> Outcome {
-        self.duration.observe(started.elapsed().as_secs_f64());
-        let outcome = match loaded {
-            Ok(Some(Value::Null) | None) => Ok(None),
-            Ok(Some(detail)) => Ok(Some(detail)),
+        let (outcome, observed) = match loaded {
+            Ok(Some(Value::Null) | None) => (Ok(None), LoadOutcome::NoDetail),
+            Ok(Some(detail)) => (Ok(Some(detail)), LoadOutcome::Detail),
             Err(error) => {
                 let reason = error
                     .downcast_ref::<LoadError>()
                     .map_or("other", LoadError::reason);
-                self.errors.with_label_values(&[reason]).inc();
                 tracing::warn!(user_id, reason, error = %error, "loading a user failed");
                 // Every message names the user; the built-in loaders'
                 // other errors do already.
-                Err(match error.downcast_ref::<LoadError>() {
+                let message = match error.downcast_ref::<LoadError>() {
                     Some(LoadError::Unavailable(_)) | None => {
                         format!("cannot load user {user_id:?}: {error}")
                     }
                     Some(_) => error.to_string(),
-                })
+                };
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                (Err(message), LoadOutcome::Error(reason))
             }
         };
-        let label = match &outcome {
-            Ok(Some(_)) => "detail",
-            Ok(None) => "no_detail",
-            Err(_) => "error",
-        };
-        self.calls.with_label_values(&[label]).inc();
+        self.metrics.calls.fetch_add(1, Ordering::Relaxed);
+        self.observer.loader_call(observed, started.elapsed());
         outcome
     }
 }

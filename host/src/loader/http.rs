@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+
+use crate::error::SetupError;
 use async_trait::async_trait;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
@@ -78,7 +80,11 @@ pub struct HttpLoader {
 
 impl HttpLoader {
     /// Checks the config and builds the client; connects nothing yet.
-    pub fn new(config: HttpLoaderConfig) -> anyhow::Result<Self> {
+    pub fn new(config: HttpLoaderConfig) -> Result<Self, SetupError> {
+        Self::build(config).map_err(|e| SetupError::Loader(format!("{e:#}")))
+    }
+
+    fn build(config: HttpLoaderConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(
             config.url.contains(ID_PLACEHOLDER),
             "the loader URL {:?} has no {ID_PLACEHOLDER} for the user id",

@@ -12,11 +12,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 mod coalesce;
+#[cfg(feature = "loader-http")]
 mod http;
+#[cfg(feature = "loader-sql")]
 mod sql;
 
 pub use self::coalesce::{CoalescingLoader, LoaderMetrics, LoaderOptions};
+#[cfg(feature = "loader-http")]
 pub use self::http::{HttpLoader, HttpLoaderConfig};
+#[cfg(feature = "loader-sql")]
 pub use self::sql::{SqlLoader, SqlLoaderConfig};
 
 /// Why loading a user failed.
@@ -94,6 +98,16 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// Every [`Self::reason`], and `other` for an embedder's own error.
+    pub const REASONS: [&'static str; 6] = [
+        "unavailable",
+        "timeout",
+        "status",
+        "invalid_detail",
+        "query",
+        "other",
+    ];
+
     /// A stable label for metrics: `unavailable`, `timeout`, `status`,
     /// `invalid_detail` or `query`.
     pub fn reason(&self) -> &'static str {

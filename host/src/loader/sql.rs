@@ -4,7 +4,7 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::error::SetupError;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
@@ -76,9 +76,9 @@ pub struct SqlLoader {
 
 impl SqlLoader {
     /// A loader on PostgreSQL; the query runs under `statement_timeout`.
-    pub fn postgres(config: SqlLoaderConfig) -> anyhow::Result<Self> {
+    pub fn postgres(config: SqlLoaderConfig) -> Result<Self, SetupError> {
         let options = PgConnectOptions::from_str(&config.url)
-            .context("invalid PostgreSQL URL for the loader")?
+            .map_err(|e| SetupError::Loader(format!("invalid PostgreSQL URL for the loader: {e}")))?
             .options([("statement_timeout", config.timeout.as_millis())]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -89,9 +89,9 @@ impl SqlLoader {
 
     /// A loader on MySQL or MariaDB; the query runs under MariaDB's
     /// `max_statement_time` or MySQL's `max_execution_time`.
-    pub fn mysql(config: SqlLoaderConfig) -> anyhow::Result<Self> {
+    pub fn mysql(config: SqlLoaderConfig) -> Result<Self, SetupError> {
         let options = MySqlConnectOptions::from_str(&config.url)
-            .context("invalid MySQL URL for the loader")?;
+            .map_err(|e| SetupError::Loader(format!("invalid MySQL URL for the loader: {e}")))?;
         let timeout = config.timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(config.max_connections)

@@ -5,7 +5,6 @@
 //! its manager's pool and gives it back when it returns normally. Anything
 //! that leaves the instance in doubt discards it instead.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,8 +16,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::bindings::exports::dsession::session::token_manage::Guest;
 use super::{
-    CallState, InstanceReuse, Limiter, Limits, MAX_IDLE_INSTANCES, MAX_MEMORY_BYTES, Policy,
-    PolicyBindings, STDERR_CAPTURE, WitError, runtime,
+    CallState, InstanceReuse, Limiter, Limits, Policy, PolicyBindings, STDERR_CAPTURE, WitError,
 };
 use wasmtime_wasi_config::WasiConfigVariables;
 
@@ -65,6 +63,11 @@ impl Instances {
         }
     }
 
+    /// The policy these instances run.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
         // Pushing or popping cannot leave the list half-changed.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
@@ -77,9 +80,7 @@ impl Instances {
             return None;
         }
         let instance = self.idle().pop()?;
-        if let Ok(runtime) = runtime() {
-            runtime.idle.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.policy.runtime.release_idle(1);
         Some(instance)
     }
 
@@ -102,23 +103,20 @@ impl Instances {
         if !reusable {
             return;
         }
-        let Ok(runtime) = runtime() else { return };
-        if runtime.idle.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_INSTANCES as usize {
-            runtime.idle.fetch_sub(1, Ordering::Relaxed);
-            return;
+        if self.policy.runtime.admit_idle() {
+            self.idle().push(instance);
         }
-        self.idle().push(instance);
     }
 
     async fn instantiate(&self) -> Result<Instance, Error> {
-        let runtime = runtime().map_err(|e| Error::Policy(format!("{e:#}")))?;
+        let runtime = &self.policy.runtime;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let state = CallState {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             table: ResourceTable::new(),
             limiter: Limiter {
                 limits: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes.min(MAX_MEMORY_BYTES))
+                    .memory_size(self.limits.memory_bytes.min(runtime.max_memory_bytes()))
                     .trap_on_grow_failure(true)
                     .build(),
                 memory_bytes: 0,
@@ -129,7 +127,7 @@ impl Instances {
             deadline: Instant::now() + self.limits.call_timeout,
             config: Arc::clone(&self.config),
         };
-        let mut store = wasmtime::Store::new(&runtime.engine, state);
+        let mut store = wasmtime::Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
         // Every tick, a running policy yields to the executor (a busy policy
         // never starves other tasks) and is stopped once past its time.
@@ -144,11 +142,12 @@ impl Instances {
         let instantiated = async {
             let instance = self
                 .policy
+                .compiled
                 .pre
                 .instance_pre()
                 .instantiate_async(&mut store)
                 .await?;
-            let bindings = self.policy.indices.load(&mut store, &instance)?;
+            let bindings = self.policy.compiled.indices.load(&mut store, &instance)?;
             Ok::<_, wasmtime::Error>((instance, bindings))
         };
         let (instance, bindings) = instantiated
@@ -166,9 +165,7 @@ impl Instances {
 impl Drop for Instances {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).len();
-        if let Ok(runtime) = runtime() {
-            runtime.idle.fetch_sub(idle, Ordering::Relaxed);
-        }
+        self.policy.runtime.release_idle(idle);
     }
 }
 
@@ -185,12 +182,12 @@ pub(crate) struct Call {
 impl Call {
     /// Takes a warm instance of `pool`, or makes one, for one call.
     pub(crate) async fn start(pool: Arc<Instances>) -> Result<Self, Error> {
-        let runtime = runtime().map_err(|e| Error::Policy(format!("{e:#}")))?;
-        let slot = match Arc::clone(&runtime.slots).try_acquire_owned() {
+        let slots = pool.policy.runtime.slots();
+        let slot = match Arc::clone(slots).try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
                 let queue_timeout = pool.limits.queue_timeout;
-                tokio::time::timeout(queue_timeout, Arc::clone(&runtime.slots).acquire_owned())
+                tokio::time::timeout(queue_timeout, Arc::clone(slots).acquire_owned())
                     .await
                     .map_err(|_| {
                         Error::Overloaded(format!(

@@ -1,11 +1,15 @@
 //! Which store to open, as the service's config file and the CLI name it.
 
 use std::sync::Arc;
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{MemoryStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store, TlsFiles};
+use super::{MemoryStore, Store};
+#[cfg(feature = "redis")]
+use super::{RedisConfig, RedisStore, SentinelConfig, SentinelStore, TlsFiles};
+use crate::error::SetupError;
 
 /// A store and its settings, picked by `kind`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -15,6 +19,7 @@ pub enum StoreConfig {
     #[default]
     Memory,
     /// One Redis server.
+    #[cfg(feature = "redis")]
     Redis {
         /// `redis://[user:password@]host:port/db`.
         url: String,
@@ -29,6 +34,7 @@ pub enum StoreConfig {
         tls: TlsFiles,
     },
     /// Redis behind sentinels, following failovers.
+    #[cfg(feature = "redis")]
     Sentinel {
         /// The sentinels, as `host:port`.
         sentinels: Vec<String>,
@@ -67,6 +73,7 @@ pub enum StoreConfig {
     },
 }
 
+#[cfg(feature = "redis")]
 fn default_timeout_ms() -> u64 {
     1000
 }
@@ -83,15 +90,18 @@ impl StoreConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Memory => "memory",
+            #[cfg(feature = "redis")]
             Self::Redis { .. } => "redis",
+            #[cfg(feature = "redis")]
             Self::Sentinel { .. } => "sentinel",
         }
     }
 
     /// Opens the store; fails when it cannot be reached now.
-    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+    pub async fn open(&self) -> Result<Arc<dyn Store>, SetupError> {
         Ok(match self {
             Self::Memory => Arc::new(MemoryStore::new()),
+            #[cfg(feature = "redis")]
             Self::Redis {
                 url,
                 connect_timeout_ms,
@@ -106,6 +116,7 @@ impl StoreConfig {
                 })
                 .await?,
             ),
+            #[cfg(feature = "redis")]
             Self::Sentinel {
                 sentinels,
                 master_name,

@@ -6,8 +6,11 @@
 
 mod config;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
 mod sentinel;
+#[cfg(feature = "redis")]
 mod tls;
 
 use std::fmt;
@@ -16,8 +19,11 @@ use async_trait::async_trait;
 
 pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisStore};
+#[cfg(feature = "redis")]
 pub use self::sentinel::{SentinelConfig, SentinelStore};
+#[cfg(feature = "redis")]
 pub use self::tls::TlsFiles;
 
 /// When a `SET` writes.

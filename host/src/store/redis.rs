@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+
+use crate::error::SetupError;
 use async_trait::async_trait;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -65,7 +67,13 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Connects to the server; fails when it cannot be reached now.
-    pub async fn connect(config: RedisConfig) -> anyhow::Result<Self> {
+    pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
+        Self::open(config)
+            .await
+            .map_err(|e| SetupError::Store(format!("{e:#}")))
+    }
+
+    async fn open(config: RedisConfig) -> anyhow::Result<Self> {
         let client = if config.url.starts_with("rediss://") {
             Client::build_with_tls(config.url.as_str(), config.tls.certificates()?)
         } else {

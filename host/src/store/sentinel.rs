@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+
+use crate::error::SetupError;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisConnectionInfo, RedisError};
@@ -212,7 +214,13 @@ impl SentinelStore {
     /// Asks the sentinels for the master and connects to it; fails when no
     /// sentinel can be reached, when they do not know `master_name`, or
     /// when the master they name cannot be used.
-    pub async fn connect(config: SentinelConfig) -> anyhow::Result<Self> {
+    pub async fn connect(config: SentinelConfig) -> Result<Self, SetupError> {
+        Self::open(config)
+            .await
+            .map_err(|e| SetupError::Store(format!("{e:#}")))
+    }
+
+    async fn open(config: SentinelConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(!config.sentinels.is_empty(), "no sentinel addresses given");
         anyhow::ensure!(!config.master_name.is_empty(), "no master name given");
         // WAIT with a timeout of 0 waits forever.

@@ -59,7 +59,7 @@ fn token_commands_share_state_through_redis() {
     let refreshed = with_redis(&[
         "token", "refresh", "--token", &token, "--ttl", "500", "--json",
     ]);
-    assert_eq!(json(&refreshed)["refreshed"], true);
+    assert!(json(&refreshed)["token_expire_time"].as_i64().unwrap() > 0);
     let checked = with_redis(&["token", "check", "--token", &token, "--json"]);
     let remaining = json(&checked)["user"]["token_remain_live_time"]
         .as_i64()
@@ -272,7 +272,10 @@ fn without_redis_the_memory_store_serves() {
 
 #[test]
 fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
-    let builtin = concat!(env!("OUT_DIR"), "/dsession_policy.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsession_policy.wasm");
+    std::fs::write(&path, dsession::Policy::builtin_component()).unwrap();
+    let builtin = path.to_str().unwrap();
     let checked = dsession(&["policy", "check", builtin]);
     assert_eq!(code(&checked), 0);
     let text = stdout(&checked);

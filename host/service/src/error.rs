@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::Error;
+use dsession::Error;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,23 +72,11 @@ impl From<JsonRejection> for AppError {
     }
 }
 
-fn status_of(error: &Error) -> StatusCode {
-    match error {
-        Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        Error::NotFound => StatusCode::NOT_FOUND,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Store(_) | Error::Loader(_) | Error::Overloaded(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
             Self::Api(error) => {
-                let status = status_of(&error);
+                let status = error.status();
                 let code = error.code();
                 // 5xx bodies say little; the detail goes to the log.
                 let message = if status.is_server_error() {

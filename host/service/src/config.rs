@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Deserializer};
 
-use crate::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
-use crate::store::StoreConfig;
-use crate::{InstanceReuse, Limits, LoaderOptions, SessionManagerBuilder, Settings, UserLoader};
+use dsession::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
+use dsession::store::StoreConfig;
+use dsession::{InstanceReuse, Limits, LoaderOptions, SessionManagerBuilder, Settings, UserLoader};
 
 /// Everything `dsession serve` needs; every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -1,16 +1,19 @@
-//! Prometheus metrics: requests, policy calls, store errors, reloads, and
-//! the user loader's.
+//! Prometheus metrics: requests, and what the library reports through its
+//! observer (operations, store errors, reloads, the user loader). Every
+//! label comes from a closed set the library defines.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 use axum::http::Method;
 
-use crate::Error;
-use crate::loader::LoaderMetrics;
+use dsession::Error;
+use dsession::loader::LoadError;
+use dsession::observe::{LoadOutcome, Observer, Operation};
 
 /// A method as a metric label: any token is a valid HTTP method, so one
 /// that is not standard is counted as `other` rather than given a series.
@@ -41,7 +44,16 @@ pub struct Metrics {
     reloads: IntCounter,
     reload_failures: IntCounter,
     loader_fallbacks: IntCounter,
+    loader_calls: IntCounterVec,
+    loader_errors: IntCounterVec,
+    loader_seconds: Histogram,
+    loader_coalesced_waits: IntCounter,
+    loader_no_detail_hits: IntCounter,
 }
+
+const LOADER_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -50,6 +62,15 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let metric = Histogram::with_opts(opts).expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric");
@@ -76,7 +97,7 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 impl Default for Metrics {
     fn default() -> Self {
         let registry = Registry::new();
-        Self {
+        let metrics = Self {
             requests: counter_vec(
                 &registry,
                 "dsession_http_requests_total",
@@ -121,8 +142,51 @@ impl Default for Metrics {
                 "dsession_loader_fallbacks_total",
                 "Checks answered without detail because the user loader failed (loader.on_error = no_detail).",
             ),
+            loader_calls: counter_vec(
+                &registry,
+                "dsession_loader_calls_total",
+                "User loader calls by outcome (detail, no_detail, error); coalesced waits and remembered answers excluded.",
+                &["outcome"],
+            ),
+            loader_errors: counter_vec(
+                &registry,
+                "dsession_loader_errors_total",
+                "Failed user loader calls by reason.",
+                &["reason"],
+            ),
+            loader_seconds: histogram(
+                &registry,
+                "dsession_loader_call_duration_seconds",
+                "User loader call duration, a retry included.",
+                LOADER_BUCKETS,
+            ),
+            loader_coalesced_waits: counter(
+                &registry,
+                "dsession_loader_coalesced_waits_total",
+                "Loads that waited for another load of the same user instead of calling the loader.",
+            ),
+            loader_no_detail_hits: counter(
+                &registry,
+                "dsession_loader_no_detail_hits_total",
+                "Loads answered \"no detail\" from memory without calling the loader.",
+            ),
             registry,
+        };
+        // Every closed-set label shows from the start, at zero.
+        for operation in Operation::ALL {
+            for outcome in std::iter::once("ok").chain(Error::CODES) {
+                metrics
+                    .policy_calls
+                    .with_label_values(&[operation.as_str(), outcome]);
+            }
         }
+        for outcome in LoadOutcome::LABELS {
+            metrics.loader_calls.with_label_values(&[outcome]);
+        }
+        for reason in LoadError::REASONS {
+            metrics.loader_errors.with_label_values(&[reason]);
+        }
+        metrics
     }
 }
 
@@ -138,50 +202,6 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Records one policy call and passes its outcome on.
-    pub fn policy_call<T>(
-        &self,
-        operation: &str,
-        started: Instant,
-        outcome: Result<T, Error>,
-    ) -> Result<T, Error> {
-        let label = match &outcome {
-            Ok(_) => "ok",
-            Err(error) => error.code(),
-        };
-        if matches!(outcome, Err(Error::Store(_))) {
-            self.store_errors.inc();
-        }
-        self.policy_calls
-            .with_label_values(&[operation, label])
-            .inc();
-        self.policy_seconds
-            .with_label_values(&[operation])
-            .observe(started.elapsed().as_secs_f64());
-        outcome
-    }
-
-    /// Shows the loader's calls, latency, errors and coalesced waits too.
-    pub fn include_loader(&self, loader: &LoaderMetrics) {
-        loader
-            .register(&self.registry)
-            .expect("loader metrics are registered once");
-    }
-
-    /// Records a check answered without detail because the loader failed.
-    pub fn loader_fallback(&self) {
-        self.loader_fallbacks.inc();
-    }
-
-    /// Records a policy reload.
-    pub fn reload(&self, succeeded: bool) {
-        if succeeded {
-            self.reloads.inc();
-        } else {
-            self.reload_failures.inc();
-        }
-    }
-
     /// Everything in Prometheus's text format.
     pub fn render(&self) -> String {
         let mut text = Vec::new();
@@ -189,6 +209,50 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut text)
             .expect("encoding to memory cannot fail");
         String::from_utf8(text).expect("Prometheus text is UTF-8")
+    }
+}
+
+impl Observer for Metrics {
+    fn operation(&self, operation: Operation, outcome: &'static str, elapsed: Duration) {
+        if outcome == "store_error" {
+            self.store_errors.inc();
+        }
+        self.policy_calls
+            .with_label_values(&[operation.as_str(), outcome])
+            .inc();
+        self.policy_seconds
+            .with_label_values(&[operation.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn loader_call(&self, outcome: LoadOutcome, elapsed: Duration) {
+        if let LoadOutcome::Error(reason) = outcome {
+            self.loader_errors.with_label_values(&[reason]).inc();
+        }
+        self.loader_calls
+            .with_label_values(&[outcome.label()])
+            .inc();
+        self.loader_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    fn loader_coalesced_wait(&self) {
+        self.loader_coalesced_waits.inc();
+    }
+
+    fn loader_no_detail_hit(&self) {
+        self.loader_no_detail_hits.inc();
+    }
+
+    fn loader_fallback(&self) {
+        self.loader_fallbacks.inc();
+    }
+
+    fn policy_reload(&self, accepted: bool) {
+        if accepted {
+            self.reloads.inc();
+        } else {
+            self.reload_failures.inc();
+        }
     }
 }
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use clap::{Args, ValueEnum};
-use dsession::server::{AppState, ServeConfig};
 use dsession::store::{Command, MemoryStore, Reply, SetCondition, Store, StoreError, Transaction};
 use dsession::{InstanceReuse, Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
+use dsession_service::{AppState, Metrics, ServeConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -762,9 +762,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (stop_service, service) = if ops.contains(&Op::Auth) {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let address = listener.local_addr()?;
-        let state = AppState::new(builder().build()?, &ServeConfig::default());
+        let state = AppState::new(
+            builder().build()?,
+            &ServeConfig::default(),
+            Metrics::default(),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(dsession::server::serve_on(listener, state, async {
+        tokio::spawn(dsession_service::serve_on(listener, state, async {
             let _ = stopped.await;
         }));
         (Some(stop), Some(address))

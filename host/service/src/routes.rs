@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AppError, AppState, ErrorBody};
-use crate::UserLoader as _;
-use crate::{TokenEntry, User, UserInfo};
+use crate::{AppError, AppState, ErrorBody};
+use dsession::UserLoader as _;
+use dsession::{IssuedToken, TokenEntry, User, UserInfo};
 
 /// A JSON object body whose rejections (bad JSON, not an object, unknown
 /// fields, too large, too slow) become errors in the service's shape.
@@ -65,15 +65,6 @@ pub struct CreateTokenRequest {
     pub ttl: i64,
 }
 
-/// A token just issued.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedToken {
-    /// The token.
-    pub token: String,
-    /// When it expires, as unix seconds.
-    pub expires_at: i64,
-}
-
 /// `POST /v1/tokens/check`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -115,8 +106,8 @@ pub struct RefreshTokenRequest {
 /// A refreshed token's new expiry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RefreshedToken {
-    /// When it now expires, as unix seconds.
-    pub expires_at: i64,
+    /// When it now expires, as unix seconds; -1 when it never does.
+    pub token_expire_time: i64,
 }
 
 /// `POST /v1/tokens/revoke`.
@@ -177,26 +168,18 @@ pub struct Health {
 /// Issues a token.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     security(("admin_key" = [])),
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+    responses((status = 201, body = IssuedToken), (status = 400, body = ErrorBody),
         (status = 409, description = "Single mode: racing logins kept winning (conflict); retrying is safe", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateTokenRequest>,
-) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
+) -> Result<(StatusCode, Json<IssuedToken>), AppError> {
     let issued = state
-        .call(
-            "set_token",
-            state.sessions().set_token(&request.user_id, request.ttl),
-        )
+        .sessions()
+        .set_token(&request.user_id, request.ttl)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token: issued.token,
-            expires_at: issued.token_expire_time,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// Checks a token, with the user's detail if asked.
@@ -209,7 +192,10 @@ pub async fn check_token(
     JsonBody(request): JsonBody<CheckTokenRequest>,
 ) -> Result<Json<CheckTokenResponse>, AppError> {
     let user_ttl = request.load_user.then_some(request.user_ttl);
-    let user = state.check(&request.token, user_ttl).await?;
+    let user = state
+        .authenticator()
+        .check(&request.token, user_ttl)
+        .await?;
     Ok(Json(CheckTokenResponse {
         valid: user.is_some(),
         user,
@@ -225,13 +211,11 @@ pub async fn refresh_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RefreshTokenRequest>,
 ) -> Result<Json<RefreshedToken>, AppError> {
-    let expires_at = state
-        .call(
-            "refresh_token",
-            state.sessions().refresh_token(&request.token, request.ttl),
-        )
+    let token_expire_time = state
+        .sessions()
+        .refresh_token(&request.token, request.ttl)
         .await?;
-    Ok(Json(RefreshedToken { expires_at }))
+    Ok(Json(RefreshedToken { token_expire_time }))
 }
 
 /// Revokes a token; revoking a dead one is fine.
@@ -243,12 +227,7 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RevokeTokenRequest>,
 ) -> Result<StatusCode, AppError> {
-    state
-        .call(
-            "delete_token",
-            state.sessions().delete_token(&request.token),
-        )
-        .await?;
+    state.sessions().delete_token(&request.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,9 +240,7 @@ pub async fn list_user_tokens(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<Json<TokenList>, AppError> {
-    let tokens = state
-        .call("list_user_token", state.sessions().list_user_token(&id))
-        .await?;
+    let tokens = state.sessions().list_user_token(&id).await?;
     Ok(Json(TokenList { tokens }))
 }
 
@@ -276,9 +253,7 @@ pub async fn revoke_user_tokens(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<StatusCode, AppError> {
-    state
-        .call("delete_user_token", state.sessions().delete_user_token(&id))
-        .await?;
+    state.sessions().delete_user_token(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -292,9 +267,7 @@ pub async fn add_user(
     PathParam(id): PathParam,
     JsonBody(request): JsonBody<AddUserRequest>,
 ) -> Result<Json<UserInfo>, AppError> {
-    let user = state
-        .call("add_user", state.sessions().add_user(&id, request.ttl))
-        .await?;
+    let user = state.sessions().add_user(&id, request.ttl).await?;
     Ok(Json(user))
 }
 
@@ -307,9 +280,7 @@ pub async fn delete_user(
     State(state): State<AppState>,
     PathParam(id): PathParam,
 ) -> Result<StatusCode, AppError> {
-    state
-        .call("delete_user", state.sessions().delete_user(&id))
-        .await?;
+    state.sessions().delete_user(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -323,10 +294,8 @@ pub async fn refresh_users(
     JsonBody(request): JsonBody<RefreshUsersRequest>,
 ) -> Result<StatusCode, AppError> {
     state
-        .call(
-            "refresh_user",
-            state.sessions().refresh_user(&request.ids, request.ttl),
-        )
+        .sessions()
+        .refresh_user(&request.ids, request.ttl)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -391,5 +360,5 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// This API as an OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/openapi.json", tag = "probes", responses((status = 200, content_type = "application/json")))]
 pub async fn openapi_json() -> Response {
-    Json(super::openapi()).into_response()
+    Json(crate::openapi()).into_response()
 }

@@ -4,7 +4,7 @@ use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, routes};
+use crate::{forward_auth as auth, routes};
 
 struct AdminKey;
 

@@ -1,18 +1,18 @@
-//! `dsession serve`: the token service for gateways.
+//! `dsession serve`: the token service for gateways, built on the
+//! `dsession` library's public API.
 //!
 //! [`app`] builds the router (tests drive it directly); [`serve`] builds
 //! the state from a [`ServeConfig`], listens, reloads the policy on SIGHUP
 //! or file change, and shuts down gracefully.
 
-mod auth;
 mod config;
 mod connections;
 mod error;
+mod forward_auth;
 mod metrics;
 mod openapi;
 mod routes;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,28 +34,23 @@ pub use self::connections::ConnectionLimits;
 pub use self::error::{AppError, ErrorBody, ErrorDetail};
 pub use self::metrics::Metrics;
 pub use self::openapi::openapi;
+pub use self::routes::{CheckTokenResponse, RefreshedToken, TokenList};
 
-use crate::{Error, Limits, Policy, SessionManager, Settings};
+use dsession::{Authenticator, Policy, SessionManager};
 
 /// What every request handler shares. Cloning it is cheap.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
 struct Shared {
-    sessions: SessionManager,
+    authenticator: Authenticator,
     admin_key: Option<String>,
-    auth: AuthConfig,
-    loader_on_error: OnLoaderError,
     loader_readyz: bool,
     metrics: Metrics,
     policy_path: Option<PathBuf>,
-    settings: Settings,
-    policy_config: BTreeMap<String, String>,
-    policy_limits: Limits,
     body_limit: usize,
     body_timeout: Duration,
     connections: ConnectionLimits,
-    reloading: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,23 +63,27 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State for `sessions` with the parts of `config` the routes use.
-    pub fn new(sessions: SessionManager, config: &ServeConfig) -> Self {
+    /// `metrics` count every operation when `sessions` was built with them
+    /// as its observer (as [`build_state`] does); otherwise only requests.
+    pub fn new(sessions: SessionManager, config: &ServeConfig, metrics: Metrics) -> Self {
         let limits = &config.limits;
-        let metrics = Metrics::default();
-        if let Some(loader) = sessions.loader() {
-            metrics.include_loader(loader.metrics());
+        let auth = &config.auth;
+        let mut authenticator = Authenticator::new(sessions).with_cookie(auth.cookie.clone());
+        if auth.load_user {
+            authenticator = authenticator.with_detail(auth.user_ttl_seconds);
+        }
+        if let Some(seconds) = auth.refresh_on_check_seconds {
+            authenticator = authenticator.with_sliding_expiry(seconds);
+        }
+        if config.loader.on_error == OnLoaderError::NoDetail {
+            authenticator = authenticator.without_detail_on_loader_error();
         }
         Self(Arc::new(Shared {
-            sessions,
+            authenticator,
             admin_key: config.admin_key().map(str::to_owned),
-            auth: config.auth.clone(),
-            loader_on_error: config.loader.on_error,
             loader_readyz: config.loader.readyz,
             metrics,
             policy_path: config.policy.path.clone(),
-            settings: config.settings.clone(),
-            policy_config: config.policy.config.clone(),
-            policy_limits: limits.policy_limits(),
             body_limit: limits.body_bytes,
             body_timeout: Duration::from_millis(limits.body_timeout_ms),
             connections: ConnectionLimits {
@@ -95,103 +94,37 @@ impl AppState {
                     .unwrap_or_else(connections::default_max_connections),
                 shutdown_timeout: Duration::from_millis(limits.shutdown_timeout_ms),
             },
-            reloading: tokio::sync::Mutex::new(()),
         }))
     }
 
     /// The session manager.
     pub fn sessions(&self) -> &SessionManager {
-        &self.0.sessions
+        self.0.authenticator.sessions()
     }
 
-    /// Runs one policy call and records it in the metrics.
-    async fn call<T>(
-        &self,
-        operation: &str,
-        call: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
-        let started = Instant::now();
-        let outcome = call.await;
-        self.0.metrics.policy_call(operation, started, outcome)
-    }
-
-    /// check-token, or with `user_ttl` check-token-or-update-user.
-    async fn check(
-        &self,
-        token: &str,
-        user_ttl: Option<i64>,
-    ) -> Result<Option<crate::User>, Error> {
-        let sessions = &self.0.sessions;
-        match user_ttl {
-            Some(ttl) => {
-                let loaded = self
-                    .call(
-                        "check_token_or_update_user",
-                        sessions.check_token_or_update_user(token, ttl),
-                    )
-                    .await;
-                match loaded {
-                    // A plain check answers without detail and caches
-                    // nothing, so the failure is not remembered as "no
-                    // detail".
-                    Err(Error::Loader(reason))
-                        if self.0.loader_on_error == OnLoaderError::NoDetail =>
-                    {
-                        tracing::warn!(%reason, "the user loader failed; answering without detail");
-                        self.0.metrics.loader_fallback();
-                        self.call("check_token", sessions.check_token(token)).await
-                    }
-                    loaded => loaded,
-                }
-            }
-            None => self.call("check_token", sessions.check_token(token)).await,
-        }
-    }
-
-    /// `policy` once it has taken this service's settings on the store in
-    /// use: the one check that startup, SIGHUP, the admin route and the
-    /// file watch all run.
-    async fn accepts(&self, policy: Policy) -> anyhow::Result<Policy> {
-        check_policy(
-            policy,
-            Arc::clone(self.0.sessions.store()),
-            &self.0.settings,
-            &self.0.policy_config,
-            self.0.policy_limits,
-        )
-        .await
+    /// How `GET /auth` and `/v1/tokens/check` check tokens.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.0.authenticator
     }
 
     /// Compiles and validates the policy file, then swaps it in; calls in
     /// flight finish on the old policy. On failure the old policy keeps
     /// serving. Returns what the new policy exports.
     pub async fn reload_policy(&self) -> Result<Vec<String>, AppError> {
-        let Some(path) = self.0.policy_path.clone() else {
+        let Some(path) = &self.0.policy_path else {
             return Err(AppError::BadRequest(
                 "no policy file is configured: the built-in policy has nothing to reload".into(),
             ));
         };
-        let _one_at_a_time = self.0.reloading.lock().await;
-        let loaded = tokio::task::spawn_blocking(move || Policy::load(&path))
-            .await
-            .map_err(|e| Error::Policy(format!("the policy compiler failed: {e}")))?;
-        let loaded = match loaded {
-            Ok(policy) => self.accepts(policy).await,
-            Err(error) => Err(error),
-        };
-        match loaded {
+        match self.sessions().reload_policy_from(path).await {
             Ok(policy) => {
-                let exports = policy.describe_exports();
-                self.0.sessions.swap_policy(policy);
-                self.0.metrics.reload(true);
-                tracing::info!(path = ?self.0.policy_path, "policy reloaded");
-                Ok(exports)
+                tracing::info!(?path, "policy reloaded");
+                Ok(policy.describe_exports())
             }
             Err(error) => {
-                self.0.metrics.reload(false);
-                tracing::error!(path = ?self.0.policy_path, error = format!("{error:#}"), "policy reload rejected; the old policy keeps serving");
+                tracing::error!(?path, %error, "policy reload rejected; the old policy keeps serving");
                 Err(AppError::BadRequest(format!(
-                    "policy rejected, the old one keeps serving: {error:#}"
+                    "policy rejected, the old one keeps serving: {error}"
                 )))
             }
         }
@@ -260,11 +193,11 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/policy/reload", post(routes::reload_policy))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_admin_key,
+            forward_auth::require_admin_key,
         ));
     Router::new()
         .merge(admin)
-        .route("/auth", any(auth::forward_auth))
+        .route("/auth", any(forward_auth::forward_auth))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -289,51 +222,16 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
         Some(path) => Policy::load(path)?,
         None => Policy::builtin()?,
     };
-    let limits = config.limits.policy_limits();
-    let policy = check_policy(
-        policy,
-        Arc::clone(&store),
-        &config.settings,
-        &config.policy.config,
-        limits,
-    )
-    .await?;
+    let metrics = Metrics::default();
     let builder = SessionManager::builder()
         .shared_store(store)
         .policy(policy)
         .settings(config.settings.clone())
         .policy_config(config.policy.config.clone())
-        .limits(limits);
-    let sessions = config.loader.attach(builder)?.build()?;
-    Ok(AppState::new(sessions, config))
-}
-
-/// Returns `policy` once a call shows it takes `settings` and
-/// `policy_config`: the policy checks both on every call, so a bad setting
-/// or a policy that refuses them fails here rather than on each request.
-async fn check_policy(
-    policy: Policy,
-    store: Arc<dyn crate::store::Store>,
-    settings: &Settings,
-    policy_config: &BTreeMap<String, String>,
-    limits: Limits,
-) -> anyhow::Result<Policy> {
-    let trial = SessionManager::builder()
-        .shared_store(store)
-        .policy(policy.clone())
-        .settings(settings.clone())
-        .policy_config(policy_config.clone())
-        .limits(limits)
-        .build()?;
-    // A well-formed token nobody holds.
-    let probe = "dsession-startup-check_00000000000000000000000000000000";
-    match trial.check_token(probe).await {
-        Err(Error::InvalidArgument(reason)) => {
-            anyhow::bail!("the policy rejects the settings: {reason}")
-        }
-        Err(error) => Err(error).context("the first call to the policy failed"),
-        Ok(_) => Ok(policy),
-    }
+        .limits(config.limits.policy_limits())
+        .observer(Arc::new(metrics.clone()));
+    let sessions = config.loader.attach(builder)?.build_checked().await?;
+    Ok(AppState::new(sessions, config, metrics))
 }
 
 /// Reloads the policy whenever its file's modification time changes.

@@ -6,9 +6,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use dsession::server::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig};
 use dsession::store::{StoreConfig, TlsFiles};
-use dsession::{Error, Policy, SessionManager, Settings};
+use dsession::{Authenticator, Error, Policy, SessionManager, Settings};
+use dsession_service::{
+    CheckTokenResponse, ErrorBody, ErrorDetail, LoaderConfig, LoaderKind, OnLoaderError,
+    RefreshedToken, ServeConfig, TokenList,
+};
+use serde::Serialize;
 use serde_json::json;
 
 /// Distributed session tokens on Redis, with a swappable WebAssembly policy.
@@ -435,7 +439,9 @@ impl Common {
         Ok(config)
     }
 
-    async fn manager(&self) -> anyhow::Result<(SessionManager, OnLoaderError)> {
+    /// The manager, with the checks the service's `/v1/tokens/check`
+    /// makes.
+    async fn authenticator(&self) -> anyhow::Result<Authenticator> {
         let config = self.config()?;
         let mut builder = SessionManager::builder()
             .settings(config.settings.clone())
@@ -450,7 +456,15 @@ impl Common {
             .attach(builder)?
             .build()
             .context("cannot set up the session manager")?;
-        Ok((manager, config.loader.on_error))
+        let authenticator = Authenticator::new(manager);
+        Ok(match config.loader.on_error {
+            OnLoaderError::NoDetail => authenticator.without_detail_on_loader_error(),
+            OnLoaderError::Fail => authenticator,
+        })
+    }
+
+    async fn manager(&self) -> anyhow::Result<SessionManager> {
+        Ok(self.authenticator().await?.sessions().clone())
     }
 }
 
@@ -493,7 +507,7 @@ async fn shutdown_signal() {
 
 async fn run_serve(args: ServeArgs) -> ExitCode {
     let outcome = match args.config() {
-        Ok(config) => dsession::server::serve(config, shutdown_signal()).await,
+        Ok(config) => dsession_service::serve(config, shutdown_signal()).await,
         Err(error) => Err(error),
     };
     match outcome {
@@ -547,13 +561,18 @@ fn expiry(expire_time: i64) -> String {
     }
 }
 
+/// `value` as the HTTP API shows the same thing.
+fn shape(value: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).expect("API types serialize")
+}
+
 async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error>> {
     Ok(match command {
         TokenCommand::Create { user, ttl, common } => {
-            let issued = common.manager().await?.0.set_token(&user, ttl).await;
+            let issued = common.manager().await?.set_token(&user, ttl).await;
             issued.map(|issued| {
                 let text = format!("{}\n{}", issued.token, expiry(issued.token_expire_time));
-                Output::yes(text, json!(issued))
+                Output::yes(text, shape(issued))
             })
         }
         TokenCommand::Check {
@@ -561,47 +580,41 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
             user_ttl,
             common,
         } => {
-            let (manager, on_loader_error) = common.manager().await?;
-            let user = match user_ttl {
-                Some(ttl) => match manager.check_token_or_update_user(&token, ttl).await {
-                    // As the service does: the verdict without detail,
-                    // nothing cached.
-                    Err(Error::Loader(reason)) if on_loader_error == OnLoaderError::NoDetail => {
-                        eprintln!(
-                            "warning: the user loader failed, answering without detail: {reason}"
-                        );
-                        manager.check_token(&token).await
+            let authenticator = common.authenticator().await?;
+            authenticator.check(&token, user_ttl).await.map(|user| {
+                let text = match &user {
+                    Some(user) => {
+                        let detail = user
+                            .detail
+                            .as_ref()
+                            .map(|detail| format!("\ndetail: {detail}"))
+                            .unwrap_or_default();
+                        format!(
+                            "valid: user {}, {}{detail}",
+                            user.id,
+                            expiry(user.token_expire_time)
+                        )
                     }
-                    loaded => loaded,
-                },
-                None => manager.check_token(&token).await,
-            };
-            user.map(|user| match user {
-                Some(user) => {
-                    let detail = user
-                        .detail
-                        .as_ref()
-                        .map(|detail| format!("\ndetail: {detail}"))
-                        .unwrap_or_default();
-                    let text = format!(
-                        "valid: user {}, {}{detail}",
-                        user.id,
-                        expiry(user.token_expire_time)
-                    );
-                    Output::yes(text, json!({ "valid": true, "user": user }))
+                    None => "not valid".to_owned(),
+                };
+                let valid = user.is_some();
+                let json = shape(CheckTokenResponse { valid, user });
+                if valid {
+                    Output::yes(text, json)
+                } else {
+                    Output::no(text, json)
                 }
-                None => Output::no("not valid", json!({ "valid": false, "user": null })),
             })
         }
         TokenCommand::Refresh { token, ttl, common } => {
-            match common.manager().await?.0.refresh_token(&token, ttl).await {
-                Ok(expires) => Ok(Output::yes(
-                    format!("refreshed, {}", expiry(expires)),
-                    json!({ "refreshed": true, "token_expire_time": expires }),
+            match common.manager().await?.refresh_token(&token, ttl).await {
+                Ok(token_expire_time) => Ok(Output::yes(
+                    format!("refreshed, {}", expiry(token_expire_time)),
+                    shape(RefreshedToken { token_expire_time }),
                 )),
-                Err(Error::NotFound) => Ok(Output::no(
+                Err(error @ Error::NotFound) => Ok(Output::no(
                     "not live: nothing refreshed",
-                    json!({ "refreshed": false }),
+                    error_json(error.code(), &error.to_string()),
                 )),
                 Err(error) => Err(error),
             }
@@ -609,14 +622,12 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
         TokenCommand::Revoke { token, common } => common
             .manager()
             .await?
-            .0
             .delete_token(&token)
             .await
             .map(|()| Output::yes("revoked", json!({ "revoked": true }))),
         TokenCommand::List { user, common } => common
             .manager()
             .await?
-            .0
             .list_user_token(&user)
             .await
             .map(|tokens| {
@@ -639,12 +650,11 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<Result<Output, Error
                         .collect::<Vec<_>>()
                         .join("\n")
                 };
-                Output::yes(text, json!({ "tokens": tokens }))
+                Output::yes(text, shape(TokenList { tokens }))
             }),
         TokenCommand::RevokeAll { user, common } => common
             .manager()
             .await?
-            .0
             .delete_user_token(&user)
             .await
             .map(|()| {
@@ -724,12 +734,19 @@ fn wants_json(command: &Command) -> bool {
     }
 }
 
+/// An error in the HTTP API's shape.
+fn error_json(code: &str, message: &str) -> serde_json::Value {
+    json!(ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    })
+}
+
 fn fail(code: &str, message: &str, as_json: bool) -> ExitCode {
     if as_json {
-        println!(
-            "{}",
-            json!({ "error": { "code": code, "message": message } })
-        );
+        println!("{}", error_json(code, message));
     } else {
         eprintln!("error: {message}");
     }
