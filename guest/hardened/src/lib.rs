@@ -413,7 +413,7 @@ fn check_token(config: &Config, token: &str, user_ttl: Option<i64>) -> Result<Op
                 None if config.user_loader => {
                     let detail = load_detail(config, user_id)?;
                     store::batch(&[cache_user(config, user_id, detail.as_ref(), user_ttl)])?;
-                    detail
+                    detail.map(|detail| detail.to_string())
                 }
                 None => None,
             }
@@ -424,7 +424,7 @@ fn check_token(config: &Config, token: &str, user_ttl: Option<i64>) -> Result<Op
         token: token.to_owned(),
         token_remain_live_time: remaining,
         token_expire_time: now + remaining,
-        detail: detail.map(|detail| detail.to_string()),
+        detail,
     }))
 }
 
