@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::SetupError;
 use crate::policy::Compiled;
@@ -79,7 +79,14 @@ impl RuntimeBuilder {
             .total_memories(instances * 2)
             .total_tables(instances * 8)
             .total_stacks(self.max_instances)
-            .max_memory_size(self.max_memory_bytes);
+            .max_memory_size(self.max_memory_bytes)
+            // A new instance (fresh mode, or replacing a pooled one) dirties a
+            // few pages of its slot; on release they are found with
+            // PAGEMAP_SCAN (Linux 6.7+) and zeroed in place rather than
+            // `madvise`d away and faulted back in: docs/PERFORMANCE.md.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10)
+            .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();
         config
             .epoch_interruption(true)

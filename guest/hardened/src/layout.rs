@@ -10,6 +10,9 @@
 //! | `{prefix}:{u}:idx` (hash) | `{sha256}` → `{created_ns} {deadline} {epoch}`; `epoch` → the user's epoch | ≥ its longest token |
 //! | `{prefix}:{u}:user` | `{"id":…,"detail":…}` | the user-info TTL |
 
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// The longest user id accepted, in bytes (as the default policy).
@@ -305,14 +308,17 @@ pub fn user_info_json(user_id: &str, detail: Option<&serde_json::Value>) -> Stri
     )
 }
 
-/// The detail in a user-info cache entry; None when it is null.
-pub fn user_info_detail(json: &str) -> Result<Option<serde_json::Value>, String> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("user info is not JSON: {e}"))?;
-    let object = value
-        .as_object_mut()
-        .ok_or("user info is not a JSON object")?;
-    Ok(object.remove("detail").filter(|detail| !detail.is_null()))
+/// The detail in a user-info cache entry, as the JSON text it holds; None
+/// when it is null or absent. The detail is only sliced out, not parsed
+/// into values: the host parses it, once, on the hot path of a cached user.
+pub fn user_info_detail(json: &str) -> Result<Option<String>, String> {
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(json).map_err(|e| format!("user info is not a JSON object: {e}"))?;
+    Ok(fields
+        .get("detail")
+        .map(|detail| detail.get())
+        .filter(|detail| *detail != "null")
+        .map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -398,5 +404,14 @@ mod tests {
         );
         assert_eq!(Record::decode(&record.encode()), Some(record));
         assert_eq!(Record::decode("e 5"), None);
+    }
+
+    #[test]
+    fn the_cached_detail_is_sliced_out_as_it_was_written() {
+        let detail = serde_json::json!({"name": "Ann", "roles": ["a", "b"]});
+        let json = user_info_json("a", Some(&detail));
+        assert_eq!(user_info_detail(&json), Ok(Some(detail.to_string())));
+        assert_eq!(user_info_detail(r#"{"id":"a","detail":null}"#), Ok(None));
+        assert!(user_info_detail("[1]").is_err());
     }
 }

@@ -16,6 +16,9 @@
 
 pub mod layout;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 wit_bindgen::generate!({
     world: "described-policy",
     path: "../../wit",
@@ -42,21 +45,50 @@ export!(Policy);
 
 /// Everything one call needs: the policy's settings and the host's.
 struct Config {
-    layout: layout::Config,
+    layout: Rc<layout::Config>,
     user_loader: bool,
     index_ttl: i64,
 }
 
+/// A layout read and checked, with the host settings (default expiry,
+/// single mode) it was checked against.
+struct Checked {
+    settings: (i64, bool),
+    layout: Rc<layout::Config>,
+}
+
+thread_local! {
+    /// The layout the first call of this instance read and checked. An
+    /// instance's `wasi:config` values never change (a new config means
+    /// new instances), so later calls skip the host call and the parsing.
+    static LAYOUT: RefCell<Option<Checked>> = const { RefCell::new(None) };
+}
+
 impl Config {
     fn new(settings: &Settings) -> Result<Self, Error> {
-        let pairs = wasi::config::store::get_all()
-            .map_err(|e| Error::InvalidArgument(format!("cannot read the policy config: {e:?}")))?;
-        let layout = layout::Config::new(
-            &pairs,
-            settings.default_expire_seconds,
-            settings.single_mode,
-        )
-        .map_err(Error::InvalidArgument)?;
+        let key = (settings.default_expire_seconds, settings.single_mode);
+        let cached = LAYOUT.with_borrow(|cached| {
+            cached
+                .as_ref()
+                .filter(|checked| checked.settings == key)
+                .map(|checked| Rc::clone(&checked.layout))
+        });
+        let layout = match cached {
+            Some(layout) => layout,
+            None => {
+                let pairs = wasi::config::store::get_all().map_err(|e| {
+                    Error::InvalidArgument(format!("cannot read the policy config: {e:?}"))
+                })?;
+                let layout = Rc::new(
+                    layout::Config::new(&pairs, key.0, key.1).map_err(Error::InvalidArgument)?,
+                );
+                LAYOUT.set(Some(Checked {
+                    settings: key,
+                    layout: Rc::clone(&layout),
+                }));
+                layout
+            }
+        };
         Ok(Self {
             layout,
             user_loader: settings.user_loader,
@@ -381,7 +413,7 @@ fn check_token(config: &Config, token: &str, user_ttl: Option<i64>) -> Result<Op
                 None if config.user_loader => {
                     let detail = load_detail(config, user_id)?;
                     store::batch(&[cache_user(config, user_id, detail.as_ref(), user_ttl)])?;
-                    detail
+                    detail.map(|detail| detail.to_string())
                 }
                 None => None,
             }
@@ -392,7 +424,7 @@ fn check_token(config: &Config, token: &str, user_ttl: Option<i64>) -> Result<Op
         token: token.to_owned(),
         token_remain_live_time: remaining,
         token_expire_time: now + remaining,
-        detail: detail.map(|detail| detail.to_string()),
+        detail,
     }))
 }
 
