@@ -29,6 +29,7 @@ mod manager;
 mod policy;
 mod policy_config;
 pub mod server;
+mod slot_layout;
 pub mod store;
 mod types;
 
@@ -38,4 +39,5 @@ pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::{InstanceReuse, Limits, Policy};
 pub use policy_config::{ConfigKey, parse_pair as parse_policy_config_pair};
+pub use slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

@@ -311,6 +311,8 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
 /// Returns `policy` once a call shows it takes `settings` and
 /// `policy_config`: the policy checks both on every call, so a bad setting
 /// or a policy that refuses them fails here rather than on each request.
+/// On a Redis Cluster, its atomic steps and transactions must also keep to
+/// one slot ([`crate::check_slot_layout`]).
 async fn check_policy(
     policy: Policy,
     store: Arc<dyn crate::store::Store>,
@@ -318,6 +320,7 @@ async fn check_policy(
     policy_config: &BTreeMap<String, String>,
     limits: Limits,
 ) -> anyhow::Result<Policy> {
+    let sharded = store.is_sharded();
     let trial = SessionManager::builder()
         .shared_store(store)
         .policy(policy.clone())
@@ -332,6 +335,10 @@ async fn check_policy(
             anyhow::bail!("the policy rejects the settings: {reason}")
         }
         Err(error) => Err(error).context("the first call to the policy failed"),
+        Ok(_) if sharded => {
+            crate::check_slot_layout(&policy, settings, policy_config).await?;
+            Ok(policy)
+        }
         Ok(_) => Ok(policy),
     }
 }
