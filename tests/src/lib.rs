@@ -483,3 +483,249 @@ impl TestCertificates {
         ]
     }
 }
+
+/// How long a Redis Cluster may take to agree on its slots and sync its
+/// replicas.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Three masters with one replica each, a Redis Cluster on free loopback
+/// ports made by `redis-cli --cluster create`, each node a [`RedisServer`]
+/// with its own directory and log; a node not answering for 1 s is
+/// declared failed and its replica promoted.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    /// Ports of the nodes killed.
+    killed: Vec<u16>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, joins them, and waits until every node says
+    /// the cluster is ok and every replica has synced.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ])
+            })
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(
+                nodes
+                    .iter()
+                    .map(|node| format!("127.0.0.1:{}", node.port())),
+            )
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("cannot run redis-cli: is it installed? (apt-get install redis-tools)");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self {
+            nodes,
+            killed: Vec::new(),
+        };
+        cluster.wait_stable();
+        cluster.wait_replicas_known();
+        cluster
+    }
+
+    /// Waits until every node lists a replica for each master in
+    /// `CLUSTER SLOTS`: news of a new replica spreads node to node.
+    fn wait_replicas_known(&self) {
+        for node in self.live() {
+            poll_until(
+                CLUSTER_TIMEOUT,
+                || {
+                    let ranges: Option<Vec<Vec<redis::Value>>> =
+                        query(node.port(), redis::cmd("CLUSTER").arg("SLOTS"));
+                    ranges.is_some_and(|ranges| ranges.iter().all(|range| range.len() > 3))
+                },
+                || {
+                    format!(
+                        "cluster node on port {} does not know every replica:\n{}",
+                        node.port(),
+                        node.log()
+                    )
+                },
+            );
+        }
+    }
+
+    /// Waits until every live node says `cluster_state:ok`, knows every
+    /// node, and every replica has synced with its master.
+    pub fn wait_stable(&self) {
+        for node in self.live() {
+            poll_until(
+                CLUSTER_TIMEOUT,
+                || {
+                    query::<String>(node.port(), redis::cmd("CLUSTER").arg("INFO"))
+                        .is_some_and(|info| info.contains("cluster_state:ok"))
+                },
+                || {
+                    format!(
+                        "cluster node on port {} is not ok:\n{}",
+                        node.port(),
+                        node.log()
+                    )
+                },
+            );
+            let role: Option<Vec<redis::Value>> = query(node.port(), &redis::cmd("ROLE"));
+            let replica = role
+                .and_then(|role| role.into_iter().next())
+                .and_then(|role| redis::from_redis_value::<String>(role).ok())
+                .is_some_and(|role| role == "slave");
+            if replica {
+                node.wait_synced();
+            }
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|node| !self.killed.contains(&node.port()))
+    }
+
+    /// Seed URLs of every node, `redis://127.0.0.1:port`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port()))
+            .collect()
+    }
+
+    /// The ports of the masters serving slots now, as a live node sees it.
+    pub fn master_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .slot_ranges()
+            .into_iter()
+            .map(|(_, _, port)| port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The port of the master serving `slot`, as a live node sees it.
+    pub fn master_of(&self, slot: u16) -> u16 {
+        self.slot_ranges()
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+    }
+
+    /// `CLUSTER SLOTS` as (first slot, last slot, master port).
+    fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
+        let ranges: Vec<Vec<redis::Value>> = self
+            .live()
+            .find_map(|node| query(node.port(), redis::cmd("CLUSTER").arg("SLOTS")))
+            .expect("no cluster node answers CLUSTER SLOTS");
+        let number = |value: &redis::Value| -> u16 {
+            redis::from_redis_value(value.clone()).expect("a number in CLUSTER SLOTS")
+        };
+        ranges
+            .into_iter()
+            .map(|fields| {
+                let master: Vec<redis::Value> =
+                    redis::from_redis_value(fields[2].clone()).expect("a node in CLUSTER SLOTS");
+                (number(&fields[0]), number(&fields[1]), number(&master[1]))
+            })
+            .collect()
+    }
+
+    /// Kills the node on `port` (a master: its replica takes over once the
+    /// others declare it failed).
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("a node of the cluster")
+            .kill();
+        self.killed.push(port);
+    }
+
+    /// Moves `slot` with its keys from its master to the master on `to`,
+    /// as `redis-cli --cluster reshard` does: `SETSLOT IMPORTING` and
+    /// `MIGRATING`, `MIGRATE` of `batch` keys at a time, then `SETSLOT
+    /// NODE` on every master.
+    pub fn migrate_slot(&self, slot: u16, to: u16, batch: usize) {
+        let from = self.master_of(slot);
+        assert_ne!(from, to, "slot {slot} is on port {to} already");
+        let id = |port: u16| -> String {
+            query(port, redis::cmd("CLUSTER").arg("MYID")).expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let run = |port: u16, command: &redis::Cmd| {
+            let done: Option<redis::Value> = query(port, command);
+            assert!(done.is_some(), "{command:?} failed on port {port}");
+        };
+        run(
+            to,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("IMPORTING")
+                .arg(&from_id),
+        );
+        run(
+            from,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("MIGRATING")
+                .arg(&to_id),
+        );
+        loop {
+            let keys: Vec<String> = query(
+                from,
+                redis::cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(slot)
+                    .arg(batch),
+            )
+            .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            run(
+                from,
+                redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(to)
+                    .arg("")
+                    .arg(0)
+                    .arg(5000)
+                    .arg("KEYS")
+                    .arg(&keys),
+            );
+        }
+        for port in [to, from].into_iter().chain(
+            self.master_ports()
+                .into_iter()
+                .filter(|p| ![to, from].contains(p)),
+        ) {
+            run(
+                port,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id),
+            );
+        }
+    }
+}
