@@ -210,7 +210,14 @@ async fn the_config_file_names_a_cluster_by_its_seed_nodes() {
     assert_eq!(config.kind(), "cluster");
     let store = config.open().await.unwrap();
     assert!(store.is_sharded());
-    store.ready().await.unwrap();
+    // Ready once every master's replica is known around the cluster, which
+    // gossip spreads within seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(error) = store.ready().await {
+        assert!(error.message().contains("min_replicas_ack is 1"), "{error}");
+        assert!(Instant::now() < deadline, "never ready: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Error messages and how often each was seen.

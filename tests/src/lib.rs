@@ -538,30 +538,7 @@ impl RedisCluster {
             killed: Vec::new(),
         };
         cluster.wait_stable();
-        cluster.wait_replicas_known();
         cluster
-    }
-
-    /// Waits until every node lists a replica for each master in
-    /// `CLUSTER SLOTS`: news of a new replica spreads node to node.
-    fn wait_replicas_known(&self) {
-        for node in self.live() {
-            poll_until(
-                CLUSTER_TIMEOUT,
-                || {
-                    let ranges: Option<Vec<Vec<redis::Value>>> =
-                        query(node.port(), redis::cmd("CLUSTER").arg("SLOTS"));
-                    ranges.is_some_and(|ranges| ranges.iter().all(|range| range.len() > 3))
-                },
-                || {
-                    format!(
-                        "cluster node on port {} does not know every replica:\n{}",
-                        node.port(),
-                        node.log()
-                    )
-                },
-            );
-        }
     }
 
     /// Waits until every live node says `cluster_state:ok`, knows every
