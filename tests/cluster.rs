@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use dsession::server::{ServeConfig, build_state};
 use dsession::store::{
-    ClusterConfig, ClusterStore, Command, Reply, SetCondition, StoreConfig, key_slot,
+    ClusterConfig, ClusterStore, Command, Reply, SetCondition, StoreConfig, TlsFiles, key_slot,
 };
 use dsession::{Error, Policy, SessionManager, Settings, SlotLayoutError, check_slot_layout};
+
+use dsession_tests::TestCertificates;
 
 use crate::support::{Env, Kind, RedisCluster, cluster_config, hardened_policy};
 
@@ -480,4 +482,65 @@ async fn a_slot_migrating_under_load_fails_no_call() {
 /// A token that must be valid, as an error the worker counts.
 fn must_be_valid(user: Option<dsession::User>) -> Result<(), Error> {
     user.map(|_| ()).ok_or(Error::NotFound)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_serves_over_tls_as_an_acl_user_and_a_wrong_ca_is_a_clear_error() {
+    let certificates = TestCertificates::generate();
+    let cluster = RedisCluster::start_tls(&certificates);
+    // ACL users live on each node; this one reaches the hardened layout only.
+    for node in cluster.nodes() {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("dsession")
+            .arg("on")
+            .arg(">s3cret")
+            .arg("resetkeys")
+            .arg("~dsession:*")
+            .arg("+@all")
+            .query_async::<()>(&mut node.client().await)
+            .await
+            .unwrap();
+    }
+    let config = |ca: &str| ClusterConfig {
+        username: Some("dsession".into()),
+        password: Some("s3cret".into()),
+        tls: TlsFiles {
+            ca_file: Some(certificates.path(ca)),
+            client_cert_file: Some(certificates.path("client.crt")),
+            client_key_file: Some(certificates.path("client.key")),
+        },
+        ..ClusterConfig::new(cluster.tls_urls())
+    };
+    let store = ClusterStore::connect(config("ca.crt")).await.unwrap();
+    let sessions = SessionManager::builder()
+        .store(store)
+        .policy(hardened_policy())
+        .build()
+        .unwrap();
+    let users = ["alice", "bob", "carol", "dave"];
+    let mut tokens = Vec::new();
+    for user in users {
+        tokens.push(sessions.set_token(user, 60).await.unwrap().token);
+    }
+    for token in &tokens {
+        assert!(sessions.check_token(token).await.unwrap().is_some());
+        sessions.refresh_token(token, 120).await.unwrap();
+    }
+    for user in users {
+        assert_eq!(sessions.list_user_token(user).await.unwrap().len(), 1);
+        sessions.delete_user_token(user).await.unwrap();
+    }
+    for token in &tokens {
+        assert_eq!(sessions.check_token(token).await.unwrap(), None);
+    }
+
+    let refused = ClusterStore::connect(config("other-ca.crt"))
+        .await
+        .unwrap_err();
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("cannot connect") && message.contains("certificate"),
+        "{message}"
+    );
 }

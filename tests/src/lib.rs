@@ -497,15 +497,36 @@ pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     /// Ports of the nodes killed.
     killed: Vec<u16>,
+    /// Each node's TLS port, when started with TLS.
+    tls_ports: Vec<u16>,
 }
 
 impl RedisCluster {
     /// Starts the six nodes, joins them, and waits until every node says
     /// the cluster is ok and every replica has synced.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Like [`Self::start`], with TLS on a port of each node's own besides
+    /// its plain one (which the fixture uses): clients, replication and the
+    /// cluster bus all use TLS and need a certificate signed by the CA of
+    /// `certificates`, and `CLUSTER SLOTS` names the TLS ports.
+    pub fn start_tls(certificates: &TestCertificates) -> Self {
+        Self::launch(Some(certificates))
+    }
+
+    fn launch(tls: Option<&TestCertificates>) -> Self {
+        let file = |name: &str| -> String {
+            tls.expect("TLS certificates")
+                .path(name)
+                .display()
+                .to_string()
+        };
+        let mut tls_ports = Vec::new();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                RedisServer::start_with(&[
+                let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -514,16 +535,42 @@ impl RedisCluster {
                     "1000",
                     "--repl-diskless-sync-delay",
                     "0",
-                ])
+                ]
+                .map(str::to_owned)
+                .into();
+                // The bus port defaults to the client port + 10000, which
+                // may be past 65535 or taken.
+                args.extend(["--cluster-port".to_owned(), free_port().to_string()]);
+                if let Some(certificates) = tls {
+                    let port = free_port();
+                    tls_ports.push(port);
+                    args.extend(certificates.server_args(port));
+                    args.extend([
+                        "--tls-cluster".to_owned(),
+                        "yes".to_owned(),
+                        "--tls-replication".to_owned(),
+                        "yes".to_owned(),
+                        "--tls-client-cert-file".to_owned(),
+                        file("client.crt"),
+                        "--tls-client-key-file".to_owned(),
+                        file("client.key"),
+                    ]);
+                }
+                RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
             })
             .collect();
-        let output = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        let ports: Vec<u16> = match tls {
+            Some(_) => {
+                create.args(["--tls", "--cacert", &file("ca.crt")]);
+                create.args(["--cert", &file("client.crt"), "--key", &file("client.key")]);
+                tls_ports.clone()
+            }
+            None => nodes.iter().map(RedisServer::port).collect(),
+        };
+        let output = create
             .args(["--cluster", "create"])
-            .args(
-                nodes
-                    .iter()
-                    .map(|node| format!("127.0.0.1:{}", node.port())),
-            )
+            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .output()
             .expect("cannot run redis-cli: is it installed? (apt-get install redis-tools)");
@@ -536,9 +583,24 @@ impl RedisCluster {
         let cluster = Self {
             nodes,
             killed: Vec::new(),
+            tls_ports,
         };
         cluster.wait_stable();
         cluster
+    }
+
+    /// The nodes, for commands on each (ACL users are per node).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Seed URLs of every node's TLS port, `rediss://127.0.0.1:port`; none
+    /// without TLS.
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.tls_ports
+            .iter()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
+            .collect()
     }
 
     /// Waits until every live node says `cluster_state:ok`, knows every
