@@ -773,10 +773,11 @@ on_every_store!(
 /// The same behaviour on the hardened policy, where it fits: the tests
 /// that read gosession's keys, its 32-hex tokens or listed tokens are the
 /// default policy's alone (the hardened policy stores no token to list).
+/// Its one hash tag per user lets it run on a Redis Cluster too.
 mod hardened {
     use super::*;
 
-    on_every_store!(policy = crate::support::hardened_policy;
+    on_every_store!(policy = crate::support::hardened_policy, cluster;
         tokens_are_never_reused,
         refresh_never_revives_a_revoked_token,
         refresh_of_an_unknown_or_malformed_token_is_not_found,

@@ -234,7 +234,7 @@ async fn a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused(env: 
     }
 }
 
-on_every_store!(policy = crate::support::hardened_policy;
+on_every_store!(policy = crate::support::hardened_policy, cluster;
     each_check_slides_the_idle_expiry_and_an_unused_token_expires,
     no_check_keeps_a_token_past_its_absolute_lifetime,
     refresh_never_extends_past_the_absolute_lifetime,

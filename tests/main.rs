@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real `redis-server` processes.
 
 mod behaviour;
+mod cluster;
 mod compat;
 mod concurrency;
 mod embedding;

@@ -1,11 +1,13 @@
 //! Managed Redis: TLS with certificates the test makes, and an ACL user
-//! limited to the layout's key patterns.
+//! limited to the layout's key patterns; sentinels over TLS.
 
-use dsession::store::{RedisConfig, RedisStore, StoreConfig, TlsFiles};
+use dsession::store::{
+    RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store, StoreConfig, TlsFiles,
+};
 use dsession::{Error, SessionManager, Settings};
 use dsession_tests::TestCertificates;
 
-use crate::support::{RedisServer, free_port};
+use crate::support::{RedisServer, SentinelCluster, free_port, sentinel_config};
 
 /// A `redis-server` with TLS on its own port (the plain port stays for the
 /// fixture), and an ACL user `dsession` that may touch only the default
@@ -153,4 +155,33 @@ async fn the_config_file_names_the_tls_files() {
     let config: StoreConfig = toml::from_str(&text).unwrap();
     let store = config.open().await.unwrap();
     store.ready().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_their_master_serve_every_operation_over_tls() {
+    let certificates = TestCertificates::generate();
+    let cluster = SentinelCluster::start_tls(&certificates);
+    let store = SentinelStore::connect(SentinelConfig {
+        tls: Some(TlsFiles {
+            ca_file: Some(certificates.path("ca.crt")),
+            client_cert_file: Some(certificates.path("client.crt")),
+            client_key_file: Some(certificates.path("client.key")),
+        }),
+        ..sentinel_config(&cluster)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        store.master_address(),
+        Some(format!("127.0.0.1:{}", cluster.master_port())),
+        "the master's TLS port, as the sentinels name it"
+    );
+    store.ready().await.unwrap();
+    let sessions = SessionManager::builder().store(store).build().unwrap();
+    let issued = sessions.set_token("alice", 60).await.unwrap();
+    assert!(sessions.check_token(&issued.token).await.unwrap().is_some());
+    sessions.refresh_token(&issued.token, 120).await.unwrap();
+    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 1);
+    sessions.delete_user_token("alice").await.unwrap();
+    assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
 }

@@ -68,6 +68,8 @@ pub mod observe;
 mod policy;
 mod policy_config;
 mod runtime;
+#[cfg(feature = "redis")]
+mod slot_layout;
 pub mod store;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -83,4 +85,6 @@ pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::{InstanceReuse, Limits, Policy};
 pub use policy_config::{ConfigKey, parse_pair as parse_policy_config_pair};
 pub use runtime::{Runtime, RuntimeBuilder};
+#[cfg(feature = "redis")]
+pub use slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

@@ -138,8 +138,8 @@ impl SessionManagerBuilder {
             (None, None) => Policy::builtin()?,
         };
         let settings = WitSettings {
-            token_key_prefix: self.settings.token_key_prefix,
-            user_key_prefix: self.settings.user_key_prefix,
+            token_key_prefix: self.settings.token_key_prefix.clone(),
+            user_key_prefix: self.settings.user_key_prefix.clone(),
             default_expire_seconds: self.settings.default_expire_seconds,
             index_expire_seconds: self.settings.index_expire_seconds,
             single_mode: self.settings.single_mode,
@@ -169,8 +169,12 @@ impl SessionManagerBuilder {
             coalescing,
             instances: RwLock::new(Arc::new(instances)),
             settings,
+            #[cfg(feature = "redis")]
+            given_settings: self.settings,
             limits: self.limits,
             policy_config,
+            #[cfg(feature = "redis")]
+            given_policy_config: self.policy_config,
             observer,
             swapping: tokio::sync::Mutex::new(()),
         })))
@@ -201,8 +205,14 @@ struct Shared {
     /// The current policy's instances; replaced whole by a swap.
     instances: RwLock<Arc<Instances>>,
     settings: WitSettings,
-    limits: Limits,
+    /// The settings as given, for the slot-layout check.
+    #[cfg(feature = "redis")]
+    given_settings: Settings,
     policy_config: Arc<WasiConfigVariables>,
+    /// The policy config as given, for the slot-layout check.
+    #[cfg(feature = "redis")]
+    given_policy_config: BTreeMap<String, String>,
+    limits: Limits,
     observer: Arc<dyn Observer>,
     /// Held by a checked swap, so that swaps happen one at a time.
     swapping: tokio::sync::Mutex<()>,
@@ -286,7 +296,8 @@ impl SessionManager {
     }
 
     /// One call of `policy` with this manager's settings, policy config and
-    /// store, in an instance of its own: the check every swap passes.
+    /// store, in an instance of its own, and on a sharded store (Redis
+    /// Cluster) [`crate::check_slot_layout`]: the check every swap passes.
     async fn try_policy(&self, policy: &Policy) -> Result<(), SetupError> {
         let trial = Arc::new(self.instances(policy.clone()));
         // A well-formed token nobody holds.
@@ -305,6 +316,14 @@ impl SessionManager {
             Err(error) => Err(SetupError::Settings(format!(
                 "the first call to the policy failed: {error}"
             ))),
+            #[cfg(feature = "redis")]
+            Ok(_) if self.0.store.is_sharded() => crate::check_slot_layout(
+                policy,
+                &self.0.given_settings,
+                &self.0.given_policy_config,
+            )
+            .await
+            .map_err(|error| SetupError::Policy(error.to_string())),
             Ok(_) => Ok(()),
         }
     }

@@ -99,12 +99,13 @@ impl RedisServer {
     }
 
     /// Starts a sentinel that monitors the master on `master_port` as
-    /// [`MASTER_NAME`], from a config file of its own (sentinels rewrite it).
-    fn start_sentinel(master_port: u16) -> Self {
+    /// [`MASTER_NAME`], from a config file of its own (sentinels rewrite it);
+    /// `tls` adds these lines (TLS settings) to it.
+    fn start_sentinel(master_port: u16, tls: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let config = dir.path().join("sentinel.conf");
-        let text = format!(
+        let mut text = format!(
             "port {port}\n\
              bind 127.0.0.1\n\
              dir \"{dir}\"\n\
@@ -117,6 +118,7 @@ impl RedisServer {
             dir = dir.path().display(),
             log = dir.path().join(LOG_FILE).display(),
         );
+        text.push_str(tls);
         std::fs::write(&config, text).expect("write sentinel.conf");
         Self::launch(dir, port, vec![config.into(), "--sentinel".into()])
     }
@@ -257,34 +259,91 @@ pub struct SentinelCluster {
     sentinels: Vec<RedisServer>,
     /// The master first, then the replica; a failover swaps their roles.
     servers: Vec<RedisServer>,
+    /// With TLS, the TLS port of each sentinel, then of each server.
+    tls_ports: Vec<u16>,
 }
 
 impl SentinelCluster {
     /// Starts the cluster and waits until the replica has synced and every
     /// sentinel knows the master, the replica and the two other sentinels.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Like [`Self::start`], with TLS on a port of each server's own
+    /// besides its plain one (which the fixture uses): clients, replication
+    /// and the sentinels' links use TLS and need a certificate signed by the
+    /// CA of `certificates`; the sentinels and [`Self::master_port`] name
+    /// TLS ports.
+    pub fn start_tls(certificates: &TestCertificates) -> Self {
+        Self::launch(Some(certificates))
+    }
+
+    fn launch(tls: Option<&TestCertificates>) -> Self {
+        let tls_ports: Vec<u16> =
+            tls.map_or_else(Vec::new, |_| (0..5).map(|_| free_port()).collect());
+        // Sentinels first, then the master, then the replica.
+        let tls_args = |index: usize| -> Vec<String> {
+            let Some(certificates) = tls else {
+                return Vec::new();
+            };
+            let mut args = certificates.server_args(tls_ports[index]);
+            args.extend([
+                "--tls-replication".to_owned(),
+                "yes".to_owned(),
+                "--tls-client-cert-file".to_owned(),
+                certificates.path("client.crt").display().to_string(),
+                "--tls-client-key-file".to_owned(),
+                certificates.path("client.key").display().to_string(),
+            ]);
+            args
+        };
+        let start = |index: usize, extra: &[&str]| {
+            let mut args: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
+            args.extend(tls_args(index));
+            RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        };
         // Without it a diskless sync waits 5 s for more replicas; the
         // replica needs it too, for when it is promoted.
         let no_sync_delay = ["--repl-diskless-sync-delay", "0"];
-        let master = RedisServer::start_with(&no_sync_delay);
-        let master_port = master.port().to_string();
-        let replica = RedisServer::start_with(
+        let master = start(3, &no_sync_delay);
+        let monitored = if tls.is_some() {
+            tls_ports[3]
+        } else {
+            master.port()
+        };
+        let replica = start(
+            4,
             &[
                 &no_sync_delay[..],
-                &["--replicaof", "127.0.0.1", &master_port],
+                &["--replicaof", "127.0.0.1", &monitored.to_string()],
             ]
             .concat(),
         );
         replica.wait_synced();
         let sentinels = (0..3)
-            .map(|_| RedisServer::start_sentinel(master.port()))
+            .map(|index| {
+                // A sentinel reads its TLS settings from its config file.
+                let args = tls_args(index);
+                let lines: String = args
+                    .chunks(2)
+                    .map(|pair| format!("{} {}\n", pair[0].trim_start_matches("--"), pair[1]))
+                    .collect();
+                RedisServer::start_sentinel(monitored, &lines)
+            })
             .collect();
         let cluster = Self {
             sentinels,
             servers: vec![master, replica],
+            tls_ports,
         };
         cluster.wait_monitored();
         cluster
+    }
+
+    /// Whether `port` is one of the ports of the server at `index`.
+    fn server_has_port(&self, index: usize, port: u16) -> bool {
+        self.servers[index].port() == port || self.tls_ports.get(3 + index) == Some(&port)
     }
 
     fn wait_monitored(&self) {
@@ -316,15 +375,24 @@ impl SentinelCluster {
         }
     }
 
-    /// The sentinels, as `127.0.0.1:port`.
+    /// The sentinels, as `127.0.0.1:port` (their TLS ports, with TLS).
     pub fn sentinel_addresses(&self) -> Vec<String> {
         self.sentinels
             .iter()
-            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+            .enumerate()
+            .map(|(index, sentinel)| {
+                let port = self
+                    .tls_ports
+                    .get(index)
+                    .copied()
+                    .unwrap_or(sentinel.port());
+                format!("127.0.0.1:{port}")
+            })
             .collect()
     }
 
-    /// The port of the master, as the first sentinel that answers names it.
+    /// The port of the master, as the first sentinel that answers names it
+    /// (its TLS port, with TLS).
     pub fn master_port(&self) -> u16 {
         self.sentinels
             .iter()
@@ -353,21 +421,19 @@ impl SentinelCluster {
     /// Kills the replica (the server that is not the master now).
     pub fn kill_replica(&mut self) {
         let master = self.master_port();
-        self.servers
-            .iter_mut()
-            .find(|server| server.port() != master)
-            .expect("the cluster has a replica")
-            .kill();
+        let index = (0..2)
+            .find(|&index| !self.server_has_port(index, master))
+            .expect("the cluster has a replica");
+        self.servers[index].kill();
     }
 
     /// Kills the current master and returns the port it listened on.
     pub fn kill_master(&mut self) -> u16 {
         let port = self.master_port();
-        self.servers
-            .iter_mut()
-            .find(|server| server.port() == port)
-            .expect("the master is one of the cluster's servers")
-            .kill();
+        let index = (0..2)
+            .find(|&index| self.server_has_port(index, port))
+            .expect("the master is one of the cluster's servers");
+        self.servers[index].kill();
         port
     }
 }
@@ -481,5 +547,290 @@ impl TestCertificates {
             "--tls-ca-cert-file".into(),
             file("ca.crt"),
         ]
+    }
+}
+
+/// How long a Redis Cluster may take to agree on its slots and sync its
+/// replicas.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Three masters with one replica each, a Redis Cluster on free loopback
+/// ports made by `redis-cli --cluster create`, each node a [`RedisServer`]
+/// with its own directory and log; a node not answering for 1 s is
+/// declared failed and its replica promoted.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    /// Ports of the nodes killed.
+    killed: Vec<u16>,
+    /// Each node's TLS port, when started with TLS.
+    tls_ports: Vec<u16>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, joins them, and waits until every node says
+    /// the cluster is ok and every replica has synced.
+    pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Like [`Self::start`], with TLS on a port of each node's own besides
+    /// its plain one (which the fixture uses): clients, replication and the
+    /// cluster bus all use TLS and need a certificate signed by the CA of
+    /// `certificates`, and `CLUSTER SLOTS` names the TLS ports.
+    pub fn start_tls(certificates: &TestCertificates) -> Self {
+        Self::launch(Some(certificates))
+    }
+
+    fn launch(tls: Option<&TestCertificates>) -> Self {
+        let file = |name: &str| -> String {
+            tls.expect("TLS certificates")
+                .path(name)
+                .display()
+                .to_string()
+        };
+        let mut tls_ports = Vec::new();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                let mut args: Vec<String> = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ]
+                .map(str::to_owned)
+                .into();
+                // The bus port defaults to the client port + 10000, which
+                // may be past 65535 or taken.
+                args.extend(["--cluster-port".to_owned(), free_port().to_string()]);
+                if let Some(certificates) = tls {
+                    let port = free_port();
+                    tls_ports.push(port);
+                    args.extend(certificates.server_args(port));
+                    args.extend([
+                        "--tls-cluster".to_owned(),
+                        "yes".to_owned(),
+                        "--tls-replication".to_owned(),
+                        "yes".to_owned(),
+                        "--tls-client-cert-file".to_owned(),
+                        file("client.crt"),
+                        "--tls-client-key-file".to_owned(),
+                        file("client.key"),
+                    ]);
+                }
+                RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        let ports: Vec<u16> = match tls {
+            Some(_) => {
+                create.args(["--tls", "--cacert", &file("ca.crt")]);
+                create.args(["--cert", &file("client.crt"), "--key", &file("client.key")]);
+                tls_ports.clone()
+            }
+            None => nodes.iter().map(RedisServer::port).collect(),
+        };
+        let output = create
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("cannot run redis-cli: is it installed? (apt-get install redis-tools)");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self {
+            nodes,
+            killed: Vec::new(),
+            tls_ports,
+        };
+        cluster.wait_stable();
+        cluster
+    }
+
+    /// The nodes, for commands on each (ACL users are per node).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Seed URLs of every node's TLS port, `rediss://127.0.0.1:port`; none
+    /// without TLS.
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.tls_ports
+            .iter()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// Waits until every live node says `cluster_state:ok`, knows every
+    /// node, and every replica has synced with its master.
+    pub fn wait_stable(&self) {
+        for node in self.live() {
+            poll_until(
+                CLUSTER_TIMEOUT,
+                || {
+                    query::<String>(node.port(), redis::cmd("CLUSTER").arg("INFO"))
+                        .is_some_and(|info| info.contains("cluster_state:ok"))
+                },
+                || {
+                    format!(
+                        "cluster node on port {} is not ok:\n{}",
+                        node.port(),
+                        node.log()
+                    )
+                },
+            );
+            let role: Option<Vec<redis::Value>> = query(node.port(), &redis::cmd("ROLE"));
+            let replica = role
+                .and_then(|role| role.into_iter().next())
+                .and_then(|role| redis::from_redis_value::<String>(role).ok())
+                .is_some_and(|role| role == "slave");
+            if replica {
+                node.wait_synced();
+            }
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|node| !self.killed.contains(&node.port()))
+    }
+
+    /// Seed URLs of every node, `redis://127.0.0.1:port`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port()))
+            .collect()
+    }
+
+    /// The ports of the masters serving slots now, as a live node sees it.
+    pub fn master_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .slot_ranges()
+            .into_iter()
+            .map(|(_, _, port)| port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The port of the master serving `slot`, as a live node sees it.
+    pub fn master_of(&self, slot: u16) -> u16 {
+        self.slot_ranges()
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+    }
+
+    /// `CLUSTER SLOTS` as (first slot, last slot, master port).
+    fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
+        let ranges: Vec<Vec<redis::Value>> = self
+            .live()
+            .find_map(|node| query(node.port(), redis::cmd("CLUSTER").arg("SLOTS")))
+            .expect("no cluster node answers CLUSTER SLOTS");
+        let number = |value: &redis::Value| -> u16 {
+            redis::from_redis_value(value.clone()).expect("a number in CLUSTER SLOTS")
+        };
+        ranges
+            .into_iter()
+            .map(|fields| {
+                let master: Vec<redis::Value> =
+                    redis::from_redis_value(fields[2].clone()).expect("a node in CLUSTER SLOTS");
+                (number(&fields[0]), number(&fields[1]), number(&master[1]))
+            })
+            .collect()
+    }
+
+    /// Kills the node on `port` (a master: its replica takes over once the
+    /// others declare it failed).
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("a node of the cluster")
+            .kill();
+        self.killed.push(port);
+    }
+
+    /// Moves `slot` with its keys from its master to the master on `to`,
+    /// as `redis-cli --cluster reshard` does: `SETSLOT IMPORTING` and
+    /// `MIGRATING`, `MIGRATE` of `batch` keys at a time, then `SETSLOT
+    /// NODE` on every master.
+    pub fn migrate_slot(&self, slot: u16, to: u16, batch: usize) {
+        let from = self.master_of(slot);
+        assert_ne!(from, to, "slot {slot} is on port {to} already");
+        let id = |port: u16| -> String {
+            query(port, redis::cmd("CLUSTER").arg("MYID")).expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let run = |port: u16, command: &redis::Cmd| {
+            let done: Option<redis::Value> = query(port, command);
+            assert!(done.is_some(), "{command:?} failed on port {port}");
+        };
+        run(
+            to,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("IMPORTING")
+                .arg(&from_id),
+        );
+        run(
+            from,
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("MIGRATING")
+                .arg(&to_id),
+        );
+        loop {
+            let keys: Vec<String> = query(
+                from,
+                redis::cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(slot)
+                    .arg(batch),
+            )
+            .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            run(
+                from,
+                redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(to)
+                    .arg("")
+                    .arg(0)
+                    .arg(5000)
+                    .arg("KEYS")
+                    .arg(&keys),
+            );
+        }
+        for port in [to, from].into_iter().chain(
+            self.master_ports()
+                .into_iter()
+                .filter(|p| ![to, from].contains(p)),
+        ) {
+            run(
+                port,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id),
+            );
+        }
     }
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dsession::store::{
-    self, MemoryStore, RedisConfig, RedisStore, Reply, SentinelConfig, SentinelStore, Store,
-    StoreError, Transaction,
+    self, ClusterConfig, ClusterStore, MemoryStore, RedisConfig, RedisStore, Reply, SentinelConfig,
+    SentinelStore, Store, StoreError, Transaction,
 };
 use dsession::{Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
-pub use dsession_tests::{MASTER_NAME, RedisServer, SentinelCluster, free_port};
+pub use dsession_tests::{MASTER_NAME, RedisCluster, RedisServer, SentinelCluster, free_port};
 
 /// A store wrapper that counts round trips and the commands in them.
 pub struct Counting<S> {
@@ -101,6 +101,9 @@ pub enum Kind {
     Memory,
     Redis,
     Sentinel,
+    /// A Redis Cluster: only for policies that keep a user's keys in one
+    /// slot.
+    Cluster,
 }
 
 /// One store to run behaviour tests on, with the servers behind it.
@@ -108,6 +111,7 @@ pub struct Env {
     pub store: Arc<dyn Store>,
     pub redis: Option<RedisServer>,
     pub sentinel: Option<SentinelCluster>,
+    pub cluster: Option<RedisCluster>,
     /// The policy managers get; the built-in default when None.
     pub policy: Option<Policy>,
 }
@@ -119,6 +123,7 @@ impl Env {
                 store: Arc::new(MemoryStore::new()),
                 redis: None,
                 sentinel: None,
+                cluster: None,
                 policy: None,
             },
             Kind::Redis => {
@@ -130,6 +135,7 @@ impl Env {
                     store: Arc::new(store),
                     redis: Some(server),
                     sentinel: None,
+                    cluster: None,
                     policy: None,
                 }
             }
@@ -142,6 +148,20 @@ impl Env {
                     store: Arc::new(store),
                     redis: None,
                     sentinel: Some(cluster),
+                    cluster: None,
+                    policy: None,
+                }
+            }
+            Kind::Cluster => {
+                let cluster = RedisCluster::start();
+                let store = ClusterStore::connect(ClusterConfig::new(cluster.urls()))
+                    .await
+                    .unwrap();
+                Self {
+                    store: Arc::new(store),
+                    redis: None,
+                    sentinel: None,
+                    cluster: Some(cluster),
                     policy: None,
                 }
             }
@@ -227,6 +247,11 @@ pub fn sentinel_config(cluster: &SentinelCluster) -> SentinelConfig {
     SentinelConfig::new(cluster.sentinel_addresses(), MASTER_NAME)
 }
 
+/// How to reach `cluster` through all its nodes.
+pub fn cluster_config(cluster: &RedisCluster) -> ClusterConfig {
+    ClusterConfig::new(cluster.urls())
+}
+
 /// The built-in hardened policy.
 pub fn hardened_policy() -> Policy {
     Policy::builtin_named("hardened").unwrap()
@@ -235,8 +260,22 @@ pub fn hardened_policy() -> Policy {
 /// Writes behaviour tests once and runs each on every store kind: for each
 /// `async fn name(env: Env)` listed, a test `memory::name`, `redis::name`
 /// and `sentinel::name`. With `policy = f;` first, each environment runs
-/// the policy `f()` returns.
+/// the policy `f()` returns; with `policy = f, cluster;` a test
+/// `cluster::name` runs it on a Redis Cluster too (the policy must keep
+/// each user's keys in one slot).
 macro_rules! on_every_store {
+    (policy = $policy:path, cluster; $($name:ident),* $(,)?) => {
+        $crate::support::on_every_store!(policy = $policy; $($name),*);
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = $crate::support::Env::new($crate::support::Kind::Cluster).await;
+                    super::$name(env.with_policy($policy())).await;
+                }
+            )*
+        }
+    };
     (policy = $policy:path; $($name:ident),* $(,)?) => {
         mod memory {
             $(

@@ -28,7 +28,7 @@ const LISTED_TOKENS: usize = 10;
 
 /// `dsession bench`: operations per second, p50 and p99 latency, errors,
 /// store commands and round trips per operation, and the ratio to a
-/// same-run baseline. Without --redis or --sentinel it runs on the memory
+/// same-run baseline. Without --redis, --sentinel or --cluster it runs on the memory
 /// store.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -745,6 +745,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         round_trips: Arc::default(),
     });
     let policy = Policy::load(&args.policy)?;
+    if store.inner.is_sharded() {
+        let config = args.policy_config.iter().cloned().collect();
+        for single_mode in [false, true] {
+            let settings = Settings {
+                single_mode,
+                ..Settings::default()
+            };
+            dsession::check_slot_layout(&policy, &settings, &config).await?;
+        }
+    }
     let builder = || {
         args.builder(&policy)
             .shared_store(Arc::clone(&store) as Arc<dyn Store>)

@@ -180,13 +180,25 @@ impl ServeArgs {
     }
 }
 
-/// Which store: one Redis server, Redis behind sentinels, or (neither
-/// given) the in-memory store.
+/// Which store: one Redis server, Redis behind sentinels, a Redis Cluster,
+/// or (none given) the in-memory store.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
     /// Redis URL, `redis://[user:password@]host:port/db`.
-    #[arg(long, env = "DSESSION_REDIS_URL", conflicts_with = "sentinel")]
+    #[arg(long, env = "DSESSION_REDIS_URL", conflicts_with_all = ["sentinel", "cluster"])]
     redis: Option<String>,
+    /// A Redis Cluster through these seed nodes,
+    /// `redis://host:port,redis://host:port,…` (`rediss://` for TLS); the
+    /// ACL user and password come from DSESSION_REDIS_USERNAME and
+    /// DSESSION_REDIS_PASSWORD. Needs a policy that keeps each user's keys
+    /// in one slot, such as `--policy hardened`.
+    #[arg(
+        long,
+        env = "DSESSION_CLUSTER_NODES",
+        value_delimiter = ',',
+        conflicts_with = "sentinel"
+    )]
+    cluster: Vec<String>,
     /// Redis behind these sentinels, `host:port,host:port,…`; passwords come
     /// from DSESSION_REDIS_PASSWORD and DSESSION_SENTINEL_PASSWORD.
     #[arg(
@@ -199,12 +211,12 @@ pub(crate) struct StoreArgs {
     /// The name the sentinels monitor the master under.
     #[arg(long, env = "DSESSION_MASTER_NAME")]
     master_name: Option<String>,
-    /// Sentinel mode: replicas that must acknowledge each issuing or revoking
-    /// write (0: off).
+    /// Sentinel and cluster modes: replicas that must acknowledge each
+    /// issuing or revoking write (0: off).
     #[arg(long, env = "DSESSION_MIN_REPLICAS_ACK", default_value_t = 0)]
     min_replicas_ack: usize,
-    /// TLS to the sentinels and the master (with --redis, a rediss:// URL
-    /// turns TLS on).
+    /// TLS to the sentinels and the master (with --redis and --cluster,
+    /// rediss:// URLs turn TLS on).
     #[arg(long, env = "DSESSION_REDIS_TLS")]
     redis_tls: bool,
     /// The CA that signed the Redis servers' certificates (PEM); default:
@@ -245,6 +257,18 @@ impl StoreArgs {
                 url: url.clone(),
                 connect_timeout_ms: 1000,
                 command_timeout_ms: 1000,
+                tls,
+            });
+        }
+        if !self.cluster.is_empty() {
+            return Some(StoreConfig::Cluster {
+                nodes: self.cluster.clone(),
+                username: std::env::var("DSESSION_REDIS_USERNAME").ok(),
+                password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
+                connect_timeout_ms: 1000,
+                command_timeout_ms: 1000,
+                min_replicas_ack: self.min_replicas_ack,
+                ack_timeout_ms: 1000,
                 tls,
             });
         }
@@ -398,7 +422,7 @@ struct Common {
     /// limits apply.
     #[arg(long, env = "DSESSION_CONFIG")]
     config: Option<PathBuf>,
-    /// Without --redis or --sentinel an empty in-memory store is used,
+    /// Without --redis, --sentinel or --cluster an empty in-memory store is used,
     /// which only suits trying things out.
     #[command(flatten)]
     store: StoreArgs,
@@ -443,14 +467,20 @@ impl Common {
     /// makes.
     async fn authenticator(&self) -> anyhow::Result<Authenticator> {
         let config = self.config()?;
-        let mut builder = SessionManager::builder()
+        let store = config.store.open().await?;
+        let policy = match &config.policy.path {
+            Some(path) => Policy::load(path)?,
+            None => Policy::builtin()?,
+        };
+        if store.is_sharded() {
+            dsession::check_slot_layout(&policy, &config.settings, &config.policy.config).await?;
+        }
+        let builder = SessionManager::builder()
             .settings(config.settings.clone())
             .limits(config.limits.policy_limits())
             .policy_config(config.policy.config.clone())
-            .shared_store(config.store.open().await?);
-        if let Some(path) = &config.policy.path {
-            builder = builder.policy(Policy::load(path)?);
-        }
+            .shared_store(store)
+            .policy(policy);
         let manager = config
             .loader
             .attach(builder)?

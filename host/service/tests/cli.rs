@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::process::{Command, Output};
 
-use dsession_tests::RedisServer;
+use dsession_tests::{RedisCluster, RedisServer};
 use serde_json::Value;
 
 fn dsession(args: &[&str]) -> Output {
@@ -542,4 +542,38 @@ fn serve_reloads_on_sighup_and_file_change_and_stops_gracefully_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn bench_runs_on_a_cluster_with_the_hardened_policy_and_refuses_the_default_one() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster.urls().join(",");
+    let refused = dsession(&["bench", "--quick", "--ops", "check", "--cluster", &nodes]);
+    assert_ne!(code(&refused), 0);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("cannot run on a Redis Cluster") && stderr.contains("--policy hardened"),
+        "{stderr}"
+    );
+
+    let output = dsession(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--concurrency",
+        "4",
+        "--ops",
+        "check,set,set-single",
+        "--policy",
+        "hardened",
+        "--cluster",
+        &nodes,
+    ]);
+    assert_eq!(code(&output), 0, "{output:?}");
+    let report = json(&output);
+    assert_eq!(report["store"], "cluster");
+    for figure in report["figures"].as_array().unwrap() {
+        assert_eq!(figure["errors"], 0, "{figure}");
+        assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
+    }
 }

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{MemoryStore, Store};
 #[cfg(feature = "redis")]
-use super::{RedisConfig, RedisStore, SentinelConfig, SentinelStore, TlsFiles};
+use super::{
+    ClusterConfig, ClusterStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, TlsFiles,
+};
+use super::{MemoryStore, Store};
 use crate::error::SetupError;
 
 /// A store and its settings, picked by `kind`.
@@ -71,6 +73,38 @@ pub enum StoreConfig {
         #[serde(default)]
         tls: Option<TlsFiles>,
     },
+    /// A Redis Cluster, following redirections, resharding and failovers.
+    #[cfg(feature = "redis")]
+    /// Its atomic steps and transactions must keep to one slot: the policy
+    /// must put one hash tag per user in every key (`hardened` does).
+    Cluster {
+        /// Seed nodes, `redis://host:port` or `rediss://host:port`; the
+        /// others are learned from them.
+        nodes: Vec<String>,
+        /// ACL user on every node.
+        #[serde(default)]
+        username: Option<String>,
+        /// Password on every node.
+        #[serde(default)]
+        password: Option<String>,
+        /// Connect timeout in milliseconds (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        connect_timeout_ms: u64,
+        /// Command timeout in milliseconds, redirections and retries
+        /// included (default 1000).
+        #[serde(default = "default_timeout_ms")]
+        command_timeout_ms: u64,
+        /// Durable writes: replicas of the master that took a write that
+        /// must acknowledge it (0, the default, turns this off).
+        #[serde(default)]
+        min_replicas_ack: usize,
+        /// How long a durable write waits for its replicas, in milliseconds.
+        #[serde(default = "default_timeout_ms")]
+        ack_timeout_ms: u64,
+        /// Certificates for `rediss://` nodes (`[store.tls]`).
+        #[serde(default)]
+        tls: TlsFiles,
+    },
 }
 
 #[cfg(feature = "redis")]
@@ -86,7 +120,7 @@ impl std::fmt::Debug for StoreConfig {
 }
 
 impl StoreConfig {
-    /// `memory`, `redis` or `sentinel`.
+    /// `memory`, `redis`, `sentinel` or `cluster`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Memory => "memory",
@@ -94,6 +128,8 @@ impl StoreConfig {
             Self::Redis { .. } => "redis",
             #[cfg(feature = "redis")]
             Self::Sentinel { .. } => "sentinel",
+            #[cfg(feature = "redis")]
+            Self::Cluster { .. } => "cluster",
         }
     }
 
@@ -141,6 +177,29 @@ impl StoreConfig {
                     ack_timeout: Duration::from_millis(*ack_timeout_ms),
                     tls: tls.clone(),
                     ..SentinelConfig::new(sentinels.clone(), master_name.clone())
+                })
+                .await?,
+            ),
+            #[cfg(feature = "redis")]
+            Self::Cluster {
+                nodes,
+                username,
+                password,
+                connect_timeout_ms,
+                command_timeout_ms,
+                min_replicas_ack,
+                ack_timeout_ms,
+                tls,
+            } => Arc::new(
+                ClusterStore::connect(ClusterConfig {
+                    username: username.clone(),
+                    password: password.clone(),
+                    connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                    command_timeout: Duration::from_millis(*command_timeout_ms),
+                    min_replicas_ack: *min_replicas_ack,
+                    ack_timeout: Duration::from_millis(*ack_timeout_ms),
+                    tls: tls.clone(),
+                    ..ClusterConfig::new(nodes.clone())
                 })
                 .await?,
             ),

@@ -4,6 +4,8 @@
 //! Each method is one network round trip however many commands it carries,
 //! so a policy can reason about its cost.
 
+#[cfg(feature = "redis")]
+mod cluster;
 mod config;
 mod memory;
 #[cfg(feature = "redis")]
@@ -17,6 +19,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "redis")]
+pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
 pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
@@ -135,6 +139,23 @@ impl Command {
             Self::HashSet { fields, .. } if fields.is_empty() => invalid("no fields"),
             Self::HashDelete { fields, .. } if fields.is_empty() => invalid("no fields"),
             _ => Ok(()),
+        }
+    }
+
+    /// The keys the command touches, in order.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Self::Del(keys) | Self::Exists(keys) => keys.iter().map(String::as_str).collect(),
+            Self::Get(key)
+            | Self::Ttl(key)
+            | Self::HashGetAll(key)
+            | Self::Set { key, .. }
+            | Self::Expire { key, .. }
+            | Self::HashSet { key, .. }
+            | Self::HashDelete { key, .. }
+            | Self::HashExists { key, .. }
+            | Self::GetExpire { key, .. }
+            | Self::HashGet { key, .. } => vec![key.as_str()],
         }
     }
 
@@ -263,4 +284,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can take writes now (a ping for Redis).
     async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Whether keys are spread over Redis Cluster slots, so that every
+    /// [`Store::atomic`] and [`Store::watch`] must keep to the keys of one
+    /// slot (see [`crate::check_slot_layout`]). False unless a store says so.
+    fn is_sharded(&self) -> bool {
+        false
+    }
 }

@@ -177,6 +177,29 @@ pub(super) struct ReplicaAck {
     pub(super) timeout: Duration,
 }
 
+impl ReplicaAck {
+    /// Whether the reply to `WAIT` says enough replicas acknowledged.
+    pub(super) fn check(self, reply: Option<Value>) -> Result<(), StoreError> {
+        let count = match reply {
+            Some(Value::Int(count)) => count,
+            other => {
+                return Err(StoreError::new(format!(
+                    "unexpected redis reply {other:?} to WAIT"
+                )));
+            }
+        };
+        if usize::try_from(count).unwrap_or(0) < self.replicas {
+            return Err(StoreError::new(format!(
+                "only {count} of {} replicas acknowledged the write within {} ms: \
+                 the master applied it, but a failover may lose it",
+                self.replicas,
+                self.timeout.as_millis()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Connections to one server: `shared` carries batches, and each `WATCH` (or
 /// write that waits for replicas) gets a dedicated connection, kept in a
 /// small pool between uses.
@@ -424,26 +447,13 @@ where
                 )));
             }
         };
-        if let Some(ack) = ack {
-            let count = match acknowledged {
-                Some(Value::Int(count)) => count,
-                other => {
-                    return Err(StoreError::new(format!(
-                        "unexpected redis reply {other:?} to WAIT"
-                    )));
-                }
-            };
-            if usize::try_from(count).unwrap_or(0) < ack.replicas {
-                // A master that lost its replicas may be cut off from a
-                // failover that promoted one of them.
-                self.mark_lost();
-                return Err(StoreError::new(format!(
-                    "only {count} of {} replicas acknowledged the write within {} ms: \
-                     the master applied it, but a failover may lose it",
-                    ack.replicas,
-                    ack.timeout.as_millis()
-                )));
-            }
+        if let Some(ack) = ack
+            && let Err(error) = ack.check(acknowledged)
+        {
+            // A master that lost its replicas may be cut off from a
+            // failover that promoted one of them.
+            self.mark_lost();
+            return Err(error);
         }
         Ok(Some(executed))
     }
@@ -586,7 +596,7 @@ fn add(pipe: &mut Pipeline, command: &Command) {
 
 /// Validates `commands` and adds them to `pipe`; with `ignore_replies`
 /// their replies are dropped (inside `MULTI` they only answer `QUEUED`).
-fn queue(
+pub(super) fn queue(
     pipe: &mut Pipeline,
     commands: &[Command],
     ignore_replies: bool,
@@ -657,7 +667,7 @@ fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
     })
 }
 
-fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>, StoreError> {
+pub(super) fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>, StoreError> {
     if values.len() != commands.len() {
         return Err(StoreError::new(format!(
             "redis answered {} replies to {} commands",
