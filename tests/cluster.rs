@@ -3,8 +3,8 @@
 //! start, a master killed under load, a slot moved under load.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dsession::store::{
@@ -15,15 +15,15 @@ use dsession_service::{ServeConfig, build_state};
 
 use dsession_tests::TestCertificates;
 
+use crate::support::failover::{
+    Load, Seen, WORKERS, assert_nothing_lost, first_success, revoked_tokens,
+};
 use crate::support::{Env, Kind, RedisCluster, cluster_config, hardened_policy};
 
 /// How long a failover may take, from killing a master to the first call
 /// that succeeds on its slots: 1 s until the others declare it failed, then
 /// the replica's election.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(15);
-
-/// Tasks issuing and checking tokens under load.
-const WORKERS: usize = 8;
 
 fn set(key: &str, value: &str) -> Command {
     Command::Set {
@@ -222,29 +222,6 @@ async fn the_config_file_names_a_cluster_by_its_seed_nodes() {
     }
 }
 
-/// Error messages and how often each was seen.
-#[derive(Default)]
-struct Seen(Mutex<BTreeMap<String, usize>>);
-
-impl Seen {
-    fn record(&self, error: &Error) {
-        *self.0.lock().unwrap().entry(error.to_string()).or_default() += 1;
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().unwrap().values().sum()
-    }
-}
-
-impl std::fmt::Display for Seen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (message, count) in self.0.lock().unwrap().iter() {
-            writeln!(f, "  {count:>5} x {message}")?;
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_killed_under_load_fails_over_and_durable_writes_lose_no_token() {
     let mut env = Env::new(Kind::Cluster).await.with_policy(hardened_policy());
@@ -270,129 +247,24 @@ async fn a_master_killed_under_load_fails_over_and_durable_writes_lose_no_token(
     let victim = cluster.master_of(key_slot("user0"));
     let probe_user = user_on(cluster, victim, "probe");
 
-    let mut revoked = Vec::new();
-    for user in 0..20 {
-        let token = durable
-            .set_token(&format!("revoked{user}"), 600)
-            .await
-            .unwrap()
-            .token;
-        durable.delete_token(&token).await.unwrap();
-        revoked.push(token);
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let issued = Arc::new(Mutex::new(Vec::new()));
-    let errors = Arc::new(Seen::default());
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|worker| {
-            let (durable, stop, issued, errors) = (
-                Arc::clone(&durable),
-                Arc::clone(&stop),
-                Arc::clone(&issued),
-                Arc::clone(&errors),
-            );
-            tokio::spawn(async move {
-                let mut invalid = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let token = match durable.set_token(&format!("user{worker}"), 600).await {
-                        Ok(token) => token.token,
-                        Err(error) => {
-                            assert!(matches!(error, Error::Store(_)), "set-token: {error:?}");
-                            errors.record(&error);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    };
-                    issued.lock().unwrap().push(token.clone());
-                    match durable.check_token(&token).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => invalid.push(token),
-                        Err(error) => {
-                            assert!(matches!(error, Error::Store(_)), "check-token: {error:?}");
-                            errors.record(&error);
-                        }
-                    }
-                }
-                invalid
-            })
-        })
-        .collect();
-
-    let load_deadline = Instant::now() + Duration::from_secs(10);
-    while issued.lock().unwrap().len() < 200 {
-        assert!(Instant::now() < load_deadline, "the load never got going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let revoked = revoked_tokens(&durable, 20).await;
+    let load = Load::start(Arc::clone(&durable), 200).await;
     let killed = Instant::now();
     cluster.kill(victim);
 
     let sessions = env.manager();
-    let probe_errors = Seen::default();
-    let recovery = loop {
-        let probe = async {
-            let issued = sessions.set_token(&probe_user, 600).await?;
-            sessions.check_token(&issued.token).await
-        };
-        match probe.await {
-            Ok(Some(_)) => break killed.elapsed(),
-            Ok(None) => panic!("a token issued on the new master is not valid"),
-            Err(error) => {
-                assert!(matches!(error, Error::Store(_)), "probe: {error:?}");
-                probe_errors.record(&error);
-            }
-        }
-        assert!(
-            killed.elapsed() < FAILOVER_LIMIT,
-            "no call succeeded within {FAILOVER_LIMIT:?} of killing the master; errors:\n\
-             {probe_errors}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    // The workers see the new master too before they stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut invalid = Vec::new();
-    for worker in workers {
-        invalid.extend(worker.await.unwrap());
-    }
+    let recovery = first_success(&sessions, &probe_user, killed, FAILOVER_LIMIT).await;
+    let load = load.stop().await;
 
     let cluster = env.cluster.as_ref().unwrap();
     let promoted = cluster.master_of(key_slot("user0"));
     assert_ne!(promoted, victim, "the cluster did not promote the replica");
     cluster.wait_stable();
     env.store.ready().await.unwrap();
-    let issued = issued.lock().unwrap().clone();
-    let mut lost = Vec::new();
-    for token in &issued {
-        if sessions.check_token(token).await.unwrap().is_none() {
-            lost.push(token.clone());
-        }
-    }
-    let mut revived = Vec::new();
-    for token in &revoked {
-        if sessions.check_token(token).await.unwrap().is_some() {
-            revived.push(token.clone());
-        }
-    }
-
-    eprintln!(
-        "cluster failover from port {victim} to {promoted}: first success {recovery:?} after \
-         the kill; {} tokens issued with a replica's acknowledgement, {} lost; {} revoked, \
-         {} revived",
-        issued.len(),
-        lost.len(),
-        revoked.len(),
-        revived.len()
+    let failover = format!(
+        "cluster failover from port {victim} to {promoted}: first success {recovery:?} after the kill"
     );
-    eprintln!("errors seen by the workers (durable store):\n{errors}");
-    eprintln!("errors seen by the recovery probe:\n{probe_errors}");
-    assert!(invalid.is_empty(), "fresh tokens not valid: {invalid:?}");
-    assert!(lost.is_empty(), "acknowledged tokens lost: {lost:?}");
-    assert!(
-        revived.is_empty(),
-        "revoked tokens valid again: {revived:?}"
-    );
+    assert_nothing_lost(&sessions, &load, &revoked, &failover).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

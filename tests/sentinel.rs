@@ -1,15 +1,14 @@
 //! Failover: Redis Sentinel promoting a replica under load, sentinels that
 //! cannot help, and a single Redis server that goes away and comes back.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dsession::store::{RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store};
 use dsession::{Error, SessionManager, Settings};
 
+use crate::support::failover::{Load, Seen, assert_nothing_lost, first_success, revoked_tokens};
 use crate::support::{Env, Kind, RedisServer, free_port, sentinel_config};
 
 /// How long a failover may take, from killing the master to the first call
@@ -17,37 +16,11 @@ use crate::support::{Env, Kind, RedisServer, free_port, sentinel_config};
 /// election and a promotion.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(10);
 
-/// Tasks issuing and checking tokens during the failover.
-const WORKERS: usize = 8;
-
 fn assert_store_error<T: Debug>(what: &str, outcome: dsession::Result<T>) {
     assert!(
         matches!(outcome, Err(Error::Store(_))),
         "{what} while redis is down gave {outcome:?}, not a store error"
     );
-}
-
-/// Error messages and how often each was seen.
-#[derive(Default)]
-struct Seen(Mutex<BTreeMap<String, usize>>);
-
-impl Seen {
-    fn record(&self, error: &Error) {
-        *self.0.lock().unwrap().entry(error.to_string()).or_default() += 1;
-    }
-
-    fn print(&self, heading: &str) {
-        eprintln!("{heading}:\n{self}");
-    }
-}
-
-impl std::fmt::Display for Seen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (message, count) in self.0.lock().unwrap().iter() {
-            writeln!(f, "  {count:>5} x {message}")?;
-        }
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,92 +40,14 @@ async fn a_failover_under_load_keeps_every_acknowledged_token_and_revocation() {
     .unwrap();
     let durable = Arc::new(SessionManager::builder().store(durable).build().unwrap());
 
-    let mut revoked = Vec::new();
-    for user in 0..20 {
-        let token = durable
-            .set_token(&format!("revoked{user}"), 600)
-            .await
-            .unwrap()
-            .token;
-        durable.delete_token(&token).await.unwrap();
-        revoked.push(token);
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let issued = Arc::new(Mutex::new(Vec::new()));
-    let errors = Arc::new(Seen::default());
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|worker| {
-            let (durable, stop, issued, errors) = (
-                Arc::clone(&durable),
-                Arc::clone(&stop),
-                Arc::clone(&issued),
-                Arc::clone(&errors),
-            );
-            tokio::spawn(async move {
-                let mut invalid = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let token = match durable.set_token(&format!("user{worker}"), 600).await {
-                        Ok(token) => token.token,
-                        Err(error) => {
-                            assert!(matches!(error, Error::Store(_)), "set-token: {error:?}");
-                            errors.record(&error);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    };
-                    issued.lock().unwrap().push(token.clone());
-                    match durable.check_token(&token).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => invalid.push(token),
-                        Err(error) => {
-                            assert!(matches!(error, Error::Store(_)), "check-token: {error:?}");
-                            errors.record(&error);
-                        }
-                    }
-                }
-                invalid
-            })
-        })
-        .collect();
-
-    let load_deadline = Instant::now() + Duration::from_secs(10);
-    while issued.lock().unwrap().len() < 100 {
-        assert!(Instant::now() < load_deadline, "the load never got going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let revoked = revoked_tokens(&durable, 20).await;
+    let load = Load::start(Arc::clone(&durable), 100).await;
     let killed = Instant::now();
     let old_master = cluster.kill_master();
 
     let sessions = env.manager();
-    let probe_errors = Seen::default();
-    let recovery = loop {
-        let probe = async {
-            let issued = sessions.set_token("probe", 600).await?;
-            sessions.check_token(&issued.token).await
-        };
-        match probe.await {
-            Ok(Some(_)) => break killed.elapsed(),
-            Ok(None) => panic!("a token issued on the new master is not valid"),
-            Err(error) => {
-                assert!(matches!(error, Error::Store(_)), "probe: {error:?}");
-                probe_errors.record(&error);
-            }
-        }
-        assert!(
-            killed.elapsed() < FAILOVER_LIMIT,
-            "no call succeeded within {FAILOVER_LIMIT:?} of killing the master; errors:\n\
-             {probe_errors}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    // The workers see the new master too before they stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut invalid = Vec::new();
-    for worker in workers {
-        invalid.extend(worker.await.unwrap());
-    }
+    let recovery = first_success(&sessions, "probe", killed, FAILOVER_LIMIT).await;
+    let load = load.stop().await;
 
     let new_master = env.sentinel.as_ref().unwrap().master_port();
     assert_ne!(
@@ -160,37 +55,10 @@ async fn a_failover_under_load_keeps_every_acknowledged_token_and_revocation() {
         "the sentinels did not promote the replica"
     );
     env.store.ready().await.unwrap();
-    let issued = issued.lock().unwrap().clone();
-    let mut lost = Vec::new();
-    for token in &issued {
-        if durable.check_token(token).await.unwrap().is_none() {
-            lost.push(token.clone());
-        }
-    }
-    let mut revived = Vec::new();
-    for token in &revoked {
-        if durable.check_token(token).await.unwrap().is_some() {
-            revived.push(token.clone());
-        }
-    }
-
-    eprintln!(
-        "failover from port {old_master} to {new_master}: first success {recovery:?} after \
-         the kill; {} tokens issued with a replica's acknowledgement, {} lost; {} revoked, \
-         {} revived",
-        issued.len(),
-        lost.len(),
-        revoked.len(),
-        revived.len()
+    let failover = format!(
+        "failover from port {old_master} to {new_master}: first success {recovery:?} after the kill"
     );
-    errors.print("errors seen by the workers (durable store)");
-    probe_errors.print("errors seen by the recovery probe");
-    assert!(invalid.is_empty(), "fresh tokens not valid: {invalid:?}");
-    assert!(lost.is_empty(), "acknowledged tokens lost: {lost:?}");
-    assert!(
-        revived.is_empty(),
-        "revoked tokens valid again: {revived:?}"
-    );
+    assert_nothing_lost(&durable, &load, &revoked, &failover).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

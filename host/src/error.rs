@@ -112,7 +112,7 @@ pub enum SetupError {
 }
 
 impl SetupError {
-    /// A stable snake_case name for the case, as the CLI reports it.
+    /// A stable snake_case name for the case.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Runtime(_) => "runtime_error",

@@ -49,7 +49,8 @@
 //!
 //! # Features
 //!
-//! - `redis` (default): the Redis stores, one server or sentinels, with TLS.
+//! - `redis` (default): the Redis stores, one server, sentinels or a
+//!   cluster, with TLS.
 //! - `tower`: [`tower::RequireSessionLayer`] and [`tower::AttachSessionLayer`].
 //! - `axum`: the [`Authenticated`] extractor (implies `tower`).
 //! - `loader-http`, `loader-sql`: the HTTP and PostgreSQL/MySQL user loaders.

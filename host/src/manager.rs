@@ -193,7 +193,8 @@ impl SessionManagerBuilder {
 /// Issues, checks, refreshes, lists and revokes session tokens through a
 /// policy component and a store. Cloning is cheap and shares everything;
 /// each method runs in a policy instance of this manager's own (see
-/// [`Limits::reuse`]) inside a `tracing` span named after the operation.
+/// [`Limits::reuse`]) inside a `tracing` span `dsession` whose `operation`
+/// field names it.
 #[derive(Clone)]
 pub struct SessionManager(Arc<Shared>);
 
@@ -227,7 +228,7 @@ impl std::fmt::Debug for SessionManager {
 }
 
 /// Runs one export of the policy in an instance of its pool, in a span
-/// named after the operation, and reports its outcome to the observer.
+/// whose `operation` field names it, and reports its outcome to the observer.
 macro_rules! call {
     ($manager:ident, $operation:ident, $export:ident ( $($arg:expr),* )) => {{
         let started = Instant::now();
@@ -287,9 +288,10 @@ impl SessionManager {
         )
     }
 
-    /// Replaces the policy without checking it. Calls already running
-    /// finish on the old one; its instances are then dropped, never reused.
-    /// [`Self::reload_policy`] checks first.
+    /// Replaces the policy without checking it, and without waiting for a
+    /// reload in flight (which may then replace it in turn). Calls already
+    /// running finish on the old one; its instances are then dropped, never
+    /// reused. [`Self::reload_policy`] checks first and runs one at a time.
     pub fn swap_policy(&self, policy: Policy) {
         let instances = self.instances(policy);
         *self.0.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(instances);
@@ -313,6 +315,9 @@ impl SessionManager {
             Err(Error::InvalidArgument(reason)) => Err(SetupError::Settings(format!(
                 "the policy rejects the settings: {reason}"
             ))),
+            Err(error) if error.is_unavailable() => Err(SetupError::Store(format!(
+                "the first call to the policy could not reach the store or loader: {error}"
+            ))),
             Err(error) => Err(SetupError::Settings(format!(
                 "the first call to the policy failed: {error}"
             ))),
@@ -333,6 +338,11 @@ impl SessionManager {
     /// Swaps run one at a time. The observer sees each attempt.
     pub async fn reload_policy(&self, policy: Policy) -> Result<(), SetupError> {
         let _one_at_a_time = self.0.swapping.lock().await;
+        self.reload_locked(policy).await
+    }
+
+    /// Checks and swaps in `policy`; the caller holds `swapping`.
+    async fn reload_locked(&self, policy: Policy) -> Result<(), SetupError> {
         let outcome = if policy.runtime() != self.policy().runtime() {
             Err(SetupError::Runtime(
                 "the new policy was compiled on another runtime than the manager's".into(),
@@ -351,6 +361,9 @@ impl SessionManager {
     /// manager's runtime, off the async threads, then swaps it in as
     /// [`Self::reload_policy`] does. Returns the new policy.
     pub async fn reload_policy_from(&self, path: impl AsRef<Path>) -> Result<Policy, SetupError> {
+        // Held from the compile on, so that overlapping reloads of a file
+        // take effect in the order they started.
+        let _one_at_a_time = self.0.swapping.lock().await;
         let runtime = self.policy().runtime().clone();
         let path: PathBuf = path.as_ref().to_owned();
         let compiled = tokio::task::spawn_blocking(move || runtime.load_policy(&path))
@@ -363,7 +376,7 @@ impl SessionManager {
                 return Err(error);
             }
         };
-        self.reload_policy(policy.clone()).await?;
+        self.reload_locked(policy.clone()).await?;
         Ok(policy)
     }
 

@@ -16,6 +16,10 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::error::SetupError;
 use crate::policy::Compiled;
 
+/// The most instances of either kind a runtime takes: the pooling
+/// allocator reserves address space and tables for each.
+const MAX_COUNT: u32 = 1 << 16;
+
 /// Sizes and timing of a [`Runtime`]; see [`Runtime::builder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeBuilder {
@@ -39,16 +43,17 @@ impl Default for RuntimeBuilder {
 impl RuntimeBuilder {
     /// Policy calls that may run at once across every manager on this
     /// runtime; callers past it wait (up to [`crate::Limits::queue_timeout`]).
-    /// Default 256.
+    /// Default 256, at most 65,536.
     pub fn max_instances(mut self, instances: u32) -> Self {
-        self.max_instances = instances.max(1);
+        self.max_instances = instances.clamp(1, MAX_COUNT);
         self
     }
 
     /// Warm instances kept idle across every manager, besides the running
-    /// ones. Default 256; 0 keeps none (every call instantiates).
+    /// ones. Default 256, at most 65,536; 0 keeps none (every call
+    /// instantiates).
     pub fn max_idle_instances(mut self, instances: u32) -> Self {
-        self.max_idle_instances = instances;
+        self.max_idle_instances = instances.min(MAX_COUNT);
         self
     }
 
@@ -71,6 +76,7 @@ impl RuntimeBuilder {
     pub fn build(self) -> Result<Runtime, SetupError> {
         let mut pool = PoolingAllocationConfig::default();
         let instances = self.max_instances + self.max_idle_instances;
+        // The setters cap both counts, so these products fit in a u32.
         // A component built by rustc holds a few core modules (the program
         // plus adapter shims), each its own core instance with tables. Only
         // running calls need a stack.

@@ -1,6 +1,8 @@
 //! Fixtures: real `redis-server` processes on free loopback ports, and an
 //! environment per store kind so that behaviour tests are written once.
 
+pub mod failover;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -82,7 +82,10 @@ async fn main() -> Result<(), Error> {
     let store = RedisStore::connect(RedisConfig::new(flag(&args, "--redis")?)).await?;
 
     // Protecting the routes: the manager, the layer, done.
-    let sessions = SessionManager::builder().store(store).build()?;
+    let sessions = SessionManager::builder()
+        .store(store)
+        .build_checked()
+        .await?;
     let app = Router::new()
         .fallback(proxy)
         .with_state(upstream)
