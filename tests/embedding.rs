@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::routing::get;
 use dsession::observe::{Observer, Operation};
 use dsession::store::{RedisConfig, RedisStore};
@@ -16,9 +15,7 @@ use dsession::{
     Authenticated, Authentication, Authenticator, Error, Policy, Runtime, SessionManager, Settings,
     SetupError,
 };
-use http_body_util::BodyExt as _;
 use serde_json::Value;
-use tower::ServiceExt as _;
 
 use crate::support::RedisServer;
 
@@ -30,22 +27,11 @@ async fn redis_sessions(redis: &RedisServer) -> SessionManager {
 }
 
 async fn get_with(app: &Router, token: Option<&str>) -> (StatusCode, Option<String>, String) {
-    let mut request = Request::get("/me");
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let challenge = response
-        .headers()
+    let (status, headers, body) = crate::support::get(app, "/me", token).await;
+    let challenge = headers
         .get(header::WWW_AUTHENTICATE)
         .map(|value| value.to_str().unwrap().to_owned());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, challenge, String::from_utf8(body.to_vec()).unwrap())
+    (status, challenge, body)
 }
 
 fn error_code(body: &str) -> String {

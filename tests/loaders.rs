@@ -8,18 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use dsession::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
 use dsession::store::{Command, Reply};
 use dsession::{Error, LoaderError, LoaderOptions, SessionManager, UserLoader};
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig, app, build_state};
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 use crate::support::{Env, Kind, free_port};
 
@@ -175,19 +172,7 @@ fn loader_error(outcome: Result<Option<dsession::User>, Error>) -> String {
 
 /// A request to the service in-process: status, headers and body text.
 async fn request(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, HeaderMap, String) {
-    let mut request = Request::builder().uri(uri);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    crate::support::get(app, uri, token).await
 }
 
 fn detail_header(headers: &HeaderMap) -> Option<Value> {

@@ -335,3 +335,28 @@ macro_rules! on_every_store {
     };
 }
 pub(crate) use on_every_store;
+
+/// A GET to an in-process app, with the token as `Authorization: Bearer`
+/// when given: status, headers and body text.
+pub async fn get(
+    app: &axum::Router,
+    uri: &str,
+    token: Option<&str>,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, String) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let mut request = axum::http::Request::builder().uri(uri);
+    if let Some(token) = token {
+        request = request.header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}

@@ -463,8 +463,9 @@ impl Common {
         Ok(config)
     }
 
-    /// The manager, with the checks the service's `/v1/tokens/check`
-    /// makes.
+    /// The manager, checked as the service's is at start (the settings,
+    /// and on a cluster the slot layout), with the checks the service's
+    /// `/v1/tokens/check` makes.
     async fn authenticator(&self) -> anyhow::Result<Authenticator> {
         let config = self.config()?;
         let store = config.store.open().await?;
@@ -472,9 +473,6 @@ impl Common {
             Some(path) => Policy::load(path)?,
             None => Policy::builtin()?,
         };
-        if store.is_sharded() {
-            dsession::check_slot_layout(&policy, &config.settings, &config.policy.config).await?;
-        }
         let builder = SessionManager::builder()
             .settings(config.settings.clone())
             .limits(config.limits.policy_limits())
@@ -484,7 +482,8 @@ impl Common {
         let manager = config
             .loader
             .attach(builder)?
-            .build()
+            .build_checked()
+            .await
             .context("cannot set up the session manager")?;
         let authenticator = Authenticator::new(manager);
         Ok(match config.loader.on_error {
