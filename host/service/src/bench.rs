@@ -238,6 +238,9 @@ impl Store for Counting {
 
 /// What every task of a figure shares.
 struct Bench {
+    /// Starts every user id of this run, so that a run on a Redis that
+    /// earlier runs filled meets only users of its own.
+    run: String,
     store: Arc<Counting>,
     sessions: SessionManager,
     single: SessionManager,
@@ -246,11 +249,19 @@ struct Bench {
 
 /// One task's keys, tokens and connection, made before the clock starts.
 struct Task {
-    index: usize,
     token: String,
     user: String,
     key: String,
     http: Option<Http>,
+}
+
+/// `bench-` and 8 hex digits that differ from run to run.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!("bench-{:08x}", nanos ^ std::process::id().rotate_left(16))
 }
 
 fn user_detail(user_id: &str) -> Value {
@@ -258,18 +269,18 @@ fn user_detail(user_id: &str) -> Value {
 }
 
 impl Bench {
-    async fn task(&self, target: Target, index: usize) -> anyhow::Result<Task> {
+    /// Prepares task `index` of figure number `figure`: each figure's users
+    /// are its own, so a set-token user is new at every call.
+    async fn task(&self, target: Target, figure: usize, index: usize) -> anyhow::Result<Task> {
         let mut task = Task {
-            index,
             token: String::new(),
-            user: String::new(),
+            user: format!("{}-{figure}-{index}", self.run),
             key: format!("dsession-bench:{index}"),
             http: None,
         };
         let sessions = &self.sessions;
         match target {
             Target::Op(Op::Check | Op::CheckUser | Op::CheckUserCold | Op::Refresh | Op::Auth) => {
-                task.user = format!("bench-{index}");
                 task.token = sessions.set_token(&task.user, TOKEN_TTL).await?.token;
                 if target == Target::Op(Op::CheckUser) {
                     sessions
@@ -278,17 +289,15 @@ impl Bench {
                 }
             }
             Target::Op(Op::List) => {
-                task.user = format!("bench-list-{index}");
                 sessions.delete_user_token(&task.user).await?;
                 for _ in 0..LISTED_TOKENS {
                     sessions.set_token(&task.user, TOKEN_TTL).await?;
                 }
             }
-            Target::Op(Op::SetSingle) => task.user = format!("bench-single-{index}"),
-            Target::Op(Op::Set) | Target::Set => {}
+            Target::Op(Op::Set | Op::SetSingle) | Target::Set => {}
             Target::Get | Target::GetTtl => {
                 // As long as a token key's value, `{user_prefix}_{user_id}`.
-                let value = format!("gosession-user_bench-{index}");
+                let value = format!("gosession-user_{}", task.user);
                 self.store
                     .inner
                     .batch(vec![set(&task.key, value, TOKEN_TTL)])
@@ -336,7 +345,7 @@ impl Bench {
                 }
             }
             Target::Op(Op::Set) => {
-                let user = format!("bench-set-{}-{call}", task.index);
+                let user = format!("{}-{call}", task.user);
                 sessions.set_token(&user, SHORT_TTL).await.map_err(failed)?;
             }
             Target::Op(Op::SetSingle) => {
@@ -383,7 +392,7 @@ impl Bench {
                     .map_err(|e| e.to_string())?;
             }
             Target::Set => {
-                let value = format!("gosession-user_bench-{}", task.index);
+                let value = format!("gosession-user_{}", task.user);
                 store
                     .batch(vec![set(&task.key, value, SHORT_TTL)])
                     .await
@@ -520,6 +529,7 @@ fn progress(line: &str) {
 
 async fn measure(
     bench: &Arc<Bench>,
+    figure: usize,
     target: Target,
     concurrency: usize,
     duration: Duration,
@@ -539,7 +549,7 @@ async fn measure(
         let done = Arc::new(AtomicU64::new(0));
         counters.push(Arc::clone(&done));
         tasks.push(tokio::spawn(async move {
-            let task = bench.task(target, index).await;
+            let task = bench.task(target, figure, index).await;
             prepared.wait().await;
             go.wait().await;
             let mut task = task?;
@@ -658,6 +668,7 @@ async fn redis_used_memory(url: &str) -> anyhow::Result<u64> {
 /// store of their own, and compares memory before and after.
 async fn footprint(
     args: &BenchArgs,
+    run: &str,
     policy: &Policy,
     count: usize,
     limits: Limits,
@@ -683,6 +694,7 @@ async fn footprint(
         .map(|_| {
             let sessions = Arc::clone(&sessions);
             let next = Arc::clone(&next);
+            let run = run.to_owned();
             tokio::spawn(async move {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
@@ -690,7 +702,7 @@ async fn footprint(
                         return anyhow::Ok(());
                     }
                     sessions
-                        .set_token(&format!("bench-footprint-{n}"), 600)
+                        .set_token(&format!("{run}-footprint-{n}"), 600)
                         .await?;
                 }
             })
@@ -786,6 +798,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, None)
     };
     let bench = Arc::new(Bench {
+        run: run_id(),
         store,
         sessions,
         single,
@@ -807,13 +820,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         for target in targets {
-            figures.push(measure(&bench, target, concurrency, duration).await?);
+            let figure = figures.len();
+            figures.push(measure(&bench, figure, target, concurrency, duration).await?);
         }
     }
     progress("");
     let footprint = match args.sessions {
         0 => None,
-        count => Some(footprint(&args, &policy, count, limits).await?),
+        count => Some(footprint(&args, &bench.run, &policy, count, limits).await?),
     };
     if let Some(stop) = stop_service {
         let _ = stop.send(());
