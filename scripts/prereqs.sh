@@ -7,6 +7,24 @@ ensure_wasm_target() {
     fi
 }
 
+# Installs the Debian packages named, if any.
+apt_install() {
+    [ $# -gt 0 ] || return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
+}
+
+# A C toolchain and make: ring, the SQL drivers and jemalloc (the binary's
+# allocator) build C code.
+ensure_build_tools() {
+    local missing=()
+    command -v cc >/dev/null || missing+=(gcc libc6-dev)
+    command -v make >/dev/null || missing+=(make)
+    apt_install "${missing[@]}"
+}
+
 # Debian packages the tests talk to: redis-server, the gateways, and
 # openssl for the TLS tests' certificates.
 ensure_test_packages() {
@@ -15,12 +33,7 @@ ensure_test_packages() {
     command -v nginx >/dev/null || missing+=(nginx)
     command -v caddy >/dev/null || missing+=(caddy)
     command -v openssl >/dev/null || missing+=(openssl)
-    if [ ${#missing[@]} -gt 0 ]; then
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo=sudo
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-    fi
+    apt_install "${missing[@]}"
 }
 
 # Waits up to 60 s for `$@` to succeed.
@@ -43,10 +56,7 @@ ensure_test_databases() {
     local missing=()
     command -v pg_ctlcluster >/dev/null || missing+=(postgresql postgresql-client)
     [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
-    if [ ${#missing[@]} -gt 0 ]; then
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-    fi
+    apt_install "${missing[@]}"
 
     if ! pg_isready -q -h 127.0.0.1 -p 5432; then
         $sudo pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start

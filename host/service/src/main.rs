@@ -8,6 +8,11 @@ use clap::Parser as _;
 mod bench;
 mod cli;
 
+// glibc's malloc took a fifth of the samples of a check under load, and
+// its arena locks contend between the runtime's threads (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
