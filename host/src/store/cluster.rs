@@ -43,7 +43,7 @@ use redis::{
 };
 
 use super::redis::{ReplicaAck, queue, redact, replies, store_error, text};
-use super::tls::{Connector, TlsFiles};
+use super::tls::{Connector, TlsFiles, host_and_port};
 use super::{Command, Reply, Store, StoreError, Transaction};
 use crate::error::SetupError;
 
@@ -171,12 +171,6 @@ impl fmt::Debug for ClusterStore {
     }
 }
 
-fn split_address(address: &str) -> Option<(&str, u16)> {
-    let (host, port) = address.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host, port.parse().ok()?))
-}
-
 impl ClusterStore {
     /// Connects to the cluster through its seed nodes and learns its slots;
     /// fails when no seed can be reached now.
@@ -188,11 +182,6 @@ impl ClusterStore {
 
     async fn open(config: ClusterConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(!config.nodes.is_empty(), "no cluster nodes given");
-        // WAIT with a timeout of 0 waits forever.
-        anyhow::ensure!(
-            config.min_replicas_ack == 0 || config.ack_timeout >= Duration::from_millis(1),
-            "ack_timeout must be at least 1 ms"
-        );
         let seeds: Vec<String> = config.nodes.iter().map(|url| redact(url)).collect();
         let secure = config.nodes.iter().all(|url| url.starts_with("rediss://"));
         anyhow::ensure!(
@@ -220,10 +209,7 @@ impl ClusterStore {
         if let Some(password) = &config.password {
             settings = settings.set_password(password);
         }
-        let ack = (config.min_replicas_ack > 0).then_some(ReplicaAck {
-            replicas: config.min_replicas_ack,
-            timeout: config.ack_timeout,
-        });
+        let ack = ReplicaAck::configured(config.min_replicas_ack, config.ack_timeout)?;
         let wait = ack.map_or(Duration::ZERO, |ack| ack.timeout);
         let mut builder = ClusterClientBuilder::new(infos)
             .connection_timeout(config.connect_timeout)
@@ -519,36 +505,51 @@ impl Inner {
                 Err(Failure::Store(error)) => return Err(error),
                 Err(Failure::Redis(error)) => error,
             };
-            let redirected = match next_step(&error, resend) {
-                Next::Redirect { address, asking } => {
-                    if !asking {
-                        self.learn(slot, &address);
-                    }
-                    target = Target {
-                        address: Some(address),
-                        asking,
-                    };
-                    true
-                }
-                Next::Later => {
-                    target = Target::default();
-                    self.forget(slot);
-                    false
-                }
-                Next::Fail => return Err(store_error(error).context(format!("slot {slot}"))),
-            };
-            if Instant::now() + pause > deadline {
-                return Err(store_error(error).context(format!(
-                    "slot {slot}, still failing after retrying for {} ms",
-                    self.command_timeout.as_millis()
-                )));
-            }
-            // A redirection goes at once; anything else waits a little.
-            if !redirected {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(LONGEST_PAUSE);
-            }
+            self.after_failure(slot, error, resend, &mut target, &mut pause, deadline)
+                .await?;
         }
+    }
+
+    /// Aims the next try on `slot` after `error`: where a redirection
+    /// points, at once, or at the slot's master after `pause`, which then
+    /// doubles. The error to give up with when the failure cannot be
+    /// retried, or when the pause would pass `deadline`.
+    async fn after_failure(
+        &self,
+        slot: u16,
+        error: RedisError,
+        resend: bool,
+        target: &mut Target,
+        pause: &mut Duration,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        match next_step(&error, resend) {
+            Next::Redirect { address, asking } => {
+                if !asking {
+                    self.learn(slot, &address);
+                }
+                *target = Target {
+                    address: Some(address),
+                    asking,
+                };
+            }
+            Next::Later => {
+                *target = Target::default();
+                self.forget(slot);
+            }
+            Next::Fail => return Err(store_error(error).context(format!("slot {slot}"))),
+        }
+        if Instant::now() + *pause > deadline {
+            return Err(store_error(error).context(format!(
+                "slot {slot}, still failing after retrying for {} ms",
+                self.command_timeout.as_millis()
+            )));
+        }
+        if target.address.is_none() {
+            tokio::time::sleep(*pause).await;
+            *pause = (*pause * 2).min(LONGEST_PAUSE);
+        }
+        Ok(())
     }
 
     /// Sends `pipe` over the cluster connection to the master of `slot`, or
@@ -560,7 +561,7 @@ impl Inner {
         pipe: Pipeline,
         count: usize,
     ) -> Result<Vec<Value>, RedisError> {
-        let route = match target.address.as_deref().and_then(split_address) {
+        let route = match target.address.as_deref().and_then(host_and_port) {
             Some((host, port)) => SingleNodeRoutingInfo::ByAddress {
                 host: host.to_owned(),
                 port,
@@ -664,7 +665,7 @@ impl Inner {
         if let Some(connection) = self.idle().get_mut(address).and_then(Vec::pop) {
             return Ok(connection);
         }
-        let (host, port) = split_address(address).ok_or_else(|| {
+        let (host, port) = host_and_port(address).ok_or_else(|| {
             RedisError::from((
                 ErrorKind::InvalidClientConfig,
                 "invalid node address",
@@ -849,25 +850,21 @@ impl Store for ClusterStore {
             }
             let per_command = 1 + usize::from(target.asking);
             let count = per_command * (1 + reads.len());
-            let address: Result<Arc<str>, RedisError> = match &target.address {
-                Some(address) => Ok(address.as_str().into()),
-                None => inner.master(slot).await,
-            };
-            let sent = match address {
-                Ok(address) => match inner.connection(&address).await {
-                    Ok(mut connection) => {
-                        match connection.req_packed_commands(&pipe, 0, count).await {
-                            Ok(values) => Ok((address, connection, values)),
-                            Err(error) => {
-                                inner.drop_idle(&address);
-                                Err(error)
-                            }
-                        }
+            let sent = async {
+                let address: Arc<str> = match &target.address {
+                    Some(address) => address.as_str().into(),
+                    None => inner.master(slot).await?,
+                };
+                let mut connection = inner.connection(&address).await?;
+                match connection.req_packed_commands(&pipe, 0, count).await {
+                    Ok(values) => Ok((address, connection, values)),
+                    Err(error) => {
+                        inner.drop_idle(&address);
+                        Err(error)
                     }
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            };
+                }
+            }
+            .await;
             let error = match sent {
                 Ok((address, connection, values)) => match interruption(&values) {
                     None => {
@@ -896,32 +893,9 @@ impl Store for ClusterStore {
                 },
                 Err(error) => error,
             };
-            match next_step(&error, true) {
-                Next::Redirect { address, asking } => {
-                    if !asking {
-                        inner.learn(slot, &address);
-                    }
-                    target = Target {
-                        address: Some(address),
-                        asking,
-                    };
-                }
-                Next::Later => {
-                    target = Target::default();
-                    inner.forget(slot);
-                }
-                Next::Fail => return Err(store_error(error).context(format!("slot {slot}"))),
-            }
-            if Instant::now() + pause > deadline {
-                return Err(store_error(error).context(format!(
-                    "slot {slot}, still failing after retrying for {} ms",
-                    inner.command_timeout.as_millis()
-                )));
-            }
-            if target.address.is_none() {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(LONGEST_PAUSE);
-            }
+            inner
+                .after_failure(slot, error, true, &mut target, &mut pause, deadline)
+                .await?;
         }
     }
 

@@ -178,6 +178,19 @@ pub(super) struct ReplicaAck {
 }
 
 impl ReplicaAck {
+    /// Durable writes as configured: none when `replicas` is 0.
+    pub(super) fn configured(replicas: usize, timeout: Duration) -> anyhow::Result<Option<Self>> {
+        if replicas == 0 {
+            return Ok(None);
+        }
+        // WAIT with a timeout of 0 waits forever.
+        anyhow::ensure!(
+            timeout >= Duration::from_millis(1),
+            "ack_timeout must be at least 1 ms"
+        );
+        Ok(Some(Self { replicas, timeout }))
+    }
+
     /// Whether the reply to `WAIT` says enough replicas acknowledged.
     pub(super) fn check(self, reply: Option<Value>) -> Result<(), StoreError> {
         let count = match reply {

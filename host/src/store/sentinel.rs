@@ -28,7 +28,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisConnectionInfo, RedisError};
 
 use super::redis::{ReplicaAck, Server, role, store_error, text};
-use super::tls::{Connector, TlsFiles};
+use super::tls::{Connector, TlsFiles, host_and_port};
 use super::{Command, Reply, Store, StoreError, Transaction};
 
 /// How to find the master through Redis Sentinel.
@@ -200,13 +200,8 @@ impl fmt::Debug for SentinelStore {
 }
 
 fn parse_address(address: &str) -> anyhow::Result<(String, u16)> {
-    let (host, port) = address
-        .rsplit_once(':')
+    let (host, port) = host_and_port(address)
         .with_context(|| format!("sentinel address {address:?} is not host:port"))?;
-    let port = port
-        .parse()
-        .with_context(|| format!("sentinel address {address:?} has no valid port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_owned(), port))
 }
 
@@ -223,11 +218,6 @@ impl SentinelStore {
     async fn open(config: SentinelConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(!config.sentinels.is_empty(), "no sentinel addresses given");
         anyhow::ensure!(!config.master_name.is_empty(), "no master name given");
-        // WAIT with a timeout of 0 waits forever.
-        anyhow::ensure!(
-            config.min_replicas_ack == 0 || config.ack_timeout >= Duration::from_millis(1),
-            "ack_timeout must be at least 1 ms"
-        );
         let mut sentinel_settings = RedisConnectionInfo::default();
         if let Some(password) = &config.sentinel_password {
             sentinel_settings = sentinel_settings.set_password(password);
@@ -254,10 +244,7 @@ impl SentinelStore {
         if let Some(password) = &config.password {
             master_settings = master_settings.set_password(password);
         }
-        let ack = (config.min_replicas_ack > 0).then_some(ReplicaAck {
-            replicas: config.min_replicas_ack,
-            timeout: config.ack_timeout,
-        });
+        let ack = ReplicaAck::configured(config.min_replicas_ack, config.ack_timeout)?;
         let wait = ack.map_or(Duration::ZERO, |ack| ack.timeout);
         let inner = Arc::new(Inner {
             master_name: config.master_name,

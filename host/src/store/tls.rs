@@ -53,6 +53,14 @@ impl TlsFiles {
     }
 }
 
+/// The host and port of `host:port` or `[v6 address]:port`, as Redis names
+/// its nodes and the sentinels their masters.
+pub(super) fn host_and_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host, port.parse().ok()?))
+}
+
 /// Opens clients with or without TLS, as configured, for hosts learned at
 /// run time (sentinels, and the masters they name).
 #[derive(Clone)]
