@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dsession::store::{
-    ClusterConfig, ClusterStore, Command, Reply, SetCondition, StoreConfig, TlsFiles, key_slot,
+    ClusterConfig, ClusterStore, Command, Reply, SetCondition, StoreConfig, key_slot,
 };
 use dsession::{Error, Policy, SessionManager, Settings, SlotLayoutError, check_slot_layout};
 use dsession_service::{ServeConfig, build_state};
@@ -18,7 +18,9 @@ use dsession_tests::TestCertificates;
 use crate::support::failover::{
     Load, Seen, WORKERS, assert_nothing_lost, first_success, revoked_tokens,
 };
-use crate::support::{Env, Kind, RedisCluster, cluster_config, hardened_policy};
+use crate::support::{
+    Env, Kind, RedisCluster, add_acl_user, cluster_config, hardened_policy, tls_client_files,
+};
 
 /// How long a failover may take, from killing a master to the first call
 /// that succeeds on its slots: 1 s until the others declare it failed, then
@@ -362,26 +364,12 @@ async fn a_cluster_serves_over_tls_as_an_acl_user_and_a_wrong_ca_is_a_clear_erro
     let cluster = RedisCluster::start_tls(&certificates);
     // ACL users live on each node; this one reaches the hardened layout only.
     for node in cluster.nodes() {
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("dsession")
-            .arg("on")
-            .arg(">s3cret")
-            .arg("resetkeys")
-            .arg("~dsession:*")
-            .arg("+@all")
-            .query_async::<()>(&mut node.client().await)
-            .await
-            .unwrap();
+        add_acl_user(&mut node.client().await, &["dsession:*"]).await;
     }
     let config = |ca: &str| ClusterConfig {
         username: Some("dsession".into()),
         password: Some("s3cret".into()),
-        tls: TlsFiles {
-            ca_file: Some(certificates.path(ca)),
-            client_cert_file: Some(certificates.path("client.crt")),
-            client_key_file: Some(certificates.path("client.key")),
-        },
+        tls: tls_client_files(&certificates, ca),
         ..ClusterConfig::new(cluster.tls_urls())
     };
     let store = ClusterStore::connect(config("ca.crt")).await.unwrap();

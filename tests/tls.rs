@@ -7,7 +7,9 @@ use dsession::store::{
 use dsession::{Error, SessionManager, Settings};
 use dsession_tests::TestCertificates;
 
-use crate::support::{RedisServer, SentinelCluster, free_port, sentinel_config};
+use crate::support::{
+    RedisServer, SentinelCluster, add_acl_user, free_port, sentinel_config, tls_client_files,
+};
 
 /// A `redis-server` with TLS on its own port (the plain port stays for the
 /// fixture), and an ACL user `dsession` that may touch only the default
@@ -24,19 +26,11 @@ impl TlsRedis {
         let tls_port = free_port();
         let args = certificates.server_args(tls_port);
         let server = RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let mut admin = server.client().await;
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("dsession")
-            .arg("on")
-            .arg(">s3cret")
-            .arg("resetkeys")
-            .arg("~gosession-token_*")
-            .arg("~gosession-user_*")
-            .arg("+@all")
-            .query_async::<()>(&mut admin)
-            .await
-            .unwrap();
+        add_acl_user(
+            &mut server.client().await,
+            &["gosession-token_*", "gosession-user_*"],
+        )
+        .await;
         Self {
             server,
             tls_port,
@@ -48,20 +42,22 @@ impl TlsRedis {
         format!("rediss://dsession:{password}@127.0.0.1:{}/0", self.tls_port)
     }
 
-    fn files(&self, ca: &str) -> TlsFiles {
-        TlsFiles {
-            ca_file: Some(self.certificates.path(ca)),
-            client_cert_file: Some(self.certificates.path("client.crt")),
-            client_key_file: Some(self.certificates.path("client.key")),
-        }
-    }
-
     fn config(&self, password: &str, ca: &str) -> RedisConfig {
         RedisConfig {
-            tls: self.files(ca),
+            tls: tls_client_files(&self.certificates, ca),
             ..RedisConfig::new(self.url(password))
         }
     }
+}
+
+/// Each token operation once, through `sessions`, for a user `alice`.
+async fn issue_check_refresh_list_and_revoke(sessions: &SessionManager) {
+    let issued = sessions.set_token("alice", 60).await.unwrap();
+    assert!(sessions.check_token(&issued.token).await.unwrap().is_some());
+    sessions.refresh_token(&issued.token, 120).await.unwrap();
+    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 1);
+    sessions.delete_user_token("alice").await.unwrap();
+    assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -71,12 +67,7 @@ async fn every_operation_works_over_tls_as_an_acl_user_limited_to_the_layout() {
         .await
         .unwrap();
     let sessions = SessionManager::builder().store(store).build().unwrap();
-    let issued = sessions.set_token("alice", 60).await.unwrap();
-    assert!(sessions.check_token(&issued.token).await.unwrap().is_some());
-    sessions.refresh_token(&issued.token, 120).await.unwrap();
-    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 1);
-    sessions.delete_user_token("alice").await.unwrap();
-    assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
+    issue_check_refresh_list_and_revoke(&sessions).await;
 
     // The ACL user reaches the layout's keys only.
     let elsewhere = SessionManager::builder()
@@ -132,7 +123,7 @@ async fn a_wrong_ca_or_password_or_a_missing_file_is_a_clear_error_at_startup() 
     assert!(message.contains("cannot read the CA file"), "{message}");
 
     let plain_with_files = RedisConfig {
-        tls: redis.files("ca.crt"),
+        tls: tls_client_files(&redis.certificates, "ca.crt"),
         ..RedisConfig::new(redis.server.url())
     };
     let message = format!(
@@ -162,11 +153,7 @@ async fn sentinels_and_their_master_serve_every_operation_over_tls() {
     let certificates = TestCertificates::generate();
     let cluster = SentinelCluster::start_tls(&certificates);
     let store = SentinelStore::connect(SentinelConfig {
-        tls: Some(TlsFiles {
-            ca_file: Some(certificates.path("ca.crt")),
-            client_cert_file: Some(certificates.path("client.crt")),
-            client_key_file: Some(certificates.path("client.key")),
-        }),
+        tls: Some(tls_client_files(&certificates, "ca.crt")),
         ..sentinel_config(&cluster)
     })
     .await
@@ -178,10 +165,5 @@ async fn sentinels_and_their_master_serve_every_operation_over_tls() {
     );
     store.ready().await.unwrap();
     let sessions = SessionManager::builder().store(store).build().unwrap();
-    let issued = sessions.set_token("alice", 60).await.unwrap();
-    assert!(sessions.check_token(&issued.token).await.unwrap().is_some());
-    sessions.refresh_token(&issued.token, 120).await.unwrap();
-    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 1);
-    sessions.delete_user_token("alice").await.unwrap();
-    assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
+    issue_check_refresh_list_and_revoke(&sessions).await;
 }

@@ -10,10 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dsession::store::{
     self, ClusterConfig, ClusterStore, MemoryStore, RedisConfig, RedisStore, Reply, SentinelConfig,
-    SentinelStore, Store, StoreError, Transaction,
+    SentinelStore, Store, StoreError, TlsFiles, Transaction,
 };
 use dsession::{Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
+use dsession_tests::TestCertificates;
 pub use dsession_tests::{MASTER_NAME, RedisCluster, RedisServer, SentinelCluster, free_port};
+use redis::aio::MultiplexedConnection;
 
 /// A store wrapper that counts round trips and the commands in them.
 pub struct Counting<S> {
@@ -252,6 +254,37 @@ pub fn sentinel_config(cluster: &SentinelCluster) -> SentinelConfig {
 /// How to reach `cluster` through all its nodes.
 pub fn cluster_config(cluster: &RedisCluster) -> ClusterConfig {
     ClusterConfig::new(cluster.urls())
+}
+
+/// The client's side of `certificates`: trusting the CA in `ca`
+/// (`ca.crt`, or `other-ca.crt`, which signed nothing the servers present),
+/// with the client certificate.
+pub fn tls_client_files(certificates: &TestCertificates, ca: &str) -> TlsFiles {
+    TlsFiles {
+        ca_file: Some(certificates.path(ca)),
+        client_cert_file: Some(certificates.path("client.crt")),
+        client_key_file: Some(certificates.path("client.key")),
+    }
+}
+
+/// Makes the ACL user `dsession`, password `s3cret`, on the server behind
+/// `connection`, reaching only keys that match `key_patterns`.
+pub async fn add_acl_user(connection: &mut MultiplexedConnection, key_patterns: &[&str]) {
+    let mut command = redis::cmd("ACL");
+    command
+        .arg("SETUSER")
+        .arg("dsession")
+        .arg("on")
+        .arg(">s3cret")
+        .arg("resetkeys");
+    for pattern in key_patterns {
+        command.arg(format!("~{pattern}"));
+    }
+    command
+        .arg("+@all")
+        .query_async::<()>(connection)
+        .await
+        .expect("ACL SETUSER");
 }
 
 /// The built-in hardened policy.
