@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tracing::Instrument as _;
-use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::error::{Error, Result, SetupError};
 use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
@@ -138,8 +137,8 @@ impl SessionManagerBuilder {
             (None, None) => Policy::builtin()?,
         };
         let settings = WitSettings {
-            token_key_prefix: self.settings.token_key_prefix.clone(),
-            user_key_prefix: self.settings.user_key_prefix.clone(),
+            token_key_prefix: self.settings.token_key_prefix,
+            user_key_prefix: self.settings.user_key_prefix,
             default_expire_seconds: self.settings.default_expire_seconds,
             index_expire_seconds: self.settings.index_expire_seconds,
             single_mode: self.settings.single_mode,
@@ -155,13 +154,12 @@ impl SessionManagerBuilder {
             .clone()
             .map(|loader| Arc::new(loader) as Arc<dyn UserLoader>);
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let policy_config = policy_config::variables(&self.policy_config);
         let instances = Instances::new(
             policy,
             self.limits,
             Arc::clone(&store),
             loader.clone(),
-            Arc::clone(&policy_config),
+            policy_config::variables(&self.policy_config),
         );
         Ok(SessionManager(Arc::new(Shared {
             store,
@@ -169,12 +167,8 @@ impl SessionManagerBuilder {
             coalescing,
             instances: RwLock::new(Arc::new(instances)),
             settings,
-            #[cfg(feature = "redis")]
-            given_settings: self.settings,
             limits: self.limits,
-            policy_config,
-            #[cfg(feature = "redis")]
-            given_policy_config: self.policy_config,
+            policy_config: self.policy_config,
             observer,
             swapping: tokio::sync::Mutex::new(()),
         })))
@@ -206,13 +200,9 @@ struct Shared {
     /// The current policy's instances; replaced whole by a swap.
     instances: RwLock<Arc<Instances>>,
     settings: WitSettings,
-    /// The settings as given, for the slot-layout check.
-    #[cfg(feature = "redis")]
-    given_settings: Settings,
-    policy_config: Arc<WasiConfigVariables>,
-    /// The policy config as given, for the slot-layout check.
-    #[cfg(feature = "redis")]
-    given_policy_config: BTreeMap<String, String>,
+    /// The policy's `wasi:config` settings; each pool of instances reads
+    /// them from its own copy.
+    policy_config: BTreeMap<String, String>,
     limits: Limits,
     observer: Arc<dyn Observer>,
     /// Held by a checked swap, so that swaps happen one at a time.
@@ -284,8 +274,21 @@ impl SessionManager {
             self.0.limits,
             Arc::clone(&self.0.store),
             self.0.loader.clone(),
-            Arc::clone(&self.0.policy_config),
+            policy_config::variables(&self.0.policy_config),
         )
+    }
+
+    /// The settings as the builder was given them.
+    #[cfg(feature = "redis")]
+    fn given_settings(&self) -> Settings {
+        let settings = &self.0.settings;
+        Settings {
+            token_key_prefix: settings.token_key_prefix.clone(),
+            user_key_prefix: settings.user_key_prefix.clone(),
+            default_expire_seconds: settings.default_expire_seconds,
+            index_expire_seconds: settings.index_expire_seconds,
+            single_mode: settings.single_mode,
+        }
     }
 
     /// Replaces the policy without checking it, and without waiting for a
@@ -322,13 +325,11 @@ impl SessionManager {
                 "the first call to the policy failed: {error}"
             ))),
             #[cfg(feature = "redis")]
-            Ok(_) if self.0.store.is_sharded() => crate::check_slot_layout(
-                policy,
-                &self.0.given_settings,
-                &self.0.given_policy_config,
-            )
-            .await
-            .map_err(|error| SetupError::Policy(error.to_string())),
+            Ok(_) if self.0.store.is_sharded() => {
+                crate::check_slot_layout(policy, &self.given_settings(), &self.0.policy_config)
+                    .await
+                    .map_err(|error| SetupError::Policy(error.to_string()))
+            }
             Ok(_) => Ok(()),
         }
     }
