@@ -4,31 +4,22 @@
 //! Each method is one network round trip however many commands it carries,
 //! so a policy can reason about its cost.
 
-#[cfg(feature = "redis")]
-mod cluster;
 mod config;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "redis")]
-mod sentinel;
-#[cfg(feature = "redis")]
-mod tls;
 
 use std::fmt;
 
 use async_trait::async_trait;
 
-#[cfg(feature = "redis")]
-pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
 pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisConfig, RedisStore};
-#[cfg(feature = "redis")]
-pub use self::sentinel::{SentinelConfig, SentinelStore};
-#[cfg(feature = "redis")]
-pub use self::tls::TlsFiles;
+pub use self::redis::{
+    ClusterConfig, ClusterStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, TlsFiles,
+    key_slot,
+};
 
 /// When a `SET` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, ServerErrorKind, Value,
 };
 
-use super::tls::TlsFiles;
-use super::{Command, ExpireCondition, Reply, SetCondition, Store, StoreError, Transaction};
+use super::net::TlsFiles;
+use crate::store::{Command, ExpireCondition, Reply, SetCondition, Store, StoreError, Transaction};
 
 /// How to reach a Redis server.
 #[derive(Debug, Clone)]

@@ -42,9 +42,9 @@ use redis::{
     RedisError, ServerErrorKind, Value,
 };
 
-use super::redis::{ReplicaAck, queue, redact, replies, store_error, text};
-use super::tls::{Connector, TlsFiles, host_and_port};
-use super::{Command, Reply, Store, StoreError, Transaction};
+use super::server::{ReplicaAck, queue, redact, replies, store_error, text};
+use super::net::{Connector, TlsFiles, host_and_port};
+use crate::store::{Command, Reply, Store, StoreError, Transaction};
 use crate::error::SetupError;
 
 /// Slots in a Redis Cluster.

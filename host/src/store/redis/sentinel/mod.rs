@@ -27,9 +27,9 @@ use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisConnectionInfo, RedisError};
 
-use super::redis::{ReplicaAck, Server, role, store_error, text};
-use super::tls::{Connector, TlsFiles, host_and_port};
-use super::{Command, Reply, Store, StoreError, Transaction};
+use super::server::{ReplicaAck, Server, role, store_error, text};
+use super::net::{Connector, TlsFiles, host_and_port};
+use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
 /// How to find the master through Redis Sentinel.
 #[derive(Clone)]
