@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 #[cfg(feature = "redis")]
 use super::{
-    ClusterConfig, ClusterStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, TlsFiles,
+    ClusterConfig, ClusterStore, DEFAULT_TIMEOUT_MS, RedisConfig, RedisStore, SentinelConfig,
+    SentinelStore, TlsFiles,
 };
 use super::{MemoryStore, Store};
 use crate::error::SetupError;
@@ -109,7 +110,7 @@ pub enum StoreConfig {
 
 #[cfg(feature = "redis")]
 fn default_timeout_ms() -> u64 {
-    1000
+    DEFAULT_TIMEOUT_MS
 }
 
 impl std::fmt::Debug for StoreConfig {

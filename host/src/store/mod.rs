@@ -17,8 +17,8 @@ pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    ClusterConfig, ClusterStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore, TlsFiles,
-    key_slot,
+    ClusterConfig, ClusterStore, DEFAULT_TIMEOUT_MS, RedisConfig, RedisStore, SentinelConfig,
+    SentinelStore, TlsFiles, key_slot,
 };
 
 /// When a `SET` writes.

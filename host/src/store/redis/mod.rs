@@ -1,11 +1,139 @@
-//! The Redis stores: one server, a master behind Sentinel, a Redis Cluster.
+//! The Redis stores: one server ([`RedisStore`], here), a master behind
+//! Sentinel ([`SentinelStore`]) and a Redis Cluster ([`ClusterStore`]).
+//!
+//! What the three share has a module of its own, as in redis-rs: `codec`
+//! (each store command as a Redis command, each reply as the store's),
+//! `server` (the shared and dedicated connections to one server, batches,
+//! `MULTI`/`EXEC` and `WATCH`), `pool` (idle dedicated connections), `ack`
+//! (durable writes with `WAIT`), `error` (what a Redis failure means: an
+//! outage, corrupt data, a server gone; URLs without passwords) and `net`
+//! (plain TCP or TLS, node addresses, the default timeouts).
+//!
+//! A single server is shared with every other service on it. Batches go
+//! over one auto-reconnecting multiplexed connection; a `WATCH` takes a
+//! dedicated connection for its whole life.
 
+mod ack;
 mod cluster;
+mod codec;
+mod error;
 mod net;
+mod pool;
 mod sentinel;
 mod server;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use redis::Client;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
 pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
-pub use self::net::TlsFiles;
+use self::error::redact;
+use self::net::{DEFAULT_TIMEOUT, timeouts};
+pub use self::net::{DEFAULT_TIMEOUT_MS, TlsFiles};
 pub use self::sentinel::{SentinelConfig, SentinelStore};
-pub use self::server::{RedisConfig, RedisStore};
+use self::server::Server;
+use crate::error::SetupError;
+use crate::store::{Command, Reply, Store, StoreError, Transaction};
+
+/// How to reach a Redis server.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long a round trip may take.
+    pub command_timeout: Duration,
+    /// Certificates for a `rediss://` URL; without a CA file the system's
+    /// roots are trusted.
+    pub tls: TlsFiles,
+}
+
+impl RedisConfig {
+    /// The server at `url` with the default timeouts
+    /// ([`DEFAULT_TIMEOUT_MS`] each).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            connect_timeout: DEFAULT_TIMEOUT,
+            command_timeout: DEFAULT_TIMEOUT,
+            tls: TlsFiles::default(),
+        }
+    }
+}
+
+/// A store on one Redis server. Cloning it shares its connections.
+#[derive(Clone)]
+pub struct RedisStore {
+    server: Arc<Server<ConnectionManager>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", self.server.address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server; fails when it cannot be reached now.
+    pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
+        Self::open(config)
+            .await
+            .map_err(|e| SetupError::Store(format!("{e:#}")))
+    }
+
+    async fn open(config: RedisConfig) -> anyhow::Result<Self> {
+        let client = if config.url.starts_with("rediss://") {
+            Client::build_with_tls(config.url.as_str(), config.tls.certificates()?)
+        } else {
+            anyhow::ensure!(
+                config.tls == TlsFiles::default(),
+                "TLS certificates are configured, but {} is not a rediss:// URL",
+                redact(&config.url)
+            );
+            Client::open(config.url.as_str())
+        }
+        .with_context(|| format!("invalid redis URL {:?}", redact(&config.url)))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let shared = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .with_context(|| format!("cannot connect to redis at {}", redact(&config.url)))?;
+        let dedicated = timeouts(config.connect_timeout, config.command_timeout);
+        Ok(Self {
+            server: Arc::new(Server::new(client, shared, dedicated, None)),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
+        self.server.batch(&commands).await
+    }
+
+    async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
+        self.server.atomic(&commands).await
+    }
+
+    async fn watch(
+        &self,
+        keys: Vec<String>,
+        reads: Vec<Command>,
+    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
+        self.server.watch(&keys, &reads).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.server.ping().await
+    }
+}

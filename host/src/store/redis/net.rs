@@ -1,11 +1,35 @@
-//! TLS for the Redis stores, as managed Redis and Valkey services require:
-//! the CA to trust and, for servers that ask for one, a client certificate.
+//! Reaching Redis: plain TCP or TLS (as managed Redis and Valkey services
+//! require: the CA to trust and, for servers that ask for one, a client
+//! certificate), node addresses, and the default timeouts.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::{ClientTlsConfig, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates};
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, IntoConnectionInfo, RedisConnectionInfo,
+    RedisError, TlsCertificates,
+};
 use serde::Deserialize;
+
+/// How long connecting to Redis, a round trip, and a durable write's wait
+/// for its replicas may each take unless configured: 1 s. The one default
+/// of every Redis store and of the `*_timeout_ms` keys of [`StoreConfig`].
+///
+/// [`StoreConfig`]: crate::store::StoreConfig
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+
+/// [`DEFAULT_TIMEOUT_MS`] as a duration.
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+
+/// Connections that take at most `connect` to open and `response` per round
+/// trip.
+pub(super) fn timeouts(connect: Duration, response: Duration) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect))
+        .set_response_timeout(Some(response))
+}
 
 /// Which certificates a TLS connection to Redis uses; every file is PEM.
 /// Without a CA file the system's trusted roots are used.
@@ -61,8 +85,18 @@ pub(super) fn host_and_port(address: &str) -> Option<(&str, u16)> {
     Some((host, port.parse().ok()?))
 }
 
+/// `host:port`, with an IPv6 host in brackets: the reverse of
+/// [`host_and_port`].
+pub(super) fn address(host: &str, port: impl std::fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Opens clients with or without TLS, as configured, for hosts learned at
-/// run time (sentinels, and the masters they name).
+/// run time (sentinels, the masters they name, the nodes of a cluster).
 #[derive(Clone)]
 pub(super) struct Connector {
     tls: Option<TlsCertificates>,
@@ -89,24 +123,94 @@ impl Connector {
         host: &str,
         port: u16,
         settings: &RedisConnectionInfo,
-    ) -> Result<redis::Client, redis::RedisError> {
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
+    ) -> Result<Client, RedisError> {
+        let address = address(host, port);
         match &self.tls {
-            None => redis::Client::open(
-                format!("redis://{host}:{port}")
+            None => Client::open(
+                format!("redis://{address}")
                     .into_connection_info()?
                     .set_redis_settings(settings.clone()),
             ),
-            Some(certificates) => redis::Client::build_with_tls(
-                format!("rediss://{host}:{port}")
+            Some(certificates) => Client::build_with_tls(
+                format!("rediss://{address}")
                     .into_connection_info()?
                     .set_redis_settings(settings.clone()),
                 certificates.clone(),
             ),
         }
+    }
+}
+
+/// Opens connections to servers learned at run time (the masters the
+/// sentinels name, the nodes of a cluster): TLS or not, as configured, with
+/// one user, password and database, and one set of timeouts.
+pub(super) struct Dialer {
+    connector: Connector,
+    settings: RedisConnectionInfo,
+    timeouts: AsyncConnectionConfig,
+}
+
+impl Dialer {
+    /// Connections through `connector`, as the user in `settings`, with
+    /// `timeouts`.
+    pub(super) fn new(
+        connector: Connector,
+        settings: RedisConnectionInfo,
+        timeouts: AsyncConnectionConfig,
+    ) -> Self {
+        Self {
+            connector,
+            settings,
+            timeouts,
+        }
+    }
+
+    /// A client for `host:port`.
+    pub(super) fn client(&self, host: &str, port: u16) -> Result<Client, RedisError> {
+        self.connector.client(host, port, &self.settings)
+    }
+
+    /// A new connection through `client`.
+    pub(super) async fn connect(
+        &self,
+        client: &Client,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        client
+            .get_multiplexed_async_connection_with_config(&self.timeouts)
+            .await
+    }
+
+    /// The timeouts of each connection.
+    pub(super) fn timeouts(&self) -> &AsyncConnectionConfig {
+        &self.timeouts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_read_and_write_ipv4_names_and_bracketed_ipv6() {
+        assert_eq!(host_and_port("127.0.0.1:6379"), Some(("127.0.0.1", 6379)));
+        assert_eq!(
+            host_and_port("redis.internal:7000"),
+            Some(("redis.internal", 7000))
+        );
+        assert_eq!(host_and_port("[::1]:6379"), Some(("::1", 6379)));
+        assert_eq!(host_and_port("127.0.0.1"), None);
+        assert_eq!(host_and_port("127.0.0.1:port"), None);
+        assert_eq!(address("::1", 6379), "[::1]:6379");
+        assert_eq!(address("127.0.0.1", 6379), "127.0.0.1:6379");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let files = TlsFiles {
+            client_cert_file: Some("client.pem".into()),
+            ..TlsFiles::default()
+        };
+        let error = files.certificates().unwrap_err();
+        assert!(error.to_string().contains("needs both"), "{error}");
     }
 }

@@ -1,0 +1,222 @@
+//! The cluster's nodes: redis-rs's cluster connection for batches and
+//! atomic steps, dedicated connections (a small pool per master) for the
+//! rest, and the master of each slot as the nodes tell it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, Value};
+
+use super::retry::{Next, Retry, Target, next_step};
+use super::slots::{Masters, SlotRange};
+use crate::store::StoreError;
+use crate::store::redis::ack::ReplicaAck;
+use crate::store::redis::error::store_error;
+use crate::store::redis::net::{Dialer, host_and_port};
+use crate::store::redis::pool::Idle;
+
+/// A connection of its own to one node, for a `WATCH` or a durable write.
+pub(super) struct Dedicated {
+    /// The node, `host:port`.
+    pub(super) address: Arc<str>,
+    pub(super) connection: MultiplexedConnection,
+}
+
+/// The nodes of one cluster.
+pub(super) struct Nodes {
+    /// Keeps the slot map and one multiplexed connection per node.
+    cluster: ClusterConnection,
+    /// Opens the dedicated connections.
+    dialer: Dialer,
+    ack: Option<ReplicaAck>,
+    command_timeout: Duration,
+    masters: Masters,
+    idle: Idle<Arc<str>>,
+}
+
+impl Nodes {
+    /// The nodes `cluster` reaches, and `dialer` for dedicated connections
+    /// to them. No slot's master is known until [`Nodes::refresh_masters`].
+    pub(super) fn new(
+        cluster: ClusterConnection,
+        dialer: Dialer,
+        ack: Option<ReplicaAck>,
+        command_timeout: Duration,
+    ) -> Self {
+        Self {
+            cluster,
+            dialer,
+            ack,
+            command_timeout,
+            masters: Masters::new(),
+            idle: Idle::default(),
+        }
+    }
+
+    /// The acknowledgement a durable write needs, if configured.
+    pub(super) fn ack(&self) -> Option<ReplicaAck> {
+        self.ack
+    }
+
+    /// Forgets the master of `slot`, so that the next call asks the cluster.
+    pub(super) fn forget(&self, slot: u16) {
+        self.masters.forget(slot);
+    }
+
+    /// The deadline of a call that starts now, all its tries included.
+    pub(super) fn deadline(&self, ack: Option<ReplicaAck>) -> Instant {
+        Instant::now() + self.command_timeout + ReplicaAck::wait(ack)
+    }
+
+    /// Aims the next try on `slot` after `error`, as the retry table says,
+    /// and keeps the slot's master as the error told; then pauses if the
+    /// next try goes to the slot's master. The error to give up with when
+    /// the failure cannot be retried, or when the pause would pass the
+    /// deadline.
+    pub(super) async fn after_failure(
+        &self,
+        slot: u16,
+        error: RedisError,
+        resend: bool,
+        retry: &mut Retry,
+    ) -> Result<(), StoreError> {
+        let next = next_step(&error, resend);
+        match &next {
+            Next::Redirect {
+                address,
+                asking: false,
+            } => self.masters.learn(slot, address),
+            Next::Redirect { asking: true, .. } => {}
+            Next::Later => self.masters.forget(slot),
+            Next::Fail => return Err(store_error(error).context(format!("slot {slot}"))),
+        }
+        retry.aim(next);
+        let Some(pause) = retry.pause(Instant::now()) else {
+            return Err(store_error(error).context(format!(
+                "slot {slot}, still failing after retrying for {} ms",
+                self.command_timeout.as_millis()
+            )));
+        };
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        Ok(())
+    }
+
+    /// Sends `pipe` over the cluster connection to the master of `slot`, or
+    /// to the node a redirection named.
+    pub(super) async fn send_shared(
+        &self,
+        slot: u16,
+        target: &Target,
+        pipe: Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        let route = match target.address.as_deref().and_then(host_and_port) {
+            Some((host, port)) => SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            },
+            None => SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+        };
+        self.cluster
+            .clone()
+            .route_pipeline(pipe, 0, count, route)
+            .await
+    }
+
+    /// Sends `pipe` over a dedicated connection, which goes back to the pool.
+    pub(super) async fn send_dedicated(
+        &self,
+        slot: u16,
+        target: &Target,
+        pipe: &Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        let (dedicated, values) = self.on_dedicated(slot, target, pipe, count).await?;
+        self.give_back(dedicated);
+        Ok(values)
+    }
+
+    /// Sends `pipe` to the master of `slot`, or to the node a redirection
+    /// named, over a dedicated connection (an idle one, or a new one), and
+    /// hands that connection over with the replies. After a failure the
+    /// node's idle connections are closed: they may have died with it.
+    pub(super) async fn on_dedicated(
+        &self,
+        slot: u16,
+        target: &Target,
+        pipe: &Pipeline,
+        count: usize,
+    ) -> Result<(Dedicated, Vec<Value>), RedisError> {
+        let address: Arc<str> = match &target.address {
+            Some(address) => address.as_str().into(),
+            None => self.master(slot).await?,
+        };
+        let mut connection = match self.idle.take(&address) {
+            Some(connection) => connection,
+            None => self.connect(&address).await?,
+        };
+        match connection.req_packed_commands(pipe, 0, count).await {
+            Ok(values) => Ok((
+                Dedicated {
+                    address,
+                    connection,
+                },
+                values,
+            )),
+            Err(error) => {
+                self.idle.clear(&address);
+                Err(error)
+            }
+        }
+    }
+
+    /// Keeps a dedicated connection for the next use.
+    pub(super) fn give_back(&self, dedicated: Dedicated) {
+        self.idle.give_back(dedicated.address, dedicated.connection);
+    }
+
+    async fn connect(&self, address: &str) -> Result<MultiplexedConnection, RedisError> {
+        let (host, port) = host_and_port(address).ok_or_else(|| {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "invalid node address",
+                address.to_owned(),
+            ))
+        })?;
+        self.dialer.connect(&self.dialer.client(host, port)?).await
+    }
+
+    /// The master of `slot` as known, after `CLUSTER SLOTS` if unknown.
+    async fn master(&self, slot: u16) -> Result<Arc<str>, RedisError> {
+        self.masters
+            .get(slot, async || self.slot_ranges().await)
+            .await
+    }
+
+    /// Reads the master of every slot from `CLUSTER SLOTS`.
+    pub(super) async fn refresh_masters(&self) -> Result<(), RedisError> {
+        self.masters.set(self.slot_ranges().await?);
+        Ok(())
+    }
+
+    /// `CLUSTER SLOTS`, from any node.
+    pub(super) async fn slot_ranges(&self) -> Result<Vec<SlotRange>, RedisError> {
+        SlotRange::parse(
+            self.ask_any(redis::cmd("CLUSTER").arg("SLOTS").clone())
+                .await?,
+        )
+    }
+
+    /// Sends `cmd` to any node.
+    pub(super) async fn ask_any(&self, cmd: Cmd) -> Result<Value, RedisError> {
+        self.cluster
+            .clone()
+            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await
+    }
+}

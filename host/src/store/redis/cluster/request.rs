@@ -1,0 +1,266 @@
+//! The request pipeline: what a call sends to one slot's master, what the
+//! replies mean, and how its tries follow the retry table until the
+//! deadline.
+
+use redis::{Pipeline, RedisError, Value};
+
+use super::nodes::Nodes;
+use super::retry::{Retry, interruption};
+use crate::store::redis::ack::ReplicaAck;
+use crate::store::redis::codec::{queue, replies};
+use crate::store::{Command, Reply, StoreError};
+
+/// What a call sends to one slot's master.
+pub(super) struct Request<'a> {
+    pub(super) commands: &'a [Command],
+    /// Inside `MULTI`/`EXEC`.
+    pub(super) transaction: bool,
+    /// `WAIT` after `EXEC`.
+    pub(super) ack: Option<ReplicaAck>,
+}
+
+/// The replies to a request; None when `EXEC` answered nil (a watched key
+/// changed).
+pub(super) type Answer = Option<Vec<Reply>>;
+
+/// Why one try failed.
+pub(super) enum Failure {
+    /// Redis said so, or the connection did: the retry table decides.
+    Redis(RedisError),
+    /// Nothing to retry.
+    Store(StoreError),
+}
+
+impl Request<'_> {
+    /// The pipeline, with `ASKING` first when a node asked for it, and how
+    /// many replies it gets.
+    pub(super) fn pipeline(&self, asking: bool) -> Result<(Pipeline, usize), StoreError> {
+        let mut pipe = redis::pipe();
+        let mut count = self.commands.len();
+        if asking {
+            pipe.cmd("ASKING");
+            count += 1;
+        }
+        if self.transaction {
+            pipe.cmd("MULTI");
+            queue(&mut pipe, self.commands, false)?;
+            pipe.cmd("EXEC");
+            count += 2;
+        } else {
+            queue(&mut pipe, self.commands, false)?;
+        }
+        if let Some(ack) = self.ack {
+            ack.queue(&mut pipe);
+            count += 1;
+        }
+        Ok((pipe, count))
+    }
+
+    /// The replies: None when `EXEC` answered nil (a watched key changed).
+    /// A redirection or a node that cannot serve now is the error
+    /// [`interruption`] finds.
+    pub(super) fn replies(&self, asking: bool, mut values: Vec<Value>) -> Result<Answer, Failure> {
+        if let Some(error) = interruption(&values) {
+            return Err(Failure::Redis(error));
+        }
+        let acknowledged = self.ack.and_then(|_| values.pop());
+        if asking && !values.is_empty() {
+            values.remove(0);
+        }
+        let executed = if self.transaction {
+            match values.pop() {
+                Some(Value::Nil) => return Ok(None),
+                Some(Value::Array(items)) => items,
+                Some(Value::ServerError(error)) => return Err(Failure::Redis(error.into())),
+                other => {
+                    return Err(Failure::Store(StoreError::new(format!(
+                        "unexpected redis reply {other:?} to EXEC"
+                    ))));
+                }
+            }
+        } else {
+            values
+        };
+        // A command's own error (WRONGTYPE) fails the whole call.
+        let executed = match Value::Array(executed).extract_error() {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => vec![other],
+            Err(error) => return Err(Failure::Redis(error)),
+        };
+        let replies = replies(self.commands, executed).map_err(Failure::Store)?;
+        if let Some(ack) = self.ack {
+            ack.check(acknowledged).map_err(Failure::Store)?;
+        }
+        Ok(Some(replies))
+    }
+
+    /// Runs the request on the master of `slot`, following redirections
+    /// and sending it again while nothing can have been applied (or, with
+    /// `resend`, while it only reads), until the deadline. A durable write
+    /// goes over a dedicated connection, so that its `WAIT` holds up no
+    /// other call.
+    pub(super) async fn run(
+        &self,
+        nodes: &Nodes,
+        slot: u16,
+        resend: bool,
+    ) -> Result<Answer, StoreError> {
+        let mut retry = Retry::until(nodes.deadline(self.ack));
+        loop {
+            let target = retry.target();
+            let (pipe, count) = self.pipeline(target.asking)?;
+            let sent = if self.ack.is_some() {
+                nodes.send_dedicated(slot, target, &pipe, count).await
+            } else {
+                nodes.send_shared(slot, target, pipe, count).await
+            };
+            let error = match sent
+                .map_err(Failure::Redis)
+                .and_then(|values| self.replies(target.asking, values))
+            {
+                Ok(answer) => return Ok(answer),
+                Err(Failure::Store(error)) => return Err(error),
+                Err(Failure::Redis(error)) => error,
+            };
+            nodes.after_failure(slot, error, resend, &mut retry).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::SetCondition;
+    use crate::store::redis::cluster::retry::{Next, next_step};
+    use crate::store::redis::error::store_error;
+
+    fn set(key: &str) -> Command {
+        Command::Set {
+            key: key.into(),
+            value: "v".into(),
+            ttl_seconds: 0,
+            condition: SetCondition::Always,
+        }
+    }
+
+    fn ack() -> Option<ReplicaAck> {
+        ReplicaAck::configured(1, Duration::from_millis(5)).unwrap()
+    }
+
+    fn wire(reply: &str) -> Value {
+        redis::parse_redis_value(format!("{reply}\r\n").as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_durable_transaction_after_ask_is_asking_multi_commands_exec_wait() {
+        let commands = [set("{u}a"), Command::Get("{u}b".into())];
+        let request = Request {
+            commands: &commands,
+            transaction: true,
+            ack: ack(),
+        };
+        let (pipe, count) = request.pipeline(true).unwrap();
+        let mut expected = redis::pipe();
+        expected.cmd("ASKING").cmd("MULTI");
+        queue(&mut expected, &commands, false).unwrap();
+        expected.cmd("EXEC").cmd("WAIT").arg(1).arg(5);
+        assert_eq!(pipe.get_packed_pipeline(), expected.get_packed_pipeline());
+        assert_eq!(count, 6);
+
+        let plain = Request {
+            commands: &commands,
+            transaction: false,
+            ack: None,
+        };
+        assert_eq!(plain.pipeline(false).unwrap().1, 2);
+    }
+
+    #[test]
+    fn exec_gives_the_replies_or_none_when_a_watched_key_changed() {
+        let commands = [set("{u}a"), Command::Get("{u}b".into())];
+        let request = Request {
+            commands: &commands,
+            transaction: true,
+            ack: None,
+        };
+        let queued = || Value::SimpleString("QUEUED".into());
+        let values = vec![
+            Value::Okay,
+            queued(),
+            queued(),
+            Value::Array(vec![Value::Okay, Value::Nil]),
+        ];
+        let Ok(answer) = request.replies(false, values) else {
+            panic!("the transaction failed");
+        };
+        assert_eq!(answer, Some(vec![Reply::Ok, Reply::Nil]));
+        let aborted = vec![Value::Okay, queued(), queued(), Value::Nil];
+        assert!(matches!(request.replies(false, aborted), Ok(None)));
+    }
+
+    #[test]
+    fn a_redirection_inside_a_transaction_is_a_redis_failure_to_retry() {
+        let commands = [set("{u}a")];
+        let request = Request {
+            commands: &commands,
+            transaction: true,
+            ack: None,
+        };
+        let values = vec![
+            Value::Okay,
+            wire("-MOVED 42 10.0.0.2:7001"),
+            wire("-EXECABORT Transaction discarded because of previous errors."),
+        ];
+        match request.replies(false, values) {
+            Err(Failure::Redis(error)) => {
+                assert_eq!(error.redirect_node(), Some(("10.0.0.2:7001", 42)));
+            }
+            _ => panic!("a MOVED must be retried"),
+        }
+    }
+
+    #[test]
+    fn a_command_error_fails_the_call_and_wrong_type_is_corrupt() {
+        let commands = [Command::Get("{u}a".into())];
+        let request = Request {
+            commands: &commands,
+            transaction: false,
+            ack: None,
+        };
+        let values = vec![wire("-WRONGTYPE Operation against a key")];
+        match request.replies(false, values) {
+            Err(Failure::Redis(error)) => {
+                assert_eq!(next_step(&error, true), Next::Fail);
+                assert!(store_error(error).is_corrupt());
+            }
+            _ => panic!("WRONGTYPE must fail the call"),
+        }
+    }
+
+    #[test]
+    fn too_few_acknowledgements_fail_a_durable_write_after_it_applied() {
+        let commands = [set("{u}a")];
+        let request = Request {
+            commands: &commands,
+            transaction: true,
+            ack: ack(),
+        };
+        let values = vec![
+            Value::Okay,
+            Value::SimpleString("QUEUED".into()),
+            Value::Array(vec![Value::Okay]),
+            Value::Int(0),
+        ];
+        match request.replies(false, values) {
+            Err(Failure::Store(error)) => {
+                assert!(
+                    error.message().starts_with("only 0 of 1 replicas"),
+                    "{error}"
+                );
+            }
+            _ => panic!("a missing acknowledgement must fail the write"),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The store's commands as Redis commands, and Redis replies as the store's
+//! replies. The only place that spells out each [`Command`] for Redis.
+
+use std::collections::BTreeMap;
+
+use redis::{Cmd, Pipeline, Value};
+
+use crate::store::{Command, ExpireCondition, Reply, SetCondition, StoreError};
+
+/// The Redis command for `command`.
+fn encode(command: &Command) -> Cmd {
+    let mut cmd = Cmd::new();
+    match command {
+        Command::Get(key) => {
+            cmd.arg("GET").arg(key);
+        }
+        Command::Set {
+            key,
+            value,
+            ttl_seconds,
+            condition,
+        } => {
+            cmd.arg("SET").arg(key).arg(value);
+            if *ttl_seconds > 0 {
+                cmd.arg("EX").arg(*ttl_seconds);
+            }
+            match condition {
+                SetCondition::Always => {}
+                SetCondition::IfAbsent => {
+                    cmd.arg("NX");
+                }
+                SetCondition::IfPresent => {
+                    cmd.arg("XX");
+                }
+            }
+        }
+        Command::Del(keys) => {
+            cmd.arg("DEL").arg(keys);
+        }
+        Command::Exists(keys) => {
+            cmd.arg("EXISTS").arg(keys);
+        }
+        Command::Ttl(key) => {
+            cmd.arg("TTL").arg(key);
+        }
+        Command::Expire {
+            key,
+            seconds,
+            condition,
+        } => {
+            cmd.arg("EXPIRE").arg(key).arg(*seconds);
+            match condition {
+                ExpireCondition::Always => {}
+                ExpireCondition::IfNone => {
+                    cmd.arg("NX");
+                }
+                ExpireCondition::IfLater => {
+                    cmd.arg("GT");
+                }
+            }
+        }
+        Command::HashSet { key, fields } => {
+            cmd.arg("HSET").arg(key);
+            for (field, value) in fields {
+                cmd.arg(field).arg(value);
+            }
+        }
+        Command::HashDelete { key, fields } => {
+            cmd.arg("HDEL").arg(key).arg(fields);
+        }
+        Command::HashGetAll(key) => {
+            cmd.arg("HGETALL").arg(key);
+        }
+        Command::HashExists { key, field } => {
+            cmd.arg("HEXISTS").arg(key).arg(field);
+        }
+        Command::GetExpire { key, seconds } => {
+            cmd.arg("GETEX").arg(key).arg("EX").arg(*seconds);
+        }
+        Command::HashGet { key, field } => {
+            cmd.arg("HGET").arg(key).arg(field);
+        }
+    }
+    cmd
+}
+
+/// Validates `commands` and adds them to `pipe`; with `ignore_replies`
+/// their replies are dropped (inside `MULTI` they only answer `QUEUED`).
+pub(super) fn queue(
+    pipe: &mut Pipeline,
+    commands: &[Command],
+    ignore_replies: bool,
+) -> Result<(), StoreError> {
+    for command in commands {
+        command.validate()?;
+        pipe.add_command(encode(command));
+        if ignore_replies {
+            pipe.ignore();
+        }
+    }
+    Ok(())
+}
+
+/// Whether every command only reads, so that sending them twice is as good
+/// as sending them once.
+pub(super) fn only_reads(commands: &[Command]) -> bool {
+    commands.iter().all(Command::is_read)
+}
+
+/// `command` split into one command per group of its keys, `group` naming
+/// each key's: only `DEL` and `EXISTS` name several keys, and the counts
+/// they answer add up. Any other command is one group, its key's.
+pub(super) fn split_keys<G: Ord>(
+    command: &Command,
+    group: impl Fn(&str) -> G,
+) -> Vec<(G, Command)> {
+    let keys = match command {
+        Command::Del(keys) | Command::Exists(keys) => keys,
+        _ => return vec![(group(command.keys()[0]), command.clone())],
+    };
+    let mut groups: BTreeMap<G, Vec<String>> = BTreeMap::new();
+    for key in keys {
+        groups.entry(group(key)).or_default().push(key.clone());
+    }
+    groups
+        .into_iter()
+        .map(|(group, keys)| {
+            let part = match command {
+                Command::Del(_) => Command::Del(keys),
+                _ => Command::Exists(keys),
+            };
+            (group, part)
+        })
+        .collect()
+}
+
+/// A bulk or simple string as text; anything else back as it came.
+pub(super) fn text(value: Value) -> Result<String, Value> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes).map_err(|e| Value::BulkString(e.into_bytes()))
+        }
+        Value::SimpleString(text) => Ok(text),
+        other => Err(other),
+    }
+}
+
+fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
+    let unexpected =
+        |value: &Value| StoreError::new(format!("unexpected redis reply {value:?} to {command:?}"));
+    Ok(match (command, value) {
+        (
+            Command::Get(_)
+            | Command::Set { .. }
+            | Command::GetExpire { .. }
+            | Command::HashGet { .. },
+            Value::Nil,
+        ) => Reply::Nil,
+        (Command::Set { .. }, Value::Okay) => Reply::Ok,
+        (Command::Get(_) | Command::GetExpire { .. } | Command::HashGet { .. }, value) => {
+            Reply::Text(text(value).map_err(|value| unexpected(&value))?)
+        }
+        (
+            Command::Del(_)
+            | Command::Exists(_)
+            | Command::Ttl(_)
+            | Command::Expire { .. }
+            | Command::HashSet { .. }
+            | Command::HashDelete { .. }
+            | Command::HashExists { .. },
+            Value::Int(n),
+        ) => Reply::Integer(n),
+        (Command::HashGetAll(_), Value::Map(pairs)) => Reply::Pairs(
+            pairs
+                .into_iter()
+                .map(|(field, value)| Ok((text(field)?, text(value)?)))
+                .collect::<Result<_, Value>>()
+                .map_err(|value| unexpected(&value))?,
+        ),
+        (Command::HashGetAll(_), Value::Array(items)) => {
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                let field = text(field).map_err(|value| unexpected(&value))?;
+                let value = text(value).map_err(|value| unexpected(&value))?;
+                pairs.push((field, value));
+            }
+            Reply::Pairs(pairs)
+        }
+        (_, value) => return Err(unexpected(&value)),
+    })
+}
+
+/// The replies to `commands`, one value each.
+pub(super) fn replies(commands: &[Command], values: Vec<Value>) -> Result<Vec<Reply>, StoreError> {
+    if values.len() != commands.len() {
+        return Err(StoreError::new(format!(
+            "redis answered {} replies to {} commands",
+            values.len(),
+            commands.len()
+        )));
+    }
+    commands
+        .iter()
+        .zip(values)
+        .map(|(command, value)| reply(command, value))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Arg;
+
+    use super::*;
+
+    fn args(command: &Command) -> Vec<String> {
+        encode(command)
+            .args_iter()
+            .map(|arg| match arg {
+                Arg::Simple(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+                _ => panic!("no store command takes a cursor"),
+            })
+            .collect()
+    }
+
+    fn strings(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|key| (*key).to_owned()).collect()
+    }
+
+    fn set(ttl_seconds: i64, condition: SetCondition) -> Command {
+        Command::Set {
+            key: "k".into(),
+            value: "v".into(),
+            ttl_seconds,
+            condition,
+        }
+    }
+
+    fn expire(condition: ExpireCondition) -> Command {
+        Command::Expire {
+            key: "k".into(),
+            seconds: 60,
+            condition,
+        }
+    }
+
+    #[test]
+    fn each_command_is_sent_as_its_redis_command() {
+        let cases: [(Command, &[&str]); 17] = [
+            (Command::Get("k".into()), &["GET", "k"]),
+            (set(0, SetCondition::Always), &["SET", "k", "v"]),
+            (
+                set(60, SetCondition::Always),
+                &["SET", "k", "v", "EX", "60"],
+            ),
+            (
+                set(60, SetCondition::IfAbsent),
+                &["SET", "k", "v", "EX", "60", "NX"],
+            ),
+            (set(0, SetCondition::IfPresent), &["SET", "k", "v", "XX"]),
+            (Command::Del(strings(&["a", "b"])), &["DEL", "a", "b"]),
+            (Command::Exists(strings(&["a", "b"])), &["EXISTS", "a", "b"]),
+            (Command::Ttl("k".into()), &["TTL", "k"]),
+            (expire(ExpireCondition::Always), &["EXPIRE", "k", "60"]),
+            (
+                expire(ExpireCondition::IfNone),
+                &["EXPIRE", "k", "60", "NX"],
+            ),
+            (
+                expire(ExpireCondition::IfLater),
+                &["EXPIRE", "k", "60", "GT"],
+            ),
+            (
+                Command::HashSet {
+                    key: "h".into(),
+                    fields: vec![("f".into(), "1".into()), ("g".into(), "2".into())],
+                },
+                &["HSET", "h", "f", "1", "g", "2"],
+            ),
+            (
+                Command::HashDelete {
+                    key: "h".into(),
+                    fields: strings(&["f", "g"]),
+                },
+                &["HDEL", "h", "f", "g"],
+            ),
+            (Command::HashGetAll("h".into()), &["HGETALL", "h"]),
+            (
+                Command::HashExists {
+                    key: "h".into(),
+                    field: "f".into(),
+                },
+                &["HEXISTS", "h", "f"],
+            ),
+            (
+                Command::GetExpire {
+                    key: "k".into(),
+                    seconds: 60,
+                },
+                &["GETEX", "k", "EX", "60"],
+            ),
+            (
+                Command::HashGet {
+                    key: "h".into(),
+                    field: "f".into(),
+                },
+                &["HGET", "h", "f"],
+            ),
+        ];
+        for (command, expected) in cases {
+            assert_eq!(args(&command), expected, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn a_queue_holds_the_commands_in_order_and_refuses_an_invalid_one() {
+        let commands = [Command::Get("a".into()), Command::Ttl("b".into())];
+        let mut pipe = redis::pipe();
+        queue(&mut pipe, &commands, false).unwrap();
+        let expected: Vec<u8> = commands
+            .iter()
+            .flat_map(|command| encode(command).get_packed_command())
+            .collect();
+        assert_eq!(pipe.get_packed_pipeline(), expected);
+
+        let error = queue(
+            &mut redis::pipe(),
+            &[expire(ExpireCondition::Always), Command::Del(vec![])],
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            error.message().starts_with("invalid command: no keys"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn each_reply_shape_becomes_its_reply() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let get = Command::Get("k".into());
+        let hash_get = Command::HashGet {
+            key: "h".into(),
+            field: "f".into(),
+        };
+        let get_expire = Command::GetExpire {
+            key: "k".into(),
+            seconds: 60,
+        };
+        let all = Command::HashGetAll("h".into());
+        let pairs = Reply::Pairs(vec![("f".into(), "1".into()), ("g".into(), "2".into())]);
+        let cases = [
+            (get.clone(), Value::Nil, Reply::Nil),
+            (get.clone(), bulk("v"), Reply::Text("v".into())),
+            (
+                get,
+                Value::SimpleString("v".into()),
+                Reply::Text("v".into()),
+            ),
+            (hash_get.clone(), Value::Nil, Reply::Nil),
+            (hash_get, bulk("1"), Reply::Text("1".into())),
+            (get_expire.clone(), Value::Nil, Reply::Nil),
+            (get_expire, bulk("v"), Reply::Text("v".into())),
+            (set(0, SetCondition::Always), Value::Okay, Reply::Ok),
+            (set(0, SetCondition::IfAbsent), Value::Nil, Reply::Nil),
+            (
+                Command::Del(strings(&["a"])),
+                Value::Int(1),
+                Reply::Integer(1),
+            ),
+            (
+                Command::Exists(strings(&["a"])),
+                Value::Int(0),
+                Reply::Integer(0),
+            ),
+            (Command::Ttl("k".into()), Value::Int(-2), Reply::Integer(-2)),
+            (
+                expire(ExpireCondition::IfLater),
+                Value::Int(1),
+                Reply::Integer(1),
+            ),
+            (
+                Command::HashExists {
+                    key: "h".into(),
+                    field: "f".into(),
+                },
+                Value::Int(1),
+                Reply::Integer(1),
+            ),
+            // RESP3 answers HGETALL with a map, RESP2 with a flat array.
+            (
+                all.clone(),
+                Value::Map(vec![(bulk("f"), bulk("1")), (bulk("g"), bulk("2"))]),
+                pairs.clone(),
+            ),
+            (
+                all.clone(),
+                Value::Array(vec![bulk("f"), bulk("1"), bulk("g"), bulk("2")]),
+                pairs,
+            ),
+            (all, Value::Array(vec![]), Reply::Pairs(vec![])),
+        ];
+        for (command, value, expected) in cases {
+            let replies = replies(std::slice::from_ref(&command), vec![value]).unwrap();
+            assert_eq!(replies, [expected], "{command:?}");
+        }
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_shape_is_an_error_naming_it() {
+        let cases = [
+            (Command::Get("k".into()), Value::Int(1)),
+            (
+                Command::Get("k".into()),
+                Value::BulkString(vec![0xff, 0xfe]),
+            ),
+            (set(0, SetCondition::Always), Value::Int(1)),
+            (Command::Ttl("k".into()), Value::Nil),
+            (Command::HashGetAll("h".into()), Value::Nil),
+            (
+                Command::HashGetAll("h".into()),
+                Value::Array(vec![Value::Int(1), Value::Int(2)]),
+            ),
+        ];
+        for (command, value) in cases {
+            let error = replies(std::slice::from_ref(&command), vec![value]).unwrap_err();
+            assert!(!error.is_corrupt(), "{error}");
+            assert!(
+                error.message().starts_with("unexpected redis reply"),
+                "{error}"
+            );
+        }
+        let error = replies(&[Command::Ttl("k".into())], vec![]).unwrap_err();
+        assert_eq!(error.message(), "redis answered 0 replies to 1 commands");
+    }
+
+    #[test]
+    fn del_and_exists_split_by_group_and_other_commands_stay_whole() {
+        let group = |key: &str| key.starts_with('a');
+        assert_eq!(
+            split_keys(&Command::Del(strings(&["a1", "b1", "a2"])), group),
+            [
+                (false, Command::Del(strings(&["b1"]))),
+                (true, Command::Del(strings(&["a1", "a2"]))),
+            ]
+        );
+        assert_eq!(
+            split_keys(&Command::Exists(strings(&["b1"])), group),
+            [(false, Command::Exists(strings(&["b1"])))]
+        );
+        let get = Command::Get("a1".into());
+        assert_eq!(split_keys(&get, group), [(true, get.clone())]);
+    }
+
+    #[test]
+    fn only_reads_knows_a_write_among_reads() {
+        assert!(only_reads(&[]));
+        assert!(only_reads(&[
+            Command::Get("k".into()),
+            Command::Ttl("k".into())
+        ]));
+        assert!(!only_reads(&[
+            Command::Get("k".into()),
+            set(0, SetCondition::Always)
+        ]));
+        let get_expire = Command::GetExpire {
+            key: "k".into(),
+            seconds: 1,
+        };
+        assert!(!only_reads(&[get_expire]));
+    }
+}
