@@ -23,7 +23,10 @@ use redis::{
 };
 
 use super::tls::TlsFiles;
-use super::{Command, ExpireCondition, Reply, SetCondition, Store, StoreError, Transaction};
+use super::{
+    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
+    HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition, Store, StoreError, Transaction,
+};
 
 /// How to reach a Redis server.
 #[derive(Debug, Clone)]
@@ -538,12 +541,12 @@ fn add(pipe: &mut Pipeline, command: &Command) {
         Command::Get(key) => {
             pipe.cmd("GET").arg(key);
         }
-        Command::Set {
+        Command::Set(SetArgs {
             key,
             value,
             ttl_seconds,
             condition,
-        } => {
+        }) => {
             let cmd = pipe.cmd("SET").arg(key).arg(value);
             if *ttl_seconds > 0 {
                 cmd.arg("EX").arg(*ttl_seconds);
@@ -567,11 +570,11 @@ fn add(pipe: &mut Pipeline, command: &Command) {
         Command::Ttl(key) => {
             pipe.cmd("TTL").arg(key);
         }
-        Command::Expire {
+        Command::Expire(ExpireArgs {
             key,
             seconds,
             condition,
-        } => {
+        }) => {
             let cmd = pipe.cmd("EXPIRE").arg(key).arg(*seconds);
             match condition {
                 ExpireCondition::Always => {}
@@ -583,25 +586,25 @@ fn add(pipe: &mut Pipeline, command: &Command) {
                 }
             }
         }
-        Command::HashSet { key, fields } => {
+        Command::HashSet(HashSetArgs { key, fields }) => {
             let cmd = pipe.cmd("HSET").arg(key);
             for (field, value) in fields {
                 cmd.arg(field).arg(value);
             }
         }
-        Command::HashDelete { key, fields } => {
+        Command::HashDelete(HashDeleteArgs { key, fields }) => {
             pipe.cmd("HDEL").arg(key).arg(fields);
         }
         Command::HashGetAll(key) => {
             pipe.cmd("HGETALL").arg(key);
         }
-        Command::HashExists { key, field } => {
+        Command::HashExists(HashExistsArgs { key, field }) => {
             pipe.cmd("HEXISTS").arg(key).arg(field);
         }
-        Command::GetExpire { key, seconds } => {
+        Command::GetExpire(GetExpireArgs { key, seconds }) => {
             pipe.cmd("GETEX").arg(key).arg("EX").arg(*seconds);
         }
-        Command::HashGet { key, field } => {
+        Command::HashGet(HashGetArgs { key, field }) => {
             pipe.cmd("HGET").arg(key).arg(field);
         }
     }
@@ -639,24 +642,21 @@ fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
         |value: &Value| StoreError::new(format!("unexpected redis reply {value:?} to {command:?}"));
     Ok(match (command, value) {
         (
-            Command::Get(_)
-            | Command::Set { .. }
-            | Command::GetExpire { .. }
-            | Command::HashGet { .. },
+            Command::Get(_) | Command::Set(_) | Command::GetExpire(_) | Command::HashGet(_),
             Value::Nil,
         ) => Reply::Nil,
-        (Command::Set { .. }, Value::Okay) => Reply::Ok,
-        (Command::Get(_) | Command::GetExpire { .. } | Command::HashGet { .. }, value) => {
+        (Command::Set(_), Value::Okay) => Reply::Ok,
+        (Command::Get(_) | Command::GetExpire(_) | Command::HashGet(_), value) => {
             Reply::Text(text(value).map_err(|value| unexpected(&value))?)
         }
         (
             Command::Del(_)
             | Command::Exists(_)
             | Command::Ttl(_)
-            | Command::Expire { .. }
-            | Command::HashSet { .. }
-            | Command::HashDelete { .. }
-            | Command::HashExists { .. },
+            | Command::Expire(_)
+            | Command::HashSet(_)
+            | Command::HashDelete(_)
+            | Command::HashExists(_),
             Value::Int(n),
         ) => Reply::Integer(n),
         (Command::HashGetAll(_), Value::Map(pairs)) => Reply::Pairs(
