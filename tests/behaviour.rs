@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dsession::store::{Command, Reply, SetCondition};
+use dsession::store::{Command, HashDeleteArgs, HashSetArgs, Reply, SetArgs, SetCondition};
 use dsession::{Error, LoaderError, Settings, UserLoader};
 use serde_json::json;
 
@@ -234,12 +234,12 @@ async fn without_a_loader_detail_comes_only_from_the_cache(env: Env) {
         .unwrap()
         .unwrap();
     assert_eq!(user.detail, None);
-    env.raw(vec![Command::Set {
+    env.raw(vec![Command::Set(SetArgs {
         key: "gosession-user_alice".into(),
         value: r#"{"id":"alice","detail":{"a":1}}"#.into(),
         ttl_seconds: 60,
         condition: SetCondition::Always,
-    }])
+    })])
     .await;
     let user = sessions
         .check_token_or_update_user(&issued.token, 60)
@@ -364,12 +364,12 @@ async fn add_refresh_and_delete_user_manage_the_user_info_cache(env: Env) {
 
 async fn without_a_loader_add_and_refresh_user_write_nothing_and_say_why(env: Env) {
     let go_cached = r#"{"id":"dave","detail":{"from":"go","name":"dave"}}"#;
-    env.raw(vec![Command::Set {
+    env.raw(vec![Command::Set(SetArgs {
         key: "gosession-user_dave".into(),
         value: go_cached.into(),
         ttl_seconds: 0,
         condition: SetCondition::Always,
-    }])
+    })])
     .await;
     let sessions = env.manager();
     for outcome in [
@@ -401,10 +401,10 @@ async fn a_token_whose_index_entry_is_gone_is_not_valid_and_not_refreshed(env: E
     let other = sessions.set_token("alice", 600).await.unwrap();
     // What a gosession login does to a longer-lived dsession token: it
     // shortens the index TTL, and the index then expires before the token.
-    env.raw(vec![Command::HashDelete {
+    env.raw(vec![Command::HashDelete(HashDeleteArgs {
         key: "gosession-token_alice".into(),
         fields: vec![issued.token.clone()],
-    }])
+    })])
     .await;
     assert_eq!(sessions.check_token(&issued.token).await.unwrap(), None);
     assert_eq!(
@@ -455,16 +455,16 @@ async fn tokens_of_long_user_ids_work_up_to_the_bound_and_longer_is_an_error(env
     let email = format!("{}@example.com", "f".repeat(288));
     let token = format!("{email}_{HEX32}");
     env.raw(vec![
-        Command::Set {
+        Command::Set(SetArgs {
             key: format!("gosession-token_{token}"),
             value: format!("gosession-user_{email}"),
             ttl_seconds: 60,
             condition: SetCondition::Always,
-        },
-        Command::HashSet {
+        }),
+        Command::HashSet(HashSetArgs {
             key: format!("gosession-token_{email}"),
             fields: vec![(token.clone(), (now() + 60).to_string())],
-        },
+        }),
     ])
     .await;
     assert_eq!(
@@ -531,12 +531,12 @@ async fn a_key_of_the_wrong_type_is_corrupt_data_not_an_outage(env: Env) {
     let issued = sessions.set_token("alice", 60).await.unwrap();
     env.raw(vec![
         Command::Del(vec!["gosession-token_alice".into()]),
-        Command::Set {
+        Command::Set(SetArgs {
             key: "gosession-token_alice".into(),
             value: "not a hash".into(),
             ttl_seconds: 0,
             condition: SetCondition::Always,
-        },
+        }),
     ])
     .await;
     match sessions.check_token(&issued.token).await {

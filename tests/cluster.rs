@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dsession::store::{
-    ClusterConfig, ClusterStore, Command, Reply, SetCondition, StoreConfig, key_slot,
+    ClusterConfig, ClusterStore, Command, Reply, SetArgs, SetCondition, StoreConfig, key_slot,
 };
 use dsession::{Error, Policy, SessionManager, Settings, SlotLayoutError, check_slot_layout};
 use dsession_service::{ServeConfig, build_state};
@@ -28,12 +28,12 @@ use crate::support::{
 const FAILOVER_LIMIT: Duration = Duration::from_secs(15);
 
 fn set(key: &str, value: &str) -> Command {
-    Command::Set {
+    Command::Set(SetArgs {
         key: key.into(),
         value: value.into(),
         ttl_seconds: 600,
         condition: SetCondition::Always,
-    }
+    })
 }
 
 /// A user whose keys the hardened policy puts in a slot served by the

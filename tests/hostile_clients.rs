@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
-use dsession::store::{Command, Reply, SetCondition};
+use dsession::store::{Command, Reply, SetArgs, SetCondition};
 use dsession_service::{LimitsConfig, ServeConfig, app};
 use serde_json::json;
 use tower::ServiceExt as _;
@@ -45,12 +45,12 @@ async fn without_a_loader_put_user_answers_400_and_keeps_gosessions_detail() {
     state
         .sessions()
         .store()
-        .batch(vec![Command::Set {
+        .batch(vec![Command::Set(SetArgs {
             key: "gosession-user_dave".into(),
             value: go_cached.into(),
             ttl_seconds: 0,
             condition: SetCondition::Always,
-        }])
+        })])
         .await
         .unwrap();
     let put = send(&app, Method::PUT, "/v1/users/dave", &[], Some("{}")).await;

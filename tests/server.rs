@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
-use dsession::store::{Command, SetCondition, StoreConfig};
+use dsession::store::{Command, SetArgs, SetCondition, StoreConfig};
 use dsession_service::{AppState, Metrics, ServeConfig, app, build_state};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -472,12 +472,12 @@ async fn forward_auth_sends_the_user_detail_when_configured() {
     state
         .sessions()
         .store()
-        .batch(vec![Command::Set {
+        .batch(vec![Command::Set(SetArgs {
             key: "gosession-user_alice".into(),
             value: r#"{"id":"alice","detail":{"name":"Ann Ö","roles":["admin"]}}"#.into(),
             ttl_seconds: 60,
             condition: SetCondition::Always,
-        }])
+        })])
         .await
         .unwrap();
     let allowed = auth(&app, &[("x-session-token", &token)]).await;

@@ -75,6 +75,7 @@ pub mod store;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod types;
+mod wit;
 
 pub use authenticator::{Authentication, Authenticator, USER_DETAIL_HEADER, USER_ID_HEADER};
 #[cfg(feature = "axum")]

@@ -27,26 +27,12 @@ use crate::store::{self, Store};
 
 pub(crate) use pool::{Call, Instances};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "policy",
-        path: "../wit",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "wasi:random": wasmtime_wasi::p2::bindings::random,
-            "dsession:session/store.transaction": super::TransactionSlot,
-        },
-    });
-}
-
-use bindings::dsession::session::store as wit_store;
-pub(crate) use bindings::dsession::session::types::{
+use crate::wit::store as wit_store;
+pub(crate) use crate::wit::types::{
     Error as WitError, IssuedToken as WitIssuedToken, Settings as WitSettings,
     TokenEntry as WitTokenEntry, User as WitUser, UserInfo as WitUserInfo,
 };
-use bindings::{Policy as PolicyBindings, PolicyIndices, PolicyPre};
+use crate::wit::{Policy as PolicyBindings, PolicyIndices, PolicyPre};
 
 /// The default policy, built from `guest/` by the build script.
 pub(crate) const BUILTIN_POLICY: &[u8] =
@@ -113,7 +99,17 @@ impl Default for InstanceReuse {
 }
 
 /// A transaction as the guest holds it; emptied by `commit`.
-pub struct TransactionSlot(Option<Box<dyn store::Transaction>>);
+struct TransactionSlot(Option<Box<dyn store::Transaction>>);
+
+/// The table entry behind the guest's handle: the generated resource type
+/// has no values, so the table holds the slot under the handle's number.
+fn slot(handle: &Resource<wit_store::Transaction>) -> Resource<TransactionSlot> {
+    if handle.owned() {
+        Resource::new_own(handle.rep())
+    } else {
+        Resource::new_borrow(handle.rep())
+    }
+}
 
 /// What an instance can reach: its manager's store and loader, and a WASI
 /// context that offers clocks and randomness but no files, sockets or
@@ -191,90 +187,6 @@ impl WasiView for CallState {
     }
 }
 
-impl From<wit_store::SetCondition> for store::SetCondition {
-    fn from(condition: wit_store::SetCondition) -> Self {
-        match condition {
-            wit_store::SetCondition::Always => Self::Always,
-            wit_store::SetCondition::IfAbsent => Self::IfAbsent,
-            wit_store::SetCondition::IfPresent => Self::IfPresent,
-        }
-    }
-}
-
-impl From<wit_store::ExpireCondition> for store::ExpireCondition {
-    fn from(condition: wit_store::ExpireCondition) -> Self {
-        match condition {
-            wit_store::ExpireCondition::Always => Self::Always,
-            wit_store::ExpireCondition::IfNone => Self::IfNone,
-            wit_store::ExpireCondition::IfLater => Self::IfLater,
-        }
-    }
-}
-
-impl From<wit_store::Command> for store::Command {
-    fn from(command: wit_store::Command) -> Self {
-        use wit_store::Command as W;
-        match command {
-            W::Get(key) => Self::Get(key),
-            W::Set(args) => Self::Set {
-                key: args.key,
-                value: args.value,
-                ttl_seconds: args.ttl_seconds,
-                condition: args.condition.into(),
-            },
-            W::Del(keys) => Self::Del(keys),
-            W::Exists(keys) => Self::Exists(keys),
-            W::Ttl(key) => Self::Ttl(key),
-            W::Expire(args) => Self::Expire {
-                key: args.key,
-                seconds: args.seconds,
-                condition: args.condition.into(),
-            },
-            W::HashSet(args) => Self::HashSet {
-                key: args.key,
-                fields: args.fields,
-            },
-            W::HashDelete(args) => Self::HashDelete {
-                key: args.key,
-                fields: args.fields,
-            },
-            W::HashGetAll(key) => Self::HashGetAll(key),
-            W::HashExists(args) => Self::HashExists {
-                key: args.key,
-                field: args.field,
-            },
-            W::GetExpire(args) => Self::GetExpire {
-                key: args.key,
-                seconds: args.seconds,
-            },
-            W::HashGet(args) => Self::HashGet {
-                key: args.key,
-                field: args.field,
-            },
-        }
-    }
-}
-
-impl From<store::Reply> for wit_store::Reply {
-    fn from(reply: store::Reply) -> Self {
-        match reply {
-            store::Reply::Nil => Self::Nil,
-            store::Reply::Ok => Self::Ok,
-            store::Reply::Integer(n) => Self::Integer(n),
-            store::Reply::Text(text) => Self::Text(text),
-            store::Reply::Pairs(pairs) => Self::Pairs(pairs),
-        }
-    }
-}
-
-fn commands(commands: Vec<wit_store::Command>) -> Vec<store::Command> {
-    commands.into_iter().map(Into::into).collect()
-}
-
-fn replies(replies: Vec<store::Reply>) -> Vec<wit_store::Reply> {
-    replies.into_iter().map(Into::into).collect()
-}
-
 fn wit_store_error(error: store::StoreError) -> WitError {
     if error.is_corrupt() {
         WitError::Corrupt(error.to_string())
@@ -283,35 +195,33 @@ fn wit_store_error(error: store::StoreError) -> WitError {
     }
 }
 
-impl bindings::dsession::session::types::Host for CallState {}
+impl crate::wit::types::Host for CallState {}
 
 impl wit_store::Host for CallState {
     async fn batch(
         &mut self,
-        commands_: Vec<wit_store::Command>,
+        commands: Vec<wit_store::Command>,
     ) -> wasmtime::Result<Result<Vec<wit_store::Reply>, WitError>> {
-        let result = self.store.batch(commands(commands_)).await;
-        Ok(result.map(replies).map_err(wit_store_error))
+        Ok(self.store.batch(commands).await.map_err(wit_store_error))
     }
 
     async fn atomic(
         &mut self,
-        commands_: Vec<wit_store::Command>,
+        commands: Vec<wit_store::Command>,
     ) -> wasmtime::Result<Result<Vec<wit_store::Reply>, WitError>> {
-        let result = self.store.atomic(commands(commands_)).await;
-        Ok(result.map(replies).map_err(wit_store_error))
+        Ok(self.store.atomic(commands).await.map_err(wit_store_error))
     }
 
     async fn watch(
         &mut self,
         keys: Vec<String>,
         reads: Vec<wit_store::Command>,
-    ) -> wasmtime::Result<Result<(Resource<TransactionSlot>, Vec<wit_store::Reply>), WitError>>
+    ) -> wasmtime::Result<Result<(Resource<wit_store::Transaction>, Vec<wit_store::Reply>), WitError>>
     {
-        match self.store.watch(keys, commands(reads)).await {
+        match self.store.watch(keys, reads).await {
             Ok((transaction, read)) => {
-                let handle = self.table.push(TransactionSlot(Some(transaction)))?;
-                Ok(Ok((handle, replies(read))))
+                let held = self.table.push(TransactionSlot(Some(transaction)))?;
+                Ok(Ok((Resource::new_own(held.rep()), read)))
             }
             Err(error) => Ok(Err(wit_store_error(error))),
         }
@@ -321,25 +231,25 @@ impl wit_store::Host for CallState {
 impl wit_store::HostTransaction for CallState {
     async fn commit(
         &mut self,
-        transaction: Resource<TransactionSlot>,
-        commands_: Vec<wit_store::Command>,
+        transaction: Resource<wit_store::Transaction>,
+        commands: Vec<wit_store::Command>,
     ) -> wasmtime::Result<Result<Option<Vec<wit_store::Reply>>, WitError>> {
-        let Some(transaction) = self.table.get_mut(&transaction)?.0.take() else {
+        let Some(transaction) = self.table.get_mut(&slot(&transaction))?.0.take() else {
             return Ok(Err(WitError::Store("transaction already committed".into())));
         };
-        let result = transaction.commit(commands(commands_)).await;
-        Ok(result
-            .map(|done| done.map(replies))
-            .map_err(wit_store_error))
+        Ok(transaction.commit(commands).await.map_err(wit_store_error))
     }
 
-    async fn drop(&mut self, transaction: Resource<TransactionSlot>) -> wasmtime::Result<()> {
-        self.table.delete(transaction)?;
+    async fn drop(
+        &mut self,
+        transaction: Resource<wit_store::Transaction>,
+    ) -> wasmtime::Result<()> {
+        self.table.delete(slot(&transaction))?;
         Ok(())
     }
 }
 
-impl bindings::dsession::session::user_loader::Host for CallState {
+impl crate::wit::user_loader::Host for CallState {
     async fn load(&mut self, user_id: String) -> wasmtime::Result<Result<Option<String>, String>> {
         let Some(loader) = &self.loader else {
             return Ok(Ok(None));
@@ -357,9 +267,9 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     type Host = wasmtime::component::HasSelf<CallState>;
     let mut linker = Linker::<CallState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    bindings::dsession::session::types::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    crate::wit::types::add_to_linker::<_, Host>(&mut linker, |s| s)?;
     wit_store::add_to_linker::<_, Host>(&mut linker, |s| s)?;
-    bindings::dsession::session::user_loader::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    crate::wit::user_loader::add_to_linker::<_, Host>(&mut linker, |s| s)?;
     // Always provided, so that a policy may read settings or not.
     wasmtime_wasi_config::add_to_linker(&mut linker, |s| WasiConfig::from(&*s.config))?;
     Ok(linker)

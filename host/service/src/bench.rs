@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use clap::{Args, ValueEnum};
-use dsession::store::{Command, MemoryStore, Reply, SetCondition, Store, StoreError, Transaction};
+use dsession::store::{
+    Command, MemoryStore, Reply, SetArgs, SetCondition, Store, StoreError, Transaction,
+};
 use dsession::{InstanceReuse, Limits, Policy, SessionManager, SessionManagerBuilder, Settings};
 use dsession_service::{AppState, Metrics, ServeConfig};
 use serde_json::{Value, json};
@@ -404,12 +406,12 @@ impl Bench {
 }
 
 fn set(key: &str, value: String, ttl_seconds: i64) -> Command {
-    Command::Set {
+    Command::Set(SetArgs {
         key: key.to_owned(),
         value,
         ttl_seconds,
         condition: SetCondition::Always,
-    }
+    })
 }
 
 /// A keep-alive HTTP/1.1 connection that sends one prepared `GET`: as

@@ -14,7 +14,6 @@ use wasmtime::{StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use super::bindings::exports::dsession::session::token_manage::Guest;
 use super::{
     CallState, InstanceReuse, Limiter, Limits, Policy, PolicyBindings, STDERR_CAPTURE, WitError,
 };
@@ -24,6 +23,7 @@ use crate::error::Error;
 use crate::loader::UserLoader;
 use crate::policy_config::{DescribeIndices, WitConfigKey};
 use crate::store::Store;
+use crate::wit::token_manage::Guest;
 
 /// An instantiated policy with its own wasm store.
 struct Instance {

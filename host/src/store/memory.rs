@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Command, ExpireCondition, Reply, SetCondition, Store, StoreError, Transaction};
+use super::{
+    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
+    HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition, Store, StoreError, Transaction,
+};
 
 #[derive(Debug, Clone)]
 enum Value {
@@ -127,12 +130,12 @@ impl Inner {
                 }) => Reply::Text(text.clone()),
                 Some(_) => return Err(wrong_type(key)),
             },
-            Command::Set {
+            Command::Set(SetArgs {
                 key,
                 value,
                 ttl_seconds,
                 condition,
-            } => {
+            }) => {
                 let exists = self.live(key, now).is_some();
                 let allowed = match condition {
                     SetCondition::Always => true,
@@ -181,11 +184,11 @@ impl Inner {
                     ..
                 }) => i64::try_from((*at - now).as_secs_f64().round() as u64).unwrap_or(i64::MAX),
             }),
-            Command::Expire {
+            Command::Expire(ExpireArgs {
                 key,
                 seconds: ttl,
                 condition,
-            } => {
+            }) => {
                 let Some(entry) = self.live(key, now) else {
                     return Ok(Reply::Integer(0));
                 };
@@ -204,7 +207,7 @@ impl Inner {
                 self.touch(key);
                 Reply::Integer(1)
             }
-            Command::HashSet { key, fields } => {
+            Command::HashSet(HashSetArgs { key, fields }) => {
                 let added = match self.hash(key, now)? {
                     Some(hash) => fields
                         .iter()
@@ -228,7 +231,7 @@ impl Inner {
                 self.touch(key);
                 Reply::Integer(i64::try_from(added).unwrap_or(i64::MAX))
             }
-            Command::HashDelete { key, fields } => {
+            Command::HashDelete(HashDeleteArgs { key, fields }) => {
                 let Some(hash) = self.hash(key, now)? else {
                     return Ok(Reply::Integer(0));
                 };
@@ -249,13 +252,13 @@ impl Inner {
                 None => Vec::new(),
                 Some(hash) => hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect(),
             }),
-            Command::HashExists { key, field } => {
+            Command::HashExists(HashExistsArgs { key, field }) => {
                 let exists = self
                     .hash(key, now)?
                     .is_some_and(|hash| hash.contains_key(field));
                 Reply::Integer(i64::from(exists))
             }
-            Command::GetExpire { key, seconds: ttl } => {
+            Command::GetExpire(GetExpireArgs { key, seconds: ttl }) => {
                 let text = match self.live(key, now) {
                     None => return Ok(Reply::Nil),
                     Some(Entry {
@@ -270,7 +273,7 @@ impl Inner {
                 self.touch(key);
                 Reply::Text(text)
             }
-            Command::HashGet { key, field } => match self.hash(key, now)? {
+            Command::HashGet(HashGetArgs { key, field }) => match self.hash(key, now)? {
                 Some(hash) => hash.get(field).cloned().map_or(Reply::Nil, Reply::Text),
                 None => Reply::Nil,
             },

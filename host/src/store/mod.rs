@@ -21,101 +21,12 @@ pub use self::redis::{
     SentinelStore, TlsFiles, key_slot,
 };
 
-/// When a `SET` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetCondition {
-    /// Always.
-    Always,
-    /// Only when the key does not exist (`NX`).
-    IfAbsent,
-    /// Only when the key exists (`XX`).
-    IfPresent,
-}
-
-/// When an `EXPIRE` changes a key's lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpireCondition {
-    /// Always.
-    Always,
-    /// Only when the key has no expiry (`NX`).
-    IfNone,
-    /// Only when the new expiry is later than the current one (`GT`); a key
-    /// without expiry is never changed.
-    IfLater,
-}
-
-/// One command of a batch. The reply each gives is documented on [`Reply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// `GET key` → [`Reply::Text`], or [`Reply::Nil`] when missing.
-    Get(String),
-    /// `SET key value [EX ttl] [NX|XX]` → [`Reply::Ok`], or [`Reply::Nil`]
-    /// when the condition kept it from writing. A TTL of 0 means no expiry.
-    Set {
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-        /// Lifetime in seconds, 0 for none.
-        ttl_seconds: i64,
-        /// When to write.
-        condition: SetCondition,
-    },
-    /// `DEL key…` → [`Reply::Integer`]: how many keys existed.
-    Del(Vec<String>),
-    /// `EXISTS key…` → [`Reply::Integer`]: how many of the keys exist.
-    Exists(Vec<String>),
-    /// `TTL key` → [`Reply::Integer`]: seconds left, -1 without expiry, -2
-    /// when missing.
-    Ttl(String),
-    /// `EXPIRE key seconds [NX|GT]` → [`Reply::Integer`]: 1 when changed.
-    Expire {
-        /// The key.
-        key: String,
-        /// New lifetime, at least 1 second.
-        seconds: i64,
-        /// When to change it.
-        condition: ExpireCondition,
-    },
-    /// `HSET key field value…` → [`Reply::Integer`]: how many fields are new.
-    HashSet {
-        /// The hash.
-        key: String,
-        /// Fields and values, at least one.
-        fields: Vec<(String, String)>,
-    },
-    /// `HDEL key field…` → [`Reply::Integer`]: how many fields existed.
-    HashDelete {
-        /// The hash.
-        key: String,
-        /// Fields, at least one.
-        fields: Vec<String>,
-    },
-    /// `HGETALL key` → [`Reply::Pairs`], empty when missing.
-    HashGetAll(String),
-    /// `HEXISTS key field` → [`Reply::Integer`]: 1 when the field exists.
-    HashExists {
-        /// The hash.
-        key: String,
-        /// The field.
-        field: String,
-    },
-    /// `GETEX key EX seconds` → [`Reply::Text`], or [`Reply::Nil`] when
-    /// missing; an existing key gets the new lifetime. Never creates a key.
-    GetExpire {
-        /// The key.
-        key: String,
-        /// New lifetime, at least 1 second.
-        seconds: i64,
-    },
-    /// `HGET key field` → [`Reply::Text`], or [`Reply::Nil`] when missing.
-    HashGet {
-        /// The hash.
-        key: String,
-        /// The field.
-        field: String,
-    },
-}
+// The WIT `store` interface's own types, generated once; their docs say
+// what each command replies.
+pub use crate::wit::store::{
+    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
+    HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition,
+};
 
 impl Command {
     /// Rejects arguments Redis would reject or misread, so that a bad policy
@@ -123,12 +34,20 @@ impl Command {
     pub fn validate(&self) -> Result<(), StoreError> {
         let invalid = |what: &str| Err(StoreError::invalid_command(format!("{what} in {self:?}")));
         match self {
-            Self::Set { ttl_seconds, .. } if *ttl_seconds < 0 => invalid("negative SET ttl"),
-            Self::Expire { seconds, .. } if *seconds < 1 => invalid("EXPIRE seconds below 1"),
-            Self::GetExpire { seconds, .. } if *seconds < 1 => invalid("GETEX seconds below 1"),
+            Self::Set(SetArgs { ttl_seconds, .. }) if *ttl_seconds < 0 => {
+                invalid("negative SET ttl")
+            }
+            Self::Expire(ExpireArgs { seconds, .. }) if *seconds < 1 => {
+                invalid("EXPIRE seconds below 1")
+            }
+            Self::GetExpire(GetExpireArgs { seconds, .. }) if *seconds < 1 => {
+                invalid("GETEX seconds below 1")
+            }
             Self::Del(keys) | Self::Exists(keys) if keys.is_empty() => invalid("no keys"),
-            Self::HashSet { fields, .. } if fields.is_empty() => invalid("no fields"),
-            Self::HashDelete { fields, .. } if fields.is_empty() => invalid("no fields"),
+            Self::HashSet(HashSetArgs { fields, .. }) if fields.is_empty() => invalid("no fields"),
+            Self::HashDelete(HashDeleteArgs { fields, .. }) if fields.is_empty() => {
+                invalid("no fields")
+            }
             _ => Ok(()),
         }
     }
@@ -140,13 +59,13 @@ impl Command {
             Self::Get(key)
             | Self::Ttl(key)
             | Self::HashGetAll(key)
-            | Self::Set { key, .. }
-            | Self::Expire { key, .. }
-            | Self::HashSet { key, .. }
-            | Self::HashDelete { key, .. }
-            | Self::HashExists { key, .. }
-            | Self::GetExpire { key, .. }
-            | Self::HashGet { key, .. } => vec![key.as_str()],
+            | Self::Set(SetArgs { key, .. })
+            | Self::Expire(ExpireArgs { key, .. })
+            | Self::HashSet(HashSetArgs { key, .. })
+            | Self::HashDelete(HashDeleteArgs { key, .. })
+            | Self::HashExists(HashExistsArgs { key, .. })
+            | Self::GetExpire(GetExpireArgs { key, .. })
+            | Self::HashGet(HashGetArgs { key, .. }) => vec![key.as_str()],
         }
     }
 
@@ -160,25 +79,10 @@ impl Command {
                 | Self::Exists(_)
                 | Self::Ttl(_)
                 | Self::HashGetAll(_)
-                | Self::HashExists { .. }
-                | Self::HashGet { .. }
+                | Self::HashExists(_)
+                | Self::HashGet(_)
         )
     }
-}
-
-/// The reply to one [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// A missing value, or a conditional write that did not happen.
-    Nil,
-    /// A write that happened.
-    Ok,
-    /// A number.
-    Integer(i64),
-    /// A string value.
-    Text(String),
-    /// A hash's fields and values.
-    Pairs(Vec<(String, String)>),
 }
 
 /// A store failure: unreachable, timed out, or a command it refused. Says

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use redis::{Cmd, Pipeline, Value};
 
-use crate::store::{Command, ExpireCondition, Reply, SetCondition, StoreError};
+use crate::store::{
+    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
+    HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition, StoreError,
+};
 
 /// The Redis command for `command`.
 fn encode(command: &Command) -> Cmd {
@@ -14,12 +17,12 @@ fn encode(command: &Command) -> Cmd {
         Command::Get(key) => {
             cmd.arg("GET").arg(key);
         }
-        Command::Set {
+        Command::Set(SetArgs {
             key,
             value,
             ttl_seconds,
             condition,
-        } => {
+        }) => {
             cmd.arg("SET").arg(key).arg(value);
             if *ttl_seconds > 0 {
                 cmd.arg("EX").arg(*ttl_seconds);
@@ -43,11 +46,11 @@ fn encode(command: &Command) -> Cmd {
         Command::Ttl(key) => {
             cmd.arg("TTL").arg(key);
         }
-        Command::Expire {
+        Command::Expire(ExpireArgs {
             key,
             seconds,
             condition,
-        } => {
+        }) => {
             cmd.arg("EXPIRE").arg(key).arg(*seconds);
             match condition {
                 ExpireCondition::Always => {}
@@ -59,25 +62,25 @@ fn encode(command: &Command) -> Cmd {
                 }
             }
         }
-        Command::HashSet { key, fields } => {
+        Command::HashSet(HashSetArgs { key, fields }) => {
             cmd.arg("HSET").arg(key);
             for (field, value) in fields {
                 cmd.arg(field).arg(value);
             }
         }
-        Command::HashDelete { key, fields } => {
+        Command::HashDelete(HashDeleteArgs { key, fields }) => {
             cmd.arg("HDEL").arg(key).arg(fields);
         }
         Command::HashGetAll(key) => {
             cmd.arg("HGETALL").arg(key);
         }
-        Command::HashExists { key, field } => {
+        Command::HashExists(HashExistsArgs { key, field }) => {
             cmd.arg("HEXISTS").arg(key).arg(field);
         }
-        Command::GetExpire { key, seconds } => {
+        Command::GetExpire(GetExpireArgs { key, seconds }) => {
             cmd.arg("GETEX").arg(key).arg("EX").arg(*seconds);
         }
-        Command::HashGet { key, field } => {
+        Command::HashGet(HashGetArgs { key, field }) => {
             cmd.arg("HGET").arg(key).arg(field);
         }
     }
@@ -150,24 +153,21 @@ fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
         |value: &Value| StoreError::new(format!("unexpected redis reply {value:?} to {command:?}"));
     Ok(match (command, value) {
         (
-            Command::Get(_)
-            | Command::Set { .. }
-            | Command::GetExpire { .. }
-            | Command::HashGet { .. },
+            Command::Get(_) | Command::Set(_) | Command::GetExpire(_) | Command::HashGet(_),
             Value::Nil,
         ) => Reply::Nil,
-        (Command::Set { .. }, Value::Okay) => Reply::Ok,
-        (Command::Get(_) | Command::GetExpire { .. } | Command::HashGet { .. }, value) => {
+        (Command::Set(_), Value::Okay) => Reply::Ok,
+        (Command::Get(_) | Command::GetExpire(_) | Command::HashGet(_), value) => {
             Reply::Text(text(value).map_err(|value| unexpected(&value))?)
         }
         (
             Command::Del(_)
             | Command::Exists(_)
             | Command::Ttl(_)
-            | Command::Expire { .. }
-            | Command::HashSet { .. }
-            | Command::HashDelete { .. }
-            | Command::HashExists { .. },
+            | Command::Expire(_)
+            | Command::HashSet(_)
+            | Command::HashDelete(_)
+            | Command::HashExists(_),
             Value::Int(n),
         ) => Reply::Integer(n),
         (Command::HashGetAll(_), Value::Map(pairs)) => Reply::Pairs(
@@ -228,20 +228,20 @@ mod tests {
     }
 
     fn set(ttl_seconds: i64, condition: SetCondition) -> Command {
-        Command::Set {
+        Command::Set(SetArgs {
             key: "k".into(),
             value: "v".into(),
             ttl_seconds,
             condition,
-        }
+        })
     }
 
     fn expire(condition: ExpireCondition) -> Command {
-        Command::Expire {
+        Command::Expire(ExpireArgs {
             key: "k".into(),
             seconds: 60,
             condition,
-        }
+        })
     }
 
     #[test]
@@ -271,39 +271,39 @@ mod tests {
                 &["EXPIRE", "k", "60", "GT"],
             ),
             (
-                Command::HashSet {
+                Command::HashSet(HashSetArgs {
                     key: "h".into(),
                     fields: vec![("f".into(), "1".into()), ("g".into(), "2".into())],
-                },
+                }),
                 &["HSET", "h", "f", "1", "g", "2"],
             ),
             (
-                Command::HashDelete {
+                Command::HashDelete(HashDeleteArgs {
                     key: "h".into(),
                     fields: strings(&["f", "g"]),
-                },
+                }),
                 &["HDEL", "h", "f", "g"],
             ),
             (Command::HashGetAll("h".into()), &["HGETALL", "h"]),
             (
-                Command::HashExists {
+                Command::HashExists(HashExistsArgs {
                     key: "h".into(),
                     field: "f".into(),
-                },
+                }),
                 &["HEXISTS", "h", "f"],
             ),
             (
-                Command::GetExpire {
+                Command::GetExpire(GetExpireArgs {
                     key: "k".into(),
                     seconds: 60,
-                },
+                }),
                 &["GETEX", "k", "EX", "60"],
             ),
             (
-                Command::HashGet {
+                Command::HashGet(HashGetArgs {
                     key: "h".into(),
                     field: "f".into(),
-                },
+                }),
                 &["HGET", "h", "f"],
             ),
         ];
@@ -339,14 +339,14 @@ mod tests {
     fn each_reply_shape_becomes_its_reply() {
         let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
         let get = Command::Get("k".into());
-        let hash_get = Command::HashGet {
+        let hash_get = Command::HashGet(HashGetArgs {
             key: "h".into(),
             field: "f".into(),
-        };
-        let get_expire = Command::GetExpire {
+        });
+        let get_expire = Command::GetExpire(GetExpireArgs {
             key: "k".into(),
             seconds: 60,
-        };
+        });
         let all = Command::HashGetAll("h".into());
         let pairs = Reply::Pairs(vec![("f".into(), "1".into()), ("g".into(), "2".into())]);
         let cases = [
@@ -380,10 +380,10 @@ mod tests {
                 Reply::Integer(1),
             ),
             (
-                Command::HashExists {
+                Command::HashExists(HashExistsArgs {
                     key: "h".into(),
                     field: "f".into(),
-                },
+                }),
                 Value::Int(1),
                 Reply::Integer(1),
             ),
@@ -463,10 +463,10 @@ mod tests {
             Command::Get("k".into()),
             set(0, SetCondition::Always)
         ]));
-        let get_expire = Command::GetExpire {
+        let get_expire = Command::GetExpire(GetExpireArgs {
             key: "k".into(),
             seconds: 1,
-        };
+        });
         assert!(!only_reads(&[get_expire]));
     }
 }

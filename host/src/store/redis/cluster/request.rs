@@ -132,17 +132,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::SetCondition;
     use crate::store::redis::cluster::retry::{Next, next_step};
     use crate::store::redis::error::store_error;
+    use crate::store::{SetArgs, SetCondition};
 
     fn set(key: &str) -> Command {
-        Command::Set {
+        Command::Set(SetArgs {
             key: key.into(),
             value: "v".into(),
             ttl_seconds: 0,
             condition: SetCondition::Always,
-        }
+        })
     }
 
     fn ack() -> Option<ReplicaAck> {
