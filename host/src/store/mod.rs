@@ -12,6 +12,7 @@ mod memory;
 mod redis;
 #[cfg(feature = "redis")]
 mod sentinel;
+mod tap;
 #[cfg(feature = "redis")]
 mod tls;
 
@@ -27,6 +28,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisConfig, RedisStore};
 #[cfg(feature = "redis")]
 pub use self::sentinel::{SentinelConfig, SentinelStore};
+pub use self::tap::{Call, Counters, Counts, Tap};
 #[cfg(feature = "redis")]
 pub use self::tls::TlsFiles;
 
