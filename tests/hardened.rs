@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use dsession::store::MemoryStore;
+use dsession::store::{MemoryStore, Tap};
 use dsession::{Error, Policy, SessionManager, Settings};
 use dsession_service::ServeConfig;
 use serde_json::json;
 
 use crate::server::{Served, auth, post, service, token};
-use crate::support::{Counting, Env, Kind, hardened_policy, on_every_store};
+use crate::support::{Env, Kind, hardened_policy, on_every_store};
 
 /// A manager on `env`'s store running the hardened policy with `config`.
 fn hardened(env: &Env, config: &[(&str, &str)]) -> SessionManager {
@@ -245,9 +245,10 @@ on_every_store!(policy = crate::support::hardened_policy, cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_all_of_ten_thousand_tokens_is_one_write() {
-    let (counting, round_trips, commands) = Counting::with_commands(MemoryStore::new());
+    let tap = Tap::new(MemoryStore::new());
+    let (round_trips, commands) = (&tap.counters().round_trips, &tap.counters().commands);
     let sessions = SessionManager::builder()
-        .store(counting)
+        .store(tap.clone())
         .policy(hardened_policy())
         .build()
         .unwrap();
@@ -271,9 +272,10 @@ async fn revoking_all_of_ten_thousand_tokens_is_one_write() {
 
 #[tokio::test]
 async fn a_check_with_a_cached_user_is_one_round_trip() {
-    let (counting, round_trips) = Counting::new(MemoryStore::new());
+    let tap = Tap::new(MemoryStore::new());
+    let round_trips = &tap.counters().round_trips;
     let sessions = SessionManager::builder()
-        .store(counting)
+        .store(tap.clone())
         .policy(hardened_policy())
         .loader(|id: String| async move { Ok(Some(json!({ "name": id }))) })
         .build()

@@ -3,10 +3,10 @@
 use std::sync::atomic::Ordering;
 
 use dsession::SessionManager;
-use dsession::store::{RedisConfig, RedisStore};
+use dsession::store::{RedisConfig, RedisStore, Tap};
 use serde_json::json;
 
-use crate::support::{Counting, RedisServer};
+use crate::support::RedisServer;
 
 #[tokio::test]
 async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
@@ -14,9 +14,10 @@ async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
     let store = RedisStore::connect(RedisConfig::new(server.url()))
         .await
         .unwrap();
-    let (counting, round_trips) = Counting::new(store);
+    let tap = Tap::new(store);
+    let round_trips = &tap.counters().round_trips;
     let sessions = SessionManager::builder()
-        .store(counting)
+        .store(tap.clone())
         .loader(|_: String| async { Ok(Some(json!({ "plan": "pro" }))) })
         .build()
         .unwrap();

@@ -4,11 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-
-use crate::store::{Command, MemoryStore, Reply, Store, StoreError, Transaction, key_slot};
+use crate::store::{Call, Command, MemoryStore, Tap, key_slot};
 use crate::{Error, Policy, SessionManager, Settings};
 
 /// The user whose operations the check runs.
@@ -67,9 +64,9 @@ pub async fn check_slot_layout(
     settings: &Settings,
     policy_config: &BTreeMap<String, String>,
 ) -> Result<(), SlotLayoutError> {
-    let recorder = Recorder::default();
+    let tap = Tap::recording(MemoryStore::new());
     let sessions = SessionManager::builder()
-        .store(recorder.clone())
+        .store(tap.clone())
         .policy(policy.clone())
         .settings(settings.clone())
         .policy_config(policy_config.clone())
@@ -78,27 +75,27 @@ pub async fn check_slot_layout(
         .map_err(|error| Error::Policy(format!("{error:#}")))?;
     let ids = [PROBE_USER.to_owned()];
     let first = sessions.set_token(PROBE_USER, 600).await?.token;
-    recorder.check("set-token")?;
+    check(&tap, "set-token")?;
     let second = sessions.set_token(PROBE_USER, 600).await?.token;
-    recorder.check("set-token")?;
+    check(&tap, "set-token")?;
     sessions.check_token(&first).await?;
-    recorder.check("check-token")?;
+    check(&tap, "check-token")?;
     sessions.check_token_or_update_user(&second, 60).await?;
-    recorder.check("check-token-or-update-user")?;
+    check(&tap, "check-token-or-update-user")?;
     allow_not_found(sessions.refresh_token(&second, 600).await)?;
-    recorder.check("refresh-token")?;
+    check(&tap, "refresh-token")?;
     sessions.list_user_token(PROBE_USER).await?;
-    recorder.check("list-user-token")?;
+    check(&tap, "list-user-token")?;
     sessions.add_user(PROBE_USER, 60).await?;
-    recorder.check("add-user")?;
+    check(&tap, "add-user")?;
     sessions.refresh_user(&ids, 60).await?;
-    recorder.check("refresh-user")?;
+    check(&tap, "refresh-user")?;
     sessions.delete_user(PROBE_USER).await?;
-    recorder.check("delete-user")?;
+    check(&tap, "delete-user")?;
     sessions.delete_token(&second).await?;
-    recorder.check("delete-token")?;
+    check(&tap, "delete-token")?;
     sessions.delete_user_token(PROBE_USER).await?;
-    recorder.check("delete-user-token")?;
+    check(&tap, "delete-user-token")?;
     Ok(())
 }
 
@@ -112,47 +109,66 @@ fn allow_not_found<T>(outcome: crate::Result<T>) -> crate::Result<()> {
 /// One atomic step or transaction and the keys it touched.
 struct Step {
     step: &'static str,
+    transaction: Option<u64>,
     keys: Vec<String>,
 }
 
-/// A memory store that records the keys of each atomic step and
-/// transaction since the last check.
-#[derive(Clone, Default)]
-struct Recorder {
-    inner: Arc<MemoryStore>,
-    steps: Arc<Mutex<Vec<Step>>>,
-}
-
-impl Recorder {
-    fn record(&self, step: &'static str, keys: Vec<String>) -> usize {
-        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        steps.push(Step { step, keys });
-        steps.len() - 1
-    }
-
-    /// The first step since the last check that spans slots.
-    fn check(&self, operation: &'static str) -> Result<(), SlotLayoutError> {
-        let steps = std::mem::take(&mut *self.steps.lock().unwrap_or_else(|p| p.into_inner()));
-        for step in steps {
-            let slots: BTreeMap<String, u16> = step
-                .keys
-                .into_iter()
-                .map(|key| {
-                    let slot = key_slot(&key);
-                    (key, slot)
-                })
-                .collect();
-            let first = slots.values().next();
-            if slots.values().any(|slot| Some(slot) != first) {
-                return Err(SlotLayoutError::CrossSlot(CrossSlot {
-                    operation,
-                    step: step.step,
-                    keys: slots.into_iter().collect(),
-                }));
+/// The first atomic step or transaction `tap` saw since the last check
+/// that spans slots.
+fn check(tap: &Tap, operation: &'static str) -> Result<(), SlotLayoutError> {
+    let mut steps: Vec<Step> = Vec::new();
+    for call in tap.take_calls() {
+        match call {
+            Call::Batch(_) => {}
+            Call::Atomic(commands) => steps.push(Step {
+                step: "an atomic step",
+                transaction: None,
+                keys: keys(&commands),
+            }),
+            Call::Watch {
+                transaction,
+                keys: mut watched,
+                reads,
+            } => {
+                watched.extend(keys(&reads));
+                steps.push(Step {
+                    step: "a transaction",
+                    transaction: Some(transaction),
+                    keys: watched,
+                });
+            }
+            Call::Commit {
+                transaction,
+                commands,
+            } => {
+                if let Some(step) = steps
+                    .iter_mut()
+                    .find(|step| step.transaction == Some(transaction))
+                {
+                    step.keys.extend(keys(&commands));
+                }
             }
         }
-        Ok(())
     }
+    for step in steps {
+        let slots: BTreeMap<String, u16> = step
+            .keys
+            .into_iter()
+            .map(|key| {
+                let slot = key_slot(&key);
+                (key, slot)
+            })
+            .collect();
+        let first = slots.values().next();
+        if slots.values().any(|slot| Some(slot) != first) {
+            return Err(SlotLayoutError::CrossSlot(CrossSlot {
+                operation,
+                step: step.step,
+                keys: slots.into_iter().collect(),
+            }));
+        }
+    }
+    Ok(())
 }
 
 fn keys(commands: &[Command]) -> Vec<String> {
@@ -161,62 +177,4 @@ fn keys(commands: &[Command]) -> Vec<String> {
         .flat_map(Command::keys)
         .map(str::to_owned)
         .collect()
-}
-
-#[async_trait]
-impl Store for Recorder {
-    async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        self.inner.batch(commands).await
-    }
-
-    async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        self.record("an atomic step", keys(&commands));
-        self.inner.atomic(commands).await
-    }
-
-    async fn watch(
-        &self,
-        watched: Vec<String>,
-        reads: Vec<Command>,
-    ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
-        let mut touched = watched.clone();
-        touched.extend(keys(&reads));
-        let index = self.record("a transaction", touched);
-        let (inner, replies) = self.inner.watch(watched, reads).await?;
-        let transaction = RecordedTransaction {
-            inner,
-            recorder: self.clone(),
-            index,
-        };
-        Ok((Box::new(transaction), replies))
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        self.inner.ready().await
-    }
-}
-
-struct RecordedTransaction {
-    inner: Box<dyn Transaction>,
-    recorder: Recorder,
-    index: usize,
-}
-
-#[async_trait]
-impl Transaction for RecordedTransaction {
-    async fn commit(
-        self: Box<Self>,
-        commands: Vec<Command>,
-    ) -> Result<Option<Vec<Reply>>, StoreError> {
-        if let Some(step) = self
-            .recorder
-            .steps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(self.index)
-        {
-            step.keys.extend(keys(&commands));
-        }
-        self.inner.commit(commands).await
-    }
 }

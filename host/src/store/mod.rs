@@ -8,6 +8,7 @@ mod config;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod tap;
 
 use std::fmt;
 
@@ -20,6 +21,7 @@ pub use self::redis::{
     ClusterConfig, ClusterStore, DEFAULT_TIMEOUT_MS, RedisConfig, RedisStore, SentinelConfig,
     SentinelStore, TlsFiles, key_slot,
 };
+pub use self::tap::{Call, Counters, Counts, Tap};
 
 // The WIT `store` interface's own types, generated once; their docs say
 // what each command replies.

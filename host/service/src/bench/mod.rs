@@ -1,0 +1,142 @@
+//! `dsession bench`: what each token operation costs through the embedding
+//! API, beside baselines measured in the same run through the same store
+//! client at the same concurrency, so that the ratios hold on any machine.
+//!
+//! `args` holds the flags, `baselines` what each figure measures, `runner`
+//! runs one figure, `http` is the client of the service's figures,
+//! `footprint` the memory per session and `report` prints it all. Commands
+//! and round trips are counted by [`dsession::store::Tap`].
+
+mod args;
+mod baselines;
+mod footprint;
+mod http;
+mod report;
+mod runner;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dsession::store::{MemoryStore, Store, Tap};
+use dsession::{InstanceReuse, Limits, Policy, Settings};
+use dsession_service::{AppState, Metrics, ServeConfig};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use self::args::BenchArgs;
+use self::args::{Instances, Op};
+use self::baselines::Target;
+use self::report::Report;
+use self::runner::{Bench, measure, progress};
+
+/// `bench-` and 8 hex digits that differ from run to run.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!("bench-{:08x}", nanos ^ std::process::id().rotate_left(16))
+}
+
+fn user_detail(user_id: &str) -> Value {
+    json!({ "name": user_id, "plan": "pro", "roles": ["reader", "writer"] })
+}
+
+/// Runs the bench; the report goes to stdout, progress to stderr.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let duration = Duration::from_secs_f64(if args.quick { 0.2 } else { args.seconds });
+    anyhow::ensure!(!duration.is_zero(), "--seconds must be positive");
+    anyhow::ensure!(
+        args.concurrency.iter().all(|&n| n > 0),
+        "--concurrency must be positive"
+    );
+    let ops = args.ops();
+    let limits = Limits {
+        reuse: match args.instances {
+            Instances::Pooled => InstanceReuse::default(),
+            Instances::Fresh => InstanceReuse::Fresh,
+        },
+        ..Limits::default()
+    };
+    let config = args.store.config();
+    let kind = config.as_ref().map_or("memory", |config| config.kind());
+    let inner: Arc<dyn Store> = match &config {
+        Some(config) => config.open().await?,
+        None => Arc::new(MemoryStore::new()),
+    };
+    let store = Tap::shared(inner);
+    let policy = Policy::load(&args.policy)?;
+    if store.is_sharded() {
+        let config = args.policy_config.iter().cloned().collect();
+        for single_mode in [false, true] {
+            let settings = Settings {
+                single_mode,
+                ..Settings::default()
+            };
+            dsession::check_slot_layout(&policy, &settings, &config).await?;
+        }
+    }
+    let builder = || args.builder(&policy).store(store.clone()).limits(limits);
+    let sessions = builder()
+        .loader(|user_id: String| async move { Ok(Some(user_detail(&user_id))) })
+        .build()?;
+    let single = builder()
+        .settings(Settings {
+            single_mode: true,
+            ..Settings::default()
+        })
+        .build()?;
+    let (stop_service, service) = if ops.contains(&Op::Auth) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        let state = AppState::new(
+            builder().build()?,
+            &ServeConfig::default(),
+            Metrics::default(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(dsession_service::serve_on(listener, state, async {
+            let _ = stopped.await;
+        }));
+        (Some(stop), Some(address))
+    } else {
+        (None, None)
+    };
+    let bench = Arc::new(Bench {
+        run: run_id(),
+        store,
+        sessions,
+        single,
+        service,
+    });
+
+    let mut figures = Vec::new();
+    for &concurrency in &args.concurrency {
+        for target in Target::plan(ops) {
+            let figure = figures.len();
+            figures.push(measure(&bench, figure, target, concurrency, duration).await?);
+        }
+    }
+    progress("");
+    let footprint = match args.sessions {
+        0 => None,
+        count => Some(footprint::footprint(&args, &bench.run, &policy, count, limits).await?),
+    };
+    if let Some(stop) = stop_service {
+        let _ = stop.send(());
+    }
+    let report = Report {
+        store: kind,
+        policy: args.policy.display().to_string(),
+        instances: args.instances,
+        seconds: duration.as_secs_f64(),
+        figures,
+        footprint,
+    };
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
