@@ -62,7 +62,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "default")]
     policy: PathBuf,
     /// A policy setting, `key=value`; repeat for more.
-    #[arg(long = "policy-config", value_parser = dsession::parse_policy_config_pair)]
+    #[arg(long = "policy-config", value_parser = crate::cli::parse_policy_config_pair)]
     policy_config: Vec<(String, String)>,
 }
 

@@ -577,3 +577,49 @@ fn bench_runs_on_a_cluster_with_the_hardened_policy_and_refuses_the_default_one(
         assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
     }
 }
+
+#[test]
+fn renamed_config_keys_and_flags_still_work_and_say_their_new_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dsession.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nuser_ttl_seconds = 60\nrefresh_on_check_seconds = 900\n",
+    )
+    .unwrap();
+    let created = dsession(&[
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--config",
+        config.to_str().unwrap(),
+        "--token-prefix",
+        "old-flag",
+        "--json",
+    ]);
+    assert_eq!(code(&created), 0, "{created:?}");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    for (old, new) in [
+        ("auth.user_ttl_seconds", "auth.user_ttl"),
+        ("auth.refresh_on_check_seconds", "auth.sliding_expiry"),
+        ("--token-prefix", "--token-key-prefix"),
+    ] {
+        assert!(
+            stderr.contains(&format!("{old} is deprecated")) && stderr.contains(new),
+            "no warning naming {new}: {stderr}"
+        );
+    }
+
+    let both = dsession(&[
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--token-prefix",
+        "a",
+        "--token-key-prefix",
+        "b",
+    ]);
+    assert_eq!(code(&both), 2, "an old flag beside its new name: {both:?}");
+}
