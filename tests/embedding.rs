@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
-use dsession::observe::{Observer, Operation};
+use dsession::observe::{Observer, Operation, Outcome};
 use dsession::store::{RedisConfig, RedisStore};
 use dsession::tower::{AttachSessionLayer, RequireSessionLayer};
 use dsession::{
@@ -208,8 +208,11 @@ struct Recorder {
 }
 
 impl Observer for Recorder {
-    fn operation(&self, operation: Operation, outcome: &'static str, _: Duration) {
-        self.operations.lock().unwrap().push((operation, outcome));
+    fn operation(&self, operation: Operation, outcome: Outcome, _: Duration) {
+        self.operations
+            .lock()
+            .unwrap()
+            .push((operation, outcome.label()));
     }
 
     fn policy_reload(&self, accepted: bool) {

@@ -493,7 +493,7 @@ async fn forward_auth_sends_the_user_detail_when_configured() {
 #[tokio::test]
 async fn sliding_expiry_extends_a_token_on_each_check() {
     let mut config = ServeConfig::default();
-    config.auth.refresh_on_check_seconds = Some(5000);
+    config.auth.sliding_expiry = Some(5000);
     let (app, _) = service(config).await;
     let token = token(&app, "alice").await;
     assert_eq!(

@@ -49,7 +49,7 @@ pub enum Authentication {
 /// # fn example(sessions: dsession::SessionManager) {
 /// let authenticator = dsession::Authenticator::new(sessions)
 ///     .with_cookie("sid")            // default: dsession_token
-///     .with_detail(600)              // default: no detail, check-token only
+///     .with_load_user(600)           // default: no detail, check-token only
 ///     .with_sliding_expiry(3600);    // default: tokens keep their expiry
 /// # }
 /// ```
@@ -57,7 +57,7 @@ pub enum Authentication {
 pub struct Authenticator {
     sessions: SessionManager,
     cookie: String,
-    detail_ttl_seconds: Option<i64>,
+    load_user_ttl: Option<i64>,
     sliding_seconds: Option<i64>,
     no_detail_on_loader_error: bool,
 }
@@ -69,7 +69,7 @@ impl Authenticator {
         Self {
             sessions,
             cookie: DEFAULT_COOKIE.into(),
-            detail_ttl_seconds: None,
+            load_user_ttl: None,
             sliding_seconds: None,
             no_detail_on_loader_error: false,
         }
@@ -81,22 +81,30 @@ impl Authenticator {
         self
     }
 
-    /// Checks with the user's detail (check-token-or-update-user): from the
-    /// user-info cache, else from the loader, then cached for
-    /// `user_ttl_seconds` (0: the default expiry).
-    pub fn with_detail(mut self, user_ttl_seconds: i64) -> Self {
-        self.detail_ttl_seconds = Some(user_ttl_seconds);
+    /// Loads the user's detail with each check (check-token-or-update-user):
+    /// from the user-info cache, else from the loader, then cached for
+    /// `user_ttl` seconds (0: the default expiry). The service's
+    /// `auth.load_user` and `auth.user_ttl`.
+    pub fn with_load_user(mut self, user_ttl: i64) -> Self {
+        self.load_user_ttl = Some(user_ttl);
         self
     }
 
+    /// The former name of [`Self::with_load_user`].
+    #[deprecated(note = "renamed to `with_load_user`")]
+    pub fn with_detail(self, user_ttl_seconds: i64) -> Self {
+        self.with_load_user(user_ttl_seconds)
+    }
+
     /// Extends every valid token to `ttl_seconds` from now (0: the default
-    /// expiry), one more round trip per check.
+    /// expiry), one more round trip per check. The service's
+    /// `auth.sliding_expiry`.
     pub fn with_sliding_expiry(mut self, ttl_seconds: i64) -> Self {
         self.sliding_seconds = Some(ttl_seconds);
         self
     }
 
-    /// With [`Self::with_detail`]: when the loader fails, answer valid
+    /// With [`Self::with_load_user`]: when the loader fails, answer valid
     /// without detail (a plain check) instead of the loader's error.
     pub fn without_detail_on_loader_error(mut self) -> Self {
         self.no_detail_on_loader_error = true;
@@ -124,7 +132,7 @@ impl Authenticator {
 
     /// Checks `token`, then slides its expiry when configured.
     pub async fn authenticate_token(&self, token: &str) -> Result<Authentication, Error> {
-        let user = match self.check(token, self.detail_ttl_seconds).await {
+        let user = match self.check(token, self.load_user_ttl).await {
             Ok(Some(user)) => user,
             // A token the policy cannot even parse is as invalid as an
             // unknown one.

@@ -5,7 +5,8 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::tower::{SessionChecked, error_response, unauthenticated};
+use crate::error::ErrorBody;
+use crate::tower::{SessionChecked, unauthenticated};
 use crate::types::User;
 
 /// The user of the request's session, as
@@ -43,11 +44,11 @@ impl IntoResponse for AuthenticatedRejection {
                 tracing::error!(
                     "the Authenticated extractor ran without a session layer in front of the route"
                 );
-                error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorBody::new(
                     "missing_session_layer",
                     "Authenticated needs dsession::tower::RequireSessionLayer or AttachSessionLayer in front of this route",
                 )
+                .response(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::NoSession => unauthenticated(false),
         }

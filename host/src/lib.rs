@@ -81,11 +81,11 @@ pub use authenticator::{Authentication, Authenticator, USER_DETAIL_HEADER, USER_
 #[cfg(feature = "axum")]
 pub use axum::{Authenticated, AuthenticatedRejection};
 pub use builtin::BUILTIN_POLICIES;
-pub use error::{Error, Result, SetupError};
+pub use error::{Error, ErrorBody, ErrorDetail, ErrorKind, Result, SetupError};
 pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::{InstanceReuse, Limits, Policy};
-pub use policy_config::{ConfigKey, parse_pair as parse_policy_config_pair};
+pub use policy_config::ConfigKey;
 pub use runtime::{Runtime, RuntimeBuilder};
 #[cfg(feature = "redis")]
 pub use slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};

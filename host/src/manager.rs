@@ -10,7 +10,7 @@ use tracing::Instrument as _;
 
 use crate::error::{Error, Result, SetupError};
 use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
-use crate::observe::{Observer, Operation, Unobserved, outcome_label};
+use crate::observe::{Observer, Operation, Outcome, Unobserved};
 use crate::policy::{
     Call, Instances, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser,
     WitUserInfo,
@@ -231,7 +231,7 @@ macro_rules! call {
         }
         .instrument(span)
         .await;
-        $manager.0.observer.operation(Operation::$operation, outcome_label(&outcome), started.elapsed());
+        $manager.0.observer.operation(Operation::$operation, Outcome::of(&outcome), started.elapsed());
         outcome
     }};
 }

@@ -4,12 +4,12 @@
 //! The library keeps no metrics registry of its own; an [`Observer`] given
 //! to [`crate::SessionManagerBuilder::observer`] turns these events into
 //! whatever the embedder exports (the service feeds Prometheus). Every
-//! label is one of a closed set: [`Operation::ALL`], [`Error::CODES`] plus
-//! `ok`, [`LoadOutcome::LABELS`], [`crate::loader::LoadError::REASONS`].
+//! label is one of a closed set: [`Operation::ALL`], [`Outcome::ALL`],
+//! [`LoadOutcome::LABELS`], [`crate::loader::LoadFailure::REASONS`].
 
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// A token operation, as metrics and spans name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,11 +69,42 @@ impl Operation {
     }
 }
 
-/// `ok`, or the error's [`Error::code`]: an operation's outcome label.
-pub fn outcome_label<T>(outcome: &Result<T, Error>) -> &'static str {
-    match outcome {
-        Ok(_) => "ok",
-        Err(error) => error.code(),
+/// How one token operation ended: `ok`, or the kind of its error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It succeeded (a "not valid" answer included).
+    Ok,
+    /// It failed with an error of this kind.
+    Failed(ErrorKind),
+}
+
+impl Outcome {
+    /// Every outcome: `Ok`, then every [`ErrorKind`].
+    pub const ALL: [Self; 9] = {
+        let mut all = [Self::Ok; 9];
+        let mut i = 0;
+        while i < ErrorKind::ALL.len() {
+            all[i + 1] = Self::Failed(ErrorKind::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// The outcome of `result`.
+    pub fn of<T>(result: &Result<T, Error>) -> Self {
+        match result {
+            Ok(_) => Self::Ok,
+            Err(error) => Self::Failed(error.kind()),
+        }
+    }
+
+    /// `ok`, or the error's [`ErrorKind::code`]: one of a closed set, for a
+    /// metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed(kind) => kind.code(),
+        }
     }
 }
 
@@ -84,7 +115,7 @@ pub enum LoadOutcome {
     Detail,
     /// The user has none.
     NoDetail,
-    /// The load failed, for this [`crate::loader::LoadError::reason`]
+    /// The load failed, for this [`crate::loader::LoadFailure::reason`]
     /// (`other` for an embedder's own error).
     Error(&'static str),
 }
@@ -107,8 +138,8 @@ impl LoadOutcome {
 /// observer implements only what it exports. Methods run on the hot path:
 /// keep them to a counter increment.
 pub trait Observer: Send + Sync + 'static {
-    /// One token operation finished, `outcome` as [`outcome_label`] gives.
-    fn operation(&self, operation: Operation, outcome: &'static str, elapsed: Duration) {
+    /// One token operation finished.
+    fn operation(&self, operation: Operation, outcome: Outcome, elapsed: Duration) {
         let _ = (operation, outcome, elapsed);
     }
 
@@ -140,3 +171,19 @@ pub trait Observer: Send + Sync + 'static {
 pub(crate) struct Unobserved;
 
 impl Observer for Unobserved {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels_are_ok_and_the_error_codes() {
+        let labels: Vec<&str> = Outcome::ALL.iter().map(|o| o.label()).collect();
+        let expected: Vec<&str> = std::iter::once("ok").chain(Error::CODES).collect();
+        assert_eq!(labels, expected);
+        assert_eq!(
+            Outcome::of::<()>(&Err(Error::Store("down".into()))),
+            Outcome::Failed(ErrorKind::Store)
+        );
+    }
+}

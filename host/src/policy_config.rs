@@ -53,28 +53,3 @@ pub(crate) fn variables(config: &BTreeMap<String, String>) -> Arc<WasiConfigVari
             .collect(),
     )
 }
-
-/// Splits a `key=value` flag; the value may hold `=`, the key may not be
-/// empty.
-pub fn parse_pair(pair: &str) -> Result<(String, String), String> {
-    match pair.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
-        _ => Err(format!("expected key=value, got {pair:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_pair;
-
-    #[test]
-    fn pairs_split_at_the_first_equals_sign() {
-        assert_eq!(parse_pair("a=b=c"), Ok(("a".into(), "b=c".into())));
-        assert_eq!(parse_pair(" a =1"), Ok(("a".into(), "1".into())));
-        assert_eq!(parse_pair("a="), Ok(("a".into(), String::new())));
-        assert!(parse_pair("=1").is_err());
-        assert!(parse_pair("a").is_err());
-    }
-}

@@ -10,19 +10,19 @@
 //! loader or the policy fails, both answer 503 (500 for a policy failure
 //! or corrupt data), never 401: an outage must not log everybody out.
 //!
-//! Error responses have the service's JSON shape,
-//! `{"error":{"code":"…","message":"…"}}`.
+//! Error responses are [`crate::ErrorBody`]s, the service's JSON shape
+//! `{"error":{"code":"…","message":"…"}}`, with its messages.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authenticator::{Authentication, Authenticator};
-use crate::error::Error;
+use crate::error::{Error, ErrorBody};
 
 /// Put in a request's extensions by either layer, user or not: how the
 /// extractor tells "no session" from "no layer".
@@ -141,52 +141,22 @@ where
     }
 }
 
-/// An error response in the service's JSON shape.
-pub(crate) fn error_response<B: From<String>>(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-) -> Response<B> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    let mut response = Response::new(B::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
 /// 401 `unauthenticated`, saying whether a token came at all.
 pub(crate) fn unauthenticated<B: From<String>>(presented: bool) -> Response<B> {
-    let message = if presented {
-        "the session token is not valid"
-    } else {
-        "no session token: send `Authorization: Bearer`, `X-Session-Token` or the session cookie"
-    };
-    error_response(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    ErrorBody::unauthenticated(presented).response(StatusCode::UNAUTHORIZED)
 }
 
 /// 503 (or 500) for a check that could not be made; the detail goes to
 /// the log, not to the client.
 fn failed<B: From<String>>(error: &Error) -> Response<B> {
     tracing::error!(code = error.code(), %error, "a session could not be checked");
-    let message = if error.is_unavailable() {
-        "the session store is unavailable"
-    } else {
-        "the session could not be checked"
-    };
-    error_response(error.status(), error.code(), message)
+    ErrorBody::from(error).response(error.status())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     #[test]
     fn a_missing_token_gets_a_json_401_with_a_challenge() {

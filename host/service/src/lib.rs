@@ -31,18 +31,21 @@ pub use self::config::{
     AuthConfig, LimitsConfig, LoaderConfig, LoaderKind, OnLoaderError, PolicyConfig, ServeConfig,
 };
 pub use self::connections::ConnectionLimits;
-pub use self::error::{AppError, ErrorBody, ErrorDetail};
+pub use self::error::AppError;
 pub use self::metrics::Metrics;
 pub use self::openapi::openapi;
 pub use self::routes::{CheckTokenResponse, RefreshedToken, TokenList};
+pub use dsession::{ErrorBody, ErrorDetail};
 
-use dsession::{Authenticator, Policy, SessionManager};
+use dsession::{Authenticator, SessionManager};
 
 /// What every request handler shares. Cloning it is cheap.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<RouteContext>);
 
-struct Shared {
+/// The authenticator, the admin key, the metrics and the limits the
+/// routes and the accept loop read.
+struct RouteContext {
     authenticator: Authenticator,
     admin_key: Option<String>,
     loader_readyz: bool,
@@ -67,19 +70,8 @@ impl AppState {
     /// as its observer (as [`build_state`] does); otherwise only requests.
     pub fn new(sessions: SessionManager, config: &ServeConfig, metrics: Metrics) -> Self {
         let limits = &config.limits;
-        let auth = &config.auth;
-        let mut authenticator = Authenticator::new(sessions).with_cookie(auth.cookie.clone());
-        if auth.load_user {
-            authenticator = authenticator.with_detail(auth.user_ttl_seconds);
-        }
-        if let Some(seconds) = auth.refresh_on_check_seconds {
-            authenticator = authenticator.with_sliding_expiry(seconds);
-        }
-        if config.loader.on_error == OnLoaderError::NoDetail {
-            authenticator = authenticator.without_detail_on_loader_error();
-        }
-        Self(Arc::new(Shared {
-            authenticator,
+        Self(Arc::new(RouteContext {
+            authenticator: config.authenticator(sessions),
             admin_key: config.admin_key().map(str::to_owned),
             loader_readyz: config.loader.readyz,
             metrics,
@@ -213,24 +205,12 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Builds the state a config describes: connects the store, loads the
-/// policy, and checks that the policy accepts the settings.
+/// Builds the state a config describes ([`ServeConfig::open`]), its
+/// metrics observing every operation.
 pub async fn build_state(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.validate()?;
-    let store = config.store.open().await?;
-    let policy = match &config.policy.path {
-        Some(path) => Policy::load(path)?,
-        None => Policy::builtin()?,
-    };
     let metrics = Metrics::default();
-    let builder = SessionManager::builder()
-        .shared_store(store)
-        .policy(policy)
-        .settings(config.settings.clone())
-        .policy_config(config.policy.config.clone())
-        .limits(config.limits.policy_limits())
-        .observer(Arc::new(metrics.clone()));
-    let sessions = config.loader.attach(builder)?.build_checked().await?;
+    let sessions = config.open(Some(Arc::new(metrics.clone()))).await?;
     Ok(AppState::new(sessions, config, metrics))
 }
 

@@ -11,9 +11,9 @@ use prometheus::{
 
 use axum::http::Method;
 
-use dsession::Error;
-use dsession::loader::LoadError;
-use dsession::observe::{LoadOutcome, Observer, Operation};
+use dsession::ErrorKind;
+use dsession::loader::LoadFailure;
+use dsession::observe::{LoadOutcome, Observer, Operation, Outcome};
 
 /// A method as a metric label: any token is a valid HTTP method, so one
 /// that is not standard is counted as `other` rather than given a series.
@@ -174,16 +174,16 @@ impl Default for Metrics {
         };
         // Every closed-set label shows from the start, at zero.
         for operation in Operation::ALL {
-            for outcome in std::iter::once("ok").chain(Error::CODES) {
+            for outcome in Outcome::ALL {
                 metrics
                     .policy_calls
-                    .with_label_values(&[operation.as_str(), outcome]);
+                    .with_label_values(&[operation.as_str(), outcome.label()]);
             }
         }
         for outcome in LoadOutcome::LABELS {
             metrics.loader_calls.with_label_values(&[outcome]);
         }
-        for reason in LoadError::REASONS {
+        for reason in LoadFailure::REASONS {
             metrics.loader_errors.with_label_values(&[reason]);
         }
         metrics
@@ -213,12 +213,12 @@ impl Metrics {
 }
 
 impl Observer for Metrics {
-    fn operation(&self, operation: Operation, outcome: &'static str, elapsed: Duration) {
-        if outcome == "store_error" {
+    fn operation(&self, operation: Operation, outcome: Outcome, elapsed: Duration) {
+        if outcome == Outcome::Failed(ErrorKind::Store) {
             self.store_errors.inc();
         }
         self.policy_calls
-            .with_label_values(&[operation.as_str(), outcome])
+            .with_label_values(&[operation.as_str(), outcome.label()])
             .inc();
         self.policy_seconds
             .with_label_values(&[operation.as_str()])

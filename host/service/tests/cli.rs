@@ -15,8 +15,17 @@ fn dsession(args: &[&str]) -> Output {
         .expect("run dsession")
 }
 
+/// `line` split at its spaces: arguments that hold none.
+fn words(line: &str) -> Vec<&str> {
+    line.split(' ').collect()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn json(output: &Output) -> Value {
@@ -136,7 +145,7 @@ fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
 fn bad_input_is_an_error_with_exit_code_2() {
     let created = dsession(&["token", "create", "--user", ""]);
     assert_eq!(code(&created), 2);
-    let stderr = String::from_utf8_lossy(&created.stderr);
+    let stderr = stderr(&created);
     assert!(stderr.contains("user id must not be empty"), "{stderr}");
 
     let created = dsession(&[
@@ -159,7 +168,7 @@ fn an_unreachable_redis_is_a_clear_error() {
     let url = format!("redis://127.0.0.1:{port}/0");
     let created = dsession(&["token", "create", "--user", "alice", "--redis", &url]);
     assert_eq!(code(&created), 2);
-    let stderr = String::from_utf8_lossy(&created.stderr);
+    let stderr = stderr(&created);
     assert!(
         stderr.contains("cannot connect to redis at redis://127.0.0.1"),
         "{stderr}"
@@ -173,11 +182,11 @@ fn unreachable_sentinels_are_named_in_the_error() {
     let args = ["token", "list", "--user", "alice", "--sentinel", &sentinels];
     let without_name = dsession(&args);
     assert_eq!(code(&without_name), 2);
-    assert!(String::from_utf8_lossy(&without_name.stderr).contains("--master-name"));
+    assert!(stderr(&without_name).contains("--master-name"));
 
     let created = dsession(&[&args[..], &["--master-name", "mymaster"]].concat());
     assert_eq!(code(&created), 2);
-    let stderr = String::from_utf8_lossy(&created.stderr);
+    let stderr = stderr(&created);
     for sentinel in sentinels.split(',') {
         assert!(
             stderr.contains(sentinel),
@@ -197,23 +206,11 @@ fn token_check_loads_the_user_with_the_loader_from_flags_or_the_config_file() {
     let postgres = std::env::var("DSESSION_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let alice = token("alice");
-    let checked = dsession(&[
-        "token",
-        "check",
-        "--token",
-        &alice,
-        "--user-ttl",
-        "60",
-        "--redis",
-        &url,
-        "--loader",
-        "postgres",
-        "--loader-url",
-        &postgres,
-        "--loader-query",
-        "SELECT json_build_object('id', $1::text, 'source', 'postgres')",
-        "--json",
-    ]);
+    let query = "SELECT json_build_object('id', $1::text, 'source', 'postgres')";
+    let flags = format!(
+        "token check --token {alice} --user-ttl 60 --redis {url} --loader postgres --loader-url {postgres} --json"
+    );
+    let checked = dsession(&[&words(&flags)[..], &["--loader-query", query]].concat());
     assert_eq!(code(&checked), 0, "{checked:?}");
     assert_eq!(
         json(&checked)["user"]["detail"],
@@ -233,20 +230,8 @@ fn token_check_loads_the_user_with_the_loader_from_flags_or_the_config_file() {
     .unwrap();
     let config = config.to_str().unwrap();
     let bob = token("bob");
-    let check = |extra: &[&str]| {
-        let args = [
-            "token",
-            "check",
-            "--token",
-            &bob,
-            "--user-ttl",
-            "60",
-            "--config",
-            config,
-            "--json",
-        ];
-        dsession(&[&args[..], extra].concat())
-    };
+    let flags = format!("token check --token {bob} --user-ttl 60 --config {config} --json");
+    let check = |extra: &[&str]| dsession(&[&words(&flags)[..], extra].concat());
     let failed = check(&[]);
     assert_eq!(code(&failed), 2, "{failed:?}");
     assert_eq!(json(&failed)["error"]["code"], "loader_error");
@@ -291,7 +276,7 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let rejected = dsession(&["policy", "check", manifest]);
     assert_eq!(code(&rejected), 2);
-    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    let stderr = stderr(&rejected);
     assert!(stderr.contains("not a valid wasm component"), "{stderr}");
 }
 
@@ -334,7 +319,7 @@ fn policy_config_flags_reach_the_hardened_policy() {
         "max_sessions=lots",
     ]);
     assert_eq!(code(&refused), 2);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = stderr(&refused);
     assert!(stderr.contains("max_sessions"), "{stderr}");
     let created = dsession(&[
         "token",
@@ -441,7 +426,7 @@ fn serve_refuses_to_listen_beyond_loopback_without_an_admin_key() {
         .output()
         .unwrap();
     assert_eq!(code(&output), 2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr(&output);
     assert!(
         stderr.contains("refusing to listen on 0.0.0.0:0 without an admin key"),
         "{stderr}"
@@ -550,7 +535,7 @@ fn bench_runs_on_a_cluster_with_the_hardened_policy_and_refuses_the_default_one(
     let nodes = cluster.urls().join(",");
     let refused = dsession(&["bench", "--quick", "--ops", "check", "--cluster", &nodes]);
     assert_ne!(code(&refused), 0);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = stderr(&refused);
     assert!(
         stderr.contains("cannot run on a Redis Cluster") && stderr.contains("--policy hardened"),
         "{stderr}"
@@ -576,4 +561,36 @@ fn bench_runs_on_a_cluster_with_the_hardened_policy_and_refuses_the_default_one(
         assert_eq!(figure["errors"], 0, "{figure}");
         assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
     }
+}
+
+#[test]
+fn renamed_config_keys_and_flags_still_work_and_say_their_new_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("old.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nuser_ttl_seconds = 6\nrefresh_on_check_seconds = 9\n",
+    )
+    .unwrap();
+    let create = [
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--token-prefix",
+        "old",
+    ];
+    let created = dsession(&[&create[..], &["--config", config.to_str().unwrap()]].concat());
+    assert_eq!(code(&created), 0, "{created:?}");
+    let stderr = stderr(&created);
+    for (old, new) in [
+        ("auth.user_ttl_seconds", "auth.user_ttl"),
+        ("auth.refresh_on_check_seconds", "auth.sliding_expiry"),
+        ("--token-prefix", "--token-key-prefix"),
+    ] {
+        let warned = stderr.contains(&format!("{old} is deprecated")) && stderr.contains(new);
+        assert!(warned, "no warning naming {new}: {stderr}");
+    }
+    let both = dsession(&[&create[..], &["--token-key-prefix", "new"]].concat());
+    assert_eq!(code(&both), 2, "an old flag beside its new name: {both:?}");
 }

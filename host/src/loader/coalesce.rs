@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{LoadError, LoaderError, UserLoader};
+use super::{LoadFailure, LoaderError, UserLoader};
 use crate::observe::{LoadOutcome, Observer, Unobserved};
 
 /// How a [`CoalescingLoader`] treats every load.
@@ -50,7 +50,9 @@ struct Book {
     no_detail: HashMap<String, Instant>,
 }
 
-struct Shared {
+/// The wrapped loader, its options, and the book of loads in flight and
+/// users without detail.
+struct WrappedLoader {
     inner: Arc<dyn UserLoader>,
     options: LoaderOptions,
     book: Mutex<Book>,
@@ -68,7 +70,7 @@ struct Shared {
 /// (a dropped request) neither cancels it for the others nor leaves them
 /// waiting.
 #[derive(Clone)]
-pub struct CoalescingLoader(Arc<Shared>);
+pub struct CoalescingLoader(Arc<WrappedLoader>);
 
 impl std::fmt::Debug for CoalescingLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +92,7 @@ impl CoalescingLoader {
         options: LoaderOptions,
         observer: Arc<dyn Observer>,
     ) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new(WrappedLoader {
             inner,
             options,
             book: Mutex::new(Book::default()),
@@ -105,7 +107,7 @@ impl CoalescingLoader {
     }
 }
 
-impl Shared {
+impl WrappedLoader {
     fn book(&self) -> MutexGuard<'_, Book> {
         // The book stays consistent at every unlock; a panic elsewhere
         // cannot leave it half-written.
@@ -115,7 +117,7 @@ impl Shared {
     /// Runs one load and hands its outcome to every waiter.
     async fn fly(self: Arc<Self>, user_id: String, sender: watch::Sender<Option<Outcome>>) {
         let mut landing = Landing {
-            shared: Arc::clone(&self),
+            loader: Arc::clone(&self),
             user_id: user_id.clone(),
             landed: false,
         };
@@ -123,7 +125,7 @@ impl Shared {
         let timeout = self.options.timeout;
         let loaded = match tokio::time::timeout(timeout, self.inner.load(&user_id)).await {
             Ok(loaded) => loaded,
-            Err(_) => Err(LoadError::Timeout {
+            Err(_) => Err(LoadFailure::Timeout {
                 user_id: user_id.clone(),
                 timeout,
             }
@@ -155,7 +157,7 @@ impl Shared {
 /// runtime shut down: later loads of the user start a new one, and its
 /// waiters see its sender gone.
 struct Landing {
-    shared: Arc<Shared>,
+    loader: Arc<WrappedLoader>,
     user_id: String,
     landed: bool,
 }
@@ -163,7 +165,7 @@ struct Landing {
 impl Drop for Landing {
     fn drop(&mut self) {
         if !self.landed {
-            self.shared.book().flights.remove(&self.user_id);
+            self.loader.book().flights.remove(&self.user_id);
         }
     }
 }
@@ -216,7 +218,7 @@ impl UserLoader for CoalescingLoader {
         let timeout = self.0.options.timeout;
         match tokio::time::timeout(timeout, self.0.inner.ready()).await {
             Ok(ready) => ready,
-            Err(_) => Err(LoadError::Unavailable(format!("no answer within {timeout:?}")).into()),
+            Err(_) => Err(LoadFailure::Unavailable(format!("no answer within {timeout:?}")).into()),
         }
     }
 }
@@ -253,7 +255,7 @@ impl LoaderMetrics {
     }
 }
 
-impl Shared {
+impl WrappedLoader {
     /// Counts one call and turns its result into what waiters receive; a
     /// JSON null is no detail.
     fn record(
@@ -267,13 +269,13 @@ impl Shared {
             Ok(Some(detail)) => (Ok(Some(detail)), LoadOutcome::Detail),
             Err(error) => {
                 let reason = error
-                    .downcast_ref::<LoadError>()
-                    .map_or("other", LoadError::reason);
+                    .downcast_ref::<LoadFailure>()
+                    .map_or("other", LoadFailure::reason);
                 tracing::warn!(user_id, reason, error = %error, "loading a user failed");
                 // Every message names the user; the built-in loaders'
                 // other errors do already.
-                let message = match error.downcast_ref::<LoadError>() {
-                    Some(LoadError::Unavailable(_)) | None => {
+                let message = match error.downcast_ref::<LoadFailure>() {
+                    Some(LoadFailure::Unavailable(_)) | None => {
                         format!("cannot load user {user_id:?}: {error}")
                     }
                     Some(_) => error.to_string(),

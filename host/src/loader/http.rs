@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::{LoadError, LoaderError, UserLoader};
+use super::{LoadFailure, LoaderError, UserLoader};
 
 /// Where `{id}` stands in a URL template.
 const ID_PLACEHOLDER: &str = "{id}";
@@ -143,14 +143,14 @@ impl HttpLoader {
         )
     }
 
-    fn failure(&self, user_id: &str, error: &reqwest::Error) -> LoadError {
+    fn failure(&self, user_id: &str, error: &reqwest::Error) -> LoadFailure {
         if error.is_timeout() {
-            LoadError::Timeout {
+            LoadFailure::Timeout {
                 user_id: user_id.to_owned(),
                 timeout: self.timeout,
             }
         } else {
-            LoadError::Unavailable(error_chain(error))
+            LoadFailure::Unavailable(error_chain(error))
         }
     }
 }
@@ -198,7 +198,7 @@ impl UserLoader for HttpLoader {
                 let body = read_body(response, user_id)
                     .await
                     .map_err(|error| self.failure(user_id, &error))?;
-                let invalid = |reason: String| LoadError::InvalidDetail {
+                let invalid = |reason: String| LoadFailure::InvalidDetail {
                     user_id: user_id.to_owned(),
                     reason,
                 };
@@ -210,7 +210,7 @@ impl UserLoader for HttpLoader {
                 Ok(Some(detail))
             }
             StatusCode::NOT_FOUND => Ok(None),
-            status => Err(LoadError::Status {
+            status => Err(LoadFailure::Status {
                 user_id: user_id.to_owned(),
                 status: status.as_u16(),
             }
@@ -226,11 +226,11 @@ impl UserLoader for HttpLoader {
                     .get(url)
                     .send()
                     .await
-                    .map_err(|error| LoadError::Unavailable(error_chain(&error)))?;
+                    .map_err(|error| LoadFailure::Unavailable(error_chain(&error)))?;
                 if response.status().is_success() {
                     Ok(())
                 } else {
-                    Err(LoadError::Unavailable(format!(
+                    Err(LoadFailure::Unavailable(format!(
                         "{url} answered HTTP {}",
                         response.status().as_u16()
                     ))
@@ -242,7 +242,9 @@ impl UserLoader for HttpLoader {
                 tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
                     .map_err(|error| {
-                        LoadError::Unavailable(format!("cannot connect to {host}:{port}: {error}"))
+                        LoadFailure::Unavailable(format!(
+                            "cannot connect to {host}:{port}: {error}"
+                        ))
                     })?;
                 Ok(())
             }

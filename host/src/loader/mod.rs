@@ -23,7 +23,8 @@ pub use self::http::{HttpLoader, HttpLoaderConfig};
 #[cfg(feature = "loader-sql")]
 pub use self::sql::{SqlLoader, SqlLoaderConfig};
 
-/// Why loading a user failed.
+/// Why loading a user failed: any error, from the embedder's loader or a
+/// built-in one (whose errors are [`LoadFailure`]s).
 pub type LoaderError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Loads a user's detail, e.g. from a database.
@@ -56,10 +57,10 @@ where
 }
 
 /// Why a built-in loader, or the timeout around any loader, failed. The
-/// [`CoalescingLoader`] counts failures by [`LoadError::reason`].
+/// [`CoalescingLoader`] counts failures by [`LoadFailure::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum LoadError {
+pub enum LoadFailure {
     /// The source of user detail could not be reached.
     #[error("cannot reach the user source: {0}")]
     Unavailable(String),
@@ -97,7 +98,7 @@ pub enum LoadError {
     },
 }
 
-impl LoadError {
+impl LoadFailure {
     /// Every [`Self::reason`], and `other` for an embedder's own error.
     pub const REASONS: [&'static str; 6] = [
         "unavailable",

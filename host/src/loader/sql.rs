@@ -11,7 +11,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolO
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Column as _, Connection as _, Executor as _, Row as _, TypeInfo as _, ValueRef as _};
 
-use super::{LoadError, LoaderError, UserLoader};
+use super::{LoadFailure, LoaderError, UserLoader};
 
 /// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
 const PG_QUERY_CANCELED: &str = "57014";
@@ -122,9 +122,9 @@ impl SqlLoader {
         }
     }
 
-    fn failure(&self, user_id: &str, error: sqlx::Error) -> LoadError {
+    fn failure(&self, user_id: &str, error: sqlx::Error) -> LoadFailure {
         match &error {
-            sqlx::Error::PoolTimedOut => LoadError::Unavailable(format!(
+            sqlx::Error::PoolTimedOut => LoadFailure::Unavailable(format!(
                 "no database connection within {:?}: the database is down or every connection is busy",
                 self.timeout / 2
             )),
@@ -132,25 +132,27 @@ impl SqlLoader {
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => LoadError::Unavailable(format!("the database: {error}")),
+            | sqlx::Error::Protocol(_) => {
+                LoadFailure::Unavailable(format!("the database: {error}"))
+            }
             sqlx::Error::Database(database) => {
                 let timed_out = database.code().as_deref() == Some(PG_QUERY_CANCELED)
                     || database
                         .try_downcast_ref::<MySqlDatabaseError>()
                         .is_some_and(|e| MYSQL_STATEMENT_TIMEOUTS.contains(&e.number()));
                 if timed_out {
-                    LoadError::Timeout {
+                    LoadFailure::Timeout {
                         user_id: user_id.to_owned(),
                         timeout: self.timeout,
                     }
                 } else {
-                    LoadError::Query {
+                    LoadFailure::Query {
                         user_id: user_id.to_owned(),
                         reason: error.to_string(),
                     }
                 }
             }
-            _ => LoadError::Query {
+            _ => LoadFailure::Query {
                 user_id: user_id.to_owned(),
                 reason: error.to_string(),
             },
@@ -239,8 +241,8 @@ fn mysql_cell(row: &MySqlRow, index: usize) -> Result<Cell, String> {
 }
 
 /// The detail a row gives: one column as JSON, several as an object.
-fn detail(mut cells: Vec<(String, Cell)>, user_id: &str) -> Result<Option<Value>, LoadError> {
-    let invalid = |reason: String| LoadError::InvalidDetail {
+fn detail(mut cells: Vec<(String, Cell)>, user_id: &str) -> Result<Option<Value>, LoadFailure> {
+    let invalid = |reason: String| LoadFailure::InvalidDetail {
         user_id: user_id.to_owned(),
         reason,
     };
@@ -270,14 +272,14 @@ fn cells<R: sqlx::Row>(
     row: &R,
     cell: impl Fn(&R, usize) -> Result<Cell, String>,
     user_id: &str,
-) -> Result<Vec<(String, Cell)>, LoadError> {
+) -> Result<Vec<(String, Cell)>, LoadFailure> {
     row.columns()
         .iter()
         .enumerate()
         .map(|(index, column)| {
             cell(row, index)
                 .map(|cell| (column.name().to_owned(), cell))
-                .map_err(|reason| LoadError::InvalidDetail {
+                .map_err(|reason| LoadFailure::InvalidDetail {
                     user_id: user_id.to_owned(),
                     reason,
                 })
@@ -311,7 +313,7 @@ impl UserLoader for SqlLoader {
     }
 
     async fn ready(&self) -> Result<(), LoaderError> {
-        let unavailable = |e: sqlx::Error| LoadError::Unavailable(format!("the database: {e}"));
+        let unavailable = |e: sqlx::Error| LoadFailure::Unavailable(format!("the database: {e}"));
         match &self.pool {
             Pool::Postgres(pool) => pool.acquire().await.map_err(unavailable)?.ping().await,
             Pool::MySql(pool) => pool.acquire().await.map_err(unavailable)?.ping().await,

@@ -43,7 +43,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "default")]
     pub(super) policy: PathBuf,
     /// A policy setting, `key=value`; repeat for more.
-    #[arg(long = "policy-config", value_parser = dsession::parse_policy_config_pair)]
+    #[arg(long = "policy-config", value_parser = crate::cli::parse_policy_config_pair)]
     pub(super) policy_config: Vec<(String, String)>,
 }
 

@@ -1,0 +1,85 @@
+//! `[limits]`: request, connection and policy limits.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use dsession::{InstanceReuse, Limits};
+
+/// Request, connection and policy limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest request body, in bytes (413 past it, from the
+    /// `Content-Length` header alone when it says so).
+    pub body_bytes: usize,
+    /// How long a request body may take to arrive, in milliseconds (408
+    /// past it).
+    pub body_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, in
+    /// milliseconds, also while a kept-alive connection waits for its next
+    /// request; the connection is closed past it (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// How long a connection may go without a byte read or written, in
+    /// milliseconds, before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog. Absent:
+    /// what the process's open-file limit allows, at most 16384.
+    pub max_connections: Option<usize>,
+    /// On SIGTERM, how long requests in flight may take to finish, in
+    /// milliseconds; connections still open then are closed.
+    pub shutdown_timeout_ms: u64,
+    /// Wall-clock time one policy call may take, in milliseconds.
+    pub policy_call_timeout_ms: u64,
+    /// Linear memory one policy call may use, in MiB.
+    pub policy_memory_mib: usize,
+    /// A new policy instance for every call instead of warm reused ones.
+    pub policy_fresh_instances: bool,
+    /// Calls one reused policy instance serves before it is replaced.
+    pub policy_instance_max_calls: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        let max_calls = match limits.reuse {
+            InstanceReuse::Pooled { max_calls, .. } => max_calls,
+            InstanceReuse::Fresh => 1,
+        };
+        Self {
+            body_bytes: 64 * 1024,
+            body_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: None,
+            shutdown_timeout_ms: 10_000,
+            policy_call_timeout_ms: u64::try_from(limits.call_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            policy_memory_mib: limits.memory_bytes >> 20,
+            policy_fresh_instances: matches!(limits.reuse, InstanceReuse::Fresh),
+            policy_instance_max_calls: max_calls,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The policy limits these settings describe.
+    pub fn policy_limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let reuse = match defaults.reuse {
+            InstanceReuse::Pooled {
+                max_memory_bytes, ..
+            } if !self.policy_fresh_instances => InstanceReuse::Pooled {
+                max_calls: self.policy_instance_max_calls,
+                max_memory_bytes,
+            },
+            _ => InstanceReuse::Fresh,
+        };
+        Limits {
+            call_timeout: Duration::from_millis(self.policy_call_timeout_ms),
+            memory_bytes: self.policy_memory_mib << 20,
+            reuse,
+            ..defaults
+        }
+    }
+}
