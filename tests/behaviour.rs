@@ -8,29 +8,13 @@ use dsession::store::{Command, HashDeleteArgs, HashSetArgs, Reply, SetArgs, SetC
 use dsession::{Error, LoaderError, Settings, UserLoader};
 use serde_json::json;
 
-use crate::support::{Env, on_every_store};
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn assert_near(actual: i64, expected: i64, what: &str) {
-    assert!(
-        (actual - expected).abs() <= 2,
-        "{what}: {actual} is not near {expected}"
-    );
-}
+use crate::support::{Env, HEX32, assert_near, checked_user, now, on_every_store};
 
 /// The tokens in a user's index, sorted.
 async fn index_tokens(env: &Env, user: &str) -> Vec<String> {
     let index = env.hash(&format!("gosession-token_{user}")).await;
     index.into_iter().map(|(token, _)| token).collect()
 }
-
-const HEX32: &str = "0123456789abcdef0123456789abcdef";
 
 /// A loader that counts its calls and returns `{"name": id}`.
 fn counting_loader() -> (impl UserLoader, Arc<AtomicUsize>) {
@@ -200,20 +184,12 @@ async fn check_token_or_update_user_loads_once_then_uses_the_cache(env: Env) {
     let sessions = env.builder().loader(loader).build().unwrap();
     let issued = sessions.set_token("alice", 60).await.unwrap();
 
-    let user = sessions
-        .check_token_or_update_user(&issued.token, 300)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = checked_user(&sessions, &issued.token, 300).await;
     assert_eq!(user.detail, Some(json!({ "name": "alice" })));
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_near(env.ttl("gosession-user_alice").await, 300, "user-info TTL");
 
-    let again = sessions
-        .check_token_or_update_user(&issued.token, 300)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = checked_user(&sessions, &issued.token, 300).await;
     assert_eq!(again.detail, user.detail);
     assert_eq!(
         loads.load(Ordering::SeqCst),
@@ -228,11 +204,7 @@ async fn check_token_or_update_user_loads_once_then_uses_the_cache(env: Env) {
 async fn without_a_loader_detail_comes_only_from_the_cache(env: Env) {
     let sessions = env.manager();
     let issued = sessions.set_token("alice", 60).await.unwrap();
-    let user = sessions
-        .check_token_or_update_user(&issued.token, 60)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = checked_user(&sessions, &issued.token, 60).await;
     assert_eq!(user.detail, None);
     env.raw(vec![Command::Set(SetArgs {
         key: "gosession-user_alice".into(),
@@ -241,11 +213,7 @@ async fn without_a_loader_detail_comes_only_from_the_cache(env: Env) {
         condition: SetCondition::Always,
     })])
     .await;
-    let user = sessions
-        .check_token_or_update_user(&issued.token, 60)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = checked_user(&sessions, &issued.token, 60).await;
     assert_eq!(user.detail, Some(json!({ "a": 1 })));
 }
 
@@ -777,7 +745,7 @@ on_every_store!(
 mod hardened {
     use super::*;
 
-    on_every_store!(policy = crate::support::hardened_policy, cluster;
+    on_every_store!(
         tokens_are_never_reused,
         refresh_never_revives_a_revoked_token,
         refresh_of_an_unknown_or_malformed_token_is_not_found,
@@ -788,6 +756,7 @@ mod hardened {
         delete_user_token_revokes_every_token_of_that_user_only,
         without_a_loader_add_and_refresh_user_write_nothing_and_say_why,
         ids_a_header_cannot_carry_are_rejected_at_creation,
-        a_token_is_valid_until_its_key_expires_even_with_one_second_left,
+        a_token_is_valid_until_its_key_expires_even_with_one_second_left;
+        policy = crate::support::hardened_policy, cluster
     );
 }

@@ -7,15 +7,7 @@ use dsession::LoaderError;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::behaviour::now;
-use crate::support::{Env, Kind};
-
-fn assert_near(actual: i64, expected: i64, what: &str) {
-    assert!(
-        (actual - expected).abs() <= 2,
-        "{what}: {actual} is not near {expected}"
-    );
-}
+use crate::support::{Env, Kind, assert_near, checked_user, now};
 
 #[tokio::test]
 async fn set_token_and_add_user_write_gosessions_layout_exactly() {
@@ -115,11 +107,7 @@ async fn data_written_by_gosession_is_accepted() {
         .expect("gosession token is valid");
     assert_eq!(user.id, "bob");
     assert_near(user.token_expire_time, expires, "expiry");
-    let user = sessions
-        .check_token_or_update_user(token, 60)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = checked_user(&sessions, token, 60).await;
     assert_eq!(
         user.detail,
         Some(json!({ "role": "admin" })),

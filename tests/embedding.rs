@@ -9,34 +9,26 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
 use dsession::observe::{Observer, Operation, Outcome};
-use dsession::store::{RedisConfig, RedisStore};
 use dsession::tower::{AttachSessionLayer, RequireSessionLayer};
 use dsession::{
     Authenticated, Authentication, Authenticator, Error, Policy, Runtime, SessionManager, Settings,
     SetupError,
 };
-use serde_json::Value;
 
-use crate::support::RedisServer;
+use crate::support::http::error_code;
+use crate::support::{RedisServer, redis_store};
 
 async fn redis_sessions(redis: &RedisServer) -> SessionManager {
-    let store = RedisStore::connect(RedisConfig::new(redis.url()))
-        .await
-        .unwrap();
+    let store = redis_store(redis).await;
     SessionManager::builder().store(store).build().unwrap()
 }
 
 async fn get_with(app: &Router, token: Option<&str>) -> (StatusCode, Option<String>, String) {
-    let (status, headers, body) = crate::support::get(app, "/me", token).await;
+    let (status, headers, body) = crate::support::http::get(app, "/me", token).await;
     let challenge = headers
         .get(header::WWW_AUTHENTICATE)
         .map(|value| value.to_str().unwrap().to_owned());
     (status, challenge, body)
-}
-
-fn error_code(body: &str) -> String {
-    let body: Value = serde_json::from_str(body).unwrap();
-    body["error"]["code"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

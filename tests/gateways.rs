@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::server::Served;
+use crate::support::served::Served;
 
 /// An upstream that answers with the `X-User-Id` it was sent.
 async fn upstream() -> u16 {

@@ -12,7 +12,8 @@ use dsession::{Error, Policy, SessionManager, Settings};
 use dsession_service::ServeConfig;
 use serde_json::json;
 
-use crate::server::{Served, auth, post, service, token};
+use crate::support::http::{auth, post};
+use crate::support::served::{Served, policy_file, service, serving, token};
 use crate::support::{Env, Kind, hardened_policy, on_every_store};
 
 /// A manager on `env`'s store running the hardened policy with `config`.
@@ -152,7 +153,7 @@ async fn a_login_beyond_max_sessions_evicts_the_oldest(env: Env) {
     assert_eq!(listed.len(), 3);
     for entry in &listed {
         let created = entry.created_at.expect("the hardened policy records it");
-        assert!((crate::behaviour::now() - created).abs() <= 5, "{entry:?}");
+        assert!((crate::support::now() - created).abs() <= 5, "{entry:?}");
         assert!(entry.token.starts_with("sha256:"), "no token is listed");
     }
     // A revoked session frees its slot: the next login evicts nobody.
@@ -234,13 +235,14 @@ async fn a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused(env: 
     }
 }
 
-on_every_store!(policy = crate::support::hardened_policy, cluster;
+on_every_store!(
     each_check_slides_the_idle_expiry_and_an_unused_token_expires,
     no_check_keeps_a_token_past_its_absolute_lifetime,
     refresh_never_extends_past_the_absolute_lifetime,
     a_login_beyond_max_sessions_evicts_the_oldest,
     fifty_racing_logins_leave_exactly_max_sessions_live,
-    a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused,
+    a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused;
+    policy = crate::support::hardened_policy, cluster
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,22 +309,10 @@ async fn the_hardened_policy_describes_the_keys_it_reads() {
     );
 }
 
-fn policy_file(dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
-    let path = dir.path().join("policy.wasm");
-    std::fs::write(&path, Policy::builtin_named_component(name).unwrap()).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn a_hot_swap_between_the_policies_keeps_each_policys_tokens_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let path = policy_file(&dir, "default");
-    let mut config = ServeConfig::default();
-    config.policy.path = Some(path.clone());
-    config
-        .policy
-        .config
-        .insert("max_sessions".into(), "2".into());
+    let config = serving(&policy_file(&dir, "default"), &[("max_sessions", "2")]);
     let (app, _) = service(config).await;
     let status = |token: String| {
         let app = app.clone();
@@ -355,14 +345,8 @@ async fn a_hot_swap_between_the_policies_keeps_each_policys_tokens_apart() {
 #[tokio::test]
 async fn a_swap_to_a_policy_that_rejects_the_settings_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = policy_file(&dir, "default");
-    let mut config = ServeConfig::default();
-    config.policy.path = Some(path);
     // The default policy ignores its config; the hardened one refuses this.
-    config
-        .policy
-        .config
-        .insert("max_sessions".into(), "lots".into());
+    let config = serving(&policy_file(&dir, "default"), &[("max_sessions", "lots")]);
     let (app, _) = service(config).await;
     let old = token(&app, "alice").await;
 
@@ -392,13 +376,7 @@ async fn a_builtin_policy_is_chosen_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_hot_swaps_of_the_hardened_policy_under_load_fail_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let path = policy_file(&dir, "hardened");
-    let mut config = ServeConfig::default();
-    config.policy.path = Some(path.clone());
-    config
-        .policy
-        .config
-        .insert("max_sessions".into(), "3".into());
+    let config = serving(&policy_file(&dir, "hardened"), &[("max_sessions", "3")]);
     let served = Served::start(config).await;
     let client = reqwest::Client::new();
     let token = served.create_token(&client, "alice").await;

@@ -11,9 +11,10 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use dsession::store::{Command, Reply, SetArgs, SetCondition};
 use dsession_service::{LimitsConfig, ServeConfig, app};
 use serde_json::json;
-use tower::ServiceExt as _;
 
-use crate::server::{HEX32, Served, auth, error_code, post, send, service, token};
+use crate::support::HEX32;
+use crate::support::http::{auth, error_code, oneshot, post, send};
+use crate::support::served::{Served, policy_file, raw, service, serving, token, with_admin_key};
 
 /// What `X-User-Id` percent-encodes, as the README documents it.
 const X_USER_ID: &percent_encoding::AsciiSet =
@@ -26,33 +27,27 @@ async fn auth_raw(app: &axum::Router, headers: &[(&str, &[u8])]) -> (StatusCode,
     for (name, value) in headers {
         request = request.header(*name, HeaderValue::from_bytes(value).unwrap());
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let user = response
-        .headers()
+    let (status, headers, _) = oneshot(app, request.body(Body::empty()).unwrap()).await;
+    let user = headers
         .get("x-user-id")
         .map(|value| value.to_str().unwrap().to_owned());
-    (response.status(), user)
+    (status, user)
 }
 
 #[tokio::test]
 async fn without_a_loader_put_user_answers_400_and_keeps_gosessions_detail() {
     let (app, state) = service(ServeConfig::default()).await;
     let go_cached = r#"{"id":"dave","detail":{"from":"go","name":"dave"}}"#;
-    state
-        .sessions()
-        .store()
-        .batch(vec![Command::Set(SetArgs {
+    raw(
+        &state,
+        vec![Command::Set(SetArgs {
             key: "gosession-user_dave".into(),
             value: go_cached.into(),
             ttl_seconds: 0,
             condition: SetCondition::Always,
-        })])
-        .await
-        .unwrap();
+        })],
+    )
+    .await;
     let put = send(&app, Method::PUT, "/v1/users/dave", &[], Some("{}")).await;
     assert_eq!(put.status, StatusCode::BAD_REQUEST);
     assert!(
@@ -65,12 +60,7 @@ async fn without_a_loader_put_user_answers_400_and_keeps_gosessions_detail() {
     );
     let refreshed = post(&app, "/v1/users/refresh", json!({ "ids": ["dave"] })).await;
     assert_eq!(refreshed.status, StatusCode::BAD_REQUEST);
-    let cached = state
-        .sessions()
-        .store()
-        .batch(vec![Command::Get("gosession-user_dave".into())])
-        .await
-        .unwrap();
+    let cached = raw(&state, vec![Command::Get("gosession-user_dave".into())]).await;
     assert_eq!(cached, vec![Reply::Text(go_cached.into())]);
 }
 
@@ -245,11 +235,7 @@ async fn a_huge_content_length_is_refused_from_the_header_alone() {
 
 #[tokio::test]
 async fn an_admin_key_with_a_trailing_newline_still_opens_the_admin_api() {
-    let config = ServeConfig {
-        admin_key: Some("s3cret\n".into()),
-        ..ServeConfig::default()
-    };
-    let (app, _) = service(config).await;
+    let (app, _) = service(with_admin_key("s3cret\n")).await;
     let allowed = send(
         &app,
         Method::POST,
@@ -264,10 +250,8 @@ async fn an_admin_key_with_a_trailing_newline_still_opens_the_admin_api() {
 #[tokio::test]
 async fn reload_refuses_a_policy_that_startup_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::write(&path, crate::server::builtin_policy_bytes()).unwrap();
-    let mut config = ServeConfig::default();
-    config.policy.path = Some(path.clone());
+    let path = policy_file(&dir, "default");
+    let config = serving(&path, &[]);
     let (app, _) = service(config.clone()).await;
     let token = token(&app, "alice").await;
 

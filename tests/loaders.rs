@@ -2,15 +2,11 @@
 //! starts, and the PostgreSQL and MariaDB servers of this machine (see
 //! scripts/prereqs.sh). Each SQL test works in a table of its own.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use dsession::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
 use dsession::store::{Command, Reply};
@@ -18,124 +14,11 @@ use dsession::{Error, LoaderError, LoaderOptions, SessionManager, UserLoader};
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig, app, build_state};
 use serde_json::{Value, json};
 
+use crate::support::databases::{Database, UsersTable, mysql_url, postgres_url};
+use crate::support::http::get;
+use crate::support::served::{issue, raw};
+use crate::support::user_service::{Answer, SeenRequest, UserService};
 use crate::support::{Env, Kind, free_port};
-
-/// What the test user service answers.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    /// 200 with `{"id": …, "source": "http"}`, after a pause.
-    Detail(Duration),
-    NotFound,
-    Status(u16),
-    InvalidJson,
-}
-
-/// One request as the user service saw it.
-#[derive(Debug, PartialEq, Eq)]
-struct SeenRequest {
-    target: String,
-    authorization: Option<String>,
-    api_version: Option<String>,
-}
-
-#[derive(Debug)]
-struct Seen {
-    answer: Mutex<Answer>,
-    calls: AtomicUsize,
-    requests: Mutex<Vec<SeenRequest>>,
-}
-
-async fn user_route(
-    State(seen): State<Arc<Seen>>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    seen.calls.fetch_add(1, Ordering::SeqCst);
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_owned())
-    };
-    seen.requests.lock().unwrap().push(SeenRequest {
-        target: uri.to_string(),
-        authorization: header("authorization"),
-        api_version: header("x-api-version"),
-    });
-    let answer = *seen.answer.lock().unwrap();
-    match answer {
-        Answer::Detail(pause) => {
-            tokio::time::sleep(pause).await;
-            axum::Json(json!({ "id": id, "source": "http" })).into_response()
-        }
-        Answer::NotFound => StatusCode::NOT_FOUND.into_response(),
-        Answer::Status(status) => StatusCode::from_u16(status).unwrap().into_response(),
-        Answer::InvalidJson => (StatusCode::OK, "{\"id\": not json").into_response(),
-    }
-}
-
-/// A user service on a loopback port: `GET /users/{id}`. Shut down on drop.
-struct UserService {
-    address: SocketAddr,
-    seen: Arc<Seen>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl UserService {
-    async fn start() -> Self {
-        Self::start_on(0).await
-    }
-
-    async fn start_on(port: u16) -> Self {
-        let seen = Arc::new(Seen {
-            answer: Mutex::new(Answer::Detail(Duration::ZERO)),
-            calls: AtomicUsize::new(0),
-            requests: Mutex::new(Vec::new()),
-        });
-        let router = Router::new()
-            .route("/users/{id}", axum::routing::get(user_route))
-            .with_state(Arc::clone(&seen));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let address = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            address,
-            seen,
-            shutdown: Some(shutdown),
-        }
-    }
-
-    /// The URL template for the loader.
-    fn template(&self) -> String {
-        format!("http://{}/users/{{id}}", self.address)
-    }
-
-    fn answer(&self, answer: Answer) {
-        *self.seen.answer.lock().unwrap() = answer;
-    }
-
-    fn calls(&self) -> usize {
-        self.seen.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for UserService {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
 
 fn http_config(template: String) -> LoaderConfig {
     LoaderConfig {
@@ -168,11 +51,6 @@ fn loader_error(outcome: Result<Option<dsession::User>, Error>) -> String {
         Err(Error::Loader(message)) => message,
         other => panic!("expected a loader error, got {other:?}"),
     }
-}
-
-/// A request to the service in-process: status, headers and body text.
-async fn request(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, HeaderMap, String) {
-    crate::support::get(app, uri, token).await
 }
 
 fn detail_header(headers: &HeaderMap) -> Option<Value> {
@@ -231,14 +109,9 @@ async fn forward_auth_loads_users_over_http_and_a_failure_is_503_or_no_detail_as
     config.auth.load_user = true;
     let state = build_state(&config).await.unwrap();
     let app = app(state.clone());
-    let alice = state
-        .sessions()
-        .set_token("alice", 600)
-        .await
-        .unwrap()
-        .token;
+    let alice = issue(&state, "alice").await;
 
-    let (status, headers, _) = request(&app, "/auth", Some(&alice)).await;
+    let (status, headers, _) = get(&app, "/auth", Some(&alice)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         detail_header(&headers),
@@ -246,12 +119,12 @@ async fn forward_auth_loads_users_over_http_and_a_failure_is_503_or_no_detail_as
     );
 
     service.answer(Answer::Status(500));
-    let bob = state.sessions().set_token("bob", 600).await.unwrap().token;
-    let (status, _, body) = request(&app, "/auth", Some(&bob)).await;
+    let bob = issue(&state, "bob").await;
+    let (status, _, body) = get(&app, "/auth", Some(&bob)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("loader_error"), "{body}");
 
-    let (_, _, metrics) = request(&app, "/metrics", None).await;
+    let (_, _, metrics) = get(&app, "/metrics", None).await;
     for line in [
         "dsession_loader_calls_total{outcome=\"detail\"} 1",
         "dsession_loader_calls_total{outcome=\"error\"} 1",
@@ -266,31 +139,21 @@ async fn forward_auth_loads_users_over_http_and_a_failure_is_503_or_no_detail_as
     config.loader.on_error = OnLoaderError::NoDetail;
     let lenient = build_state(&config).await.unwrap();
     let lenient_app = dsession_service::app(lenient.clone());
-    let carol = lenient
-        .sessions()
-        .set_token("carol", 600)
-        .await
-        .unwrap()
-        .token;
-    let (status, headers, _) = request(&lenient_app, "/auth", Some(&carol)).await;
+    let carol = issue(&lenient, "carol").await;
+    let (status, headers, _) = get(&lenient_app, "/auth", Some(&carol)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["x-user-id"], "carol");
     assert_eq!(detail_header(&headers), None);
-    let cached = lenient
-        .sessions()
-        .store()
-        .batch(vec![Command::Get("gosession-user_carol".into())])
-        .await
-        .unwrap();
+    let cached = raw(&lenient, vec![Command::Get("gosession-user_carol".into())]).await;
     assert_eq!(cached, vec![Reply::Nil], "a failure is not cached");
-    let (_, _, metrics) = request(&lenient_app, "/metrics", None).await;
+    let (_, _, metrics) = get(&lenient_app, "/metrics", None).await;
     assert!(
         metrics.contains("dsession_loader_fallbacks_total 1"),
         "{metrics}"
     );
 
     service.answer(Answer::Detail(Duration::ZERO));
-    let (_, headers, _) = request(&lenient_app, "/auth", Some(&carol)).await;
+    let (_, headers, _) = get(&lenient_app, "/auth", Some(&carol)).await;
     assert_eq!(
         detail_header(&headers),
         Some(json!({ "id": "carol", "source": "http" }))
@@ -312,12 +175,7 @@ async fn a_loader_that_is_down_gives_clear_errors_and_the_service_recovers() {
         .await
         .expect("the service starts while its loader is down");
     let app = app(state.clone());
-    let token = state
-        .sessions()
-        .set_token("alice", 600)
-        .await
-        .unwrap()
-        .token;
+    let token = issue(&state, "alice").await;
 
     let message = loader_error(
         state
@@ -329,21 +187,21 @@ async fn a_loader_that_is_down_gives_clear_errors_and_the_service_recovers() {
         message.contains("cannot reach the user source") && message.contains(&port.to_string()),
         "{message}"
     );
-    let (status, _, body) = request(&app, "/auth", Some(&token)).await;
+    let (status, _, body) = get(&app, "/auth", Some(&token)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("the user loader is unavailable"), "{body}");
-    let (status, _, body) = request(&app, "/readyz", None).await;
+    let (status, _, body) = get(&app, "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("the user loader is unavailable"), "{body}");
 
     let _service = UserService::start_on(port).await;
-    let (status, headers, _) = request(&app, "/auth", Some(&token)).await;
+    let (status, headers, _) = get(&app, "/auth", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         detail_header(&headers),
         Some(json!({ "id": "alice", "source": "http" }))
     );
-    let (status, _, _) = request(&app, "/readyz", None).await;
+    let (status, _, _) = get(&app, "/readyz", None).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -502,129 +360,6 @@ async fn concurrent_checks_of_one_uncached_user_make_one_loader_call() {
             .iter()
             .all(|detail| detail == &Some(json!({ "id": "popular" })))
     );
-}
-
-fn postgres_url() -> String {
-    std::env::var("DSESSION_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn mysql_url() -> String {
-    std::env::var("DSESSION_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Database {
-    Postgres,
-    MySql,
-}
-
-/// A users table of its own in the test database, dropped on drop:
-/// `alice` has every column set, `nobody` has no row, `user0`… `userN`
-/// have a detail each.
-struct UsersTable {
-    database: Database,
-    name: String,
-}
-
-impl UsersTable {
-    async fn create(database: Database, extra_users: usize) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "dsession_users_{}_{nanos}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let table = Self { database, name };
-        let name = &table.name;
-        let mut statements = match database {
-            Database::Postgres => vec![
-                format!(
-                    "CREATE TABLE {name} (id TEXT PRIMARY KEY, detail JSONB, name TEXT, age INT, admin BOOLEAN, note TEXT)"
-                ),
-                format!(
-                    r#"INSERT INTO {name} VALUES ('alice', '{{"plan": "pro"}}', 'Alice', 30, TRUE, '{{not json')"#
-                ),
-            ],
-            Database::MySql => vec![
-                format!(
-                    "CREATE TABLE {name} (id VARCHAR(64) PRIMARY KEY, detail JSON, name VARCHAR(64), age INT, admin BOOLEAN, note TEXT)"
-                ),
-                format!(
-                    r#"INSERT INTO {name} VALUES ('alice', '{{"plan": "pro"}}', 'Alice', 30, TRUE, '{{not json')"#
-                ),
-            ],
-        };
-        for user in 0..extra_users {
-            statements.push(format!(
-                r#"INSERT INTO {name} (id, detail) VALUES ('user{user}', '{{"plan": "free"}}')"#
-            ));
-        }
-        run(database, &statements).await;
-        table
-    }
-
-    /// A loader running `query`, in which `{table}` is this table.
-    fn loader(&self, query: &str) -> SqlLoader {
-        let query = query.replace("{table}", &self.name);
-        match self.database {
-            Database::Postgres => {
-                SqlLoader::postgres(SqlLoaderConfig::new(postgres_url(), query)).unwrap()
-            }
-            Database::MySql => SqlLoader::mysql(SqlLoaderConfig::new(mysql_url(), query)).unwrap(),
-        }
-    }
-
-    /// The user-id parameter as the database spells it.
-    fn parameter(&self) -> &'static str {
-        match self.database {
-            Database::Postgres => "$1",
-            Database::MySql => "?",
-        }
-    }
-}
-
-/// Runs SQL statements on the test database.
-async fn run(database: Database, statements: &[String]) {
-    match database {
-        Database::Postgres => {
-            let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
-            for statement in statements {
-                sqlx::query(statement).execute(&pool).await.unwrap();
-            }
-            pool.close().await;
-        }
-        Database::MySql => {
-            let pool = sqlx::MySqlPool::connect(&mysql_url()).await.unwrap();
-            for statement in statements {
-                sqlx::query(statement).execute(&pool).await.unwrap();
-            }
-            pool.close().await;
-        }
-    }
-}
-
-impl Drop for UsersTable {
-    fn drop(&mut self) {
-        let database = self.database;
-        let statement = format!("DROP TABLE IF EXISTS {}", self.name);
-        // Drop cannot await, and may run inside a runtime: clean up on a
-        // thread with a runtime of its own.
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(run(database, &[statement]));
-        })
-        .join()
-        .unwrap();
-    }
 }
 
 async fn sql_loader_reads_a_json_column_or_makes_an_object_of_columns(database: Database) {

@@ -3,18 +3,15 @@
 use std::sync::atomic::Ordering;
 
 use dsession::SessionManager;
-use dsession::store::{RedisConfig, RedisStore, Tap};
+use dsession::store::Tap;
 use serde_json::json;
 
-use crate::support::RedisServer;
+use crate::support::{RedisServer, checked_user, redis_store};
 
 #[tokio::test]
 async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
     let server = RedisServer::start();
-    let store = RedisStore::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
-    let tap = Tap::new(store);
+    let tap = Tap::new(redis_store(&server).await);
     let round_trips = &tap.counters().round_trips;
     let sessions = SessionManager::builder()
         .store(tap.clone())
@@ -27,11 +24,7 @@ async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
     sessions.check_token(&issued.token).await.unwrap().unwrap();
     assert_eq!(round_trips.swap(0, Ordering::SeqCst), 1, "check-token");
 
-    let user = sessions
-        .check_token_or_update_user(&issued.token, 60)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = checked_user(&sessions, &issued.token, 60).await;
     assert_eq!(user.detail, Some(json!({ "plan": "pro" })));
     assert_eq!(
         round_trips.swap(0, Ordering::SeqCst),
@@ -39,11 +32,7 @@ async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
         "check-token-or-update-user, user not cached: read, then cache"
     );
 
-    sessions
-        .check_token_or_update_user(&issued.token, 60)
-        .await
-        .unwrap()
-        .unwrap();
+    checked_user(&sessions, &issued.token, 60).await;
     assert_eq!(
         round_trips.swap(0, Ordering::SeqCst),
         1,
@@ -64,11 +53,7 @@ async fn check_token_costs_one_round_trip_with_or_without_a_cached_user() {
 async fn a_check_sends_redis_only_one_get_one_ttl_and_one_hexists() {
     let server = RedisServer::start();
     let sessions = SessionManager::builder()
-        .store(
-            RedisStore::connect(RedisConfig::new(server.url()))
-                .await
-                .unwrap(),
-        )
+        .store(redis_store(&server).await)
         .build()
         .unwrap();
     let issued = sessions.set_token("alice", 60).await.unwrap();

@@ -5,16 +5,31 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsession::store::{RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store};
+use dsession::store::{SentinelConfig, SentinelStore, Store};
 use dsession::{Error, SessionManager, Settings};
 
 use crate::support::failover::{Load, Seen, assert_nothing_lost, first_success, revoked_tokens};
-use crate::support::{Env, Kind, RedisServer, free_port, sentinel_config};
+use crate::support::{
+    Env, Kind, RedisServer, SentinelCluster, free_port, redis_store, sentinel_config,
+};
 
 /// How long a failover may take, from killing the master to the first call
 /// that succeeds: 1 s until the sentinels call the master down, then an
 /// election and a promotion.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(10);
+
+/// A store on `cluster` whose writes wait for one replica's
+/// acknowledgement, for `ack_timeout` when given.
+async fn durable_store(cluster: &SentinelCluster, ack_timeout: Option<Duration>) -> SentinelStore {
+    let mut config = SentinelConfig {
+        min_replicas_ack: 1,
+        ..sentinel_config(cluster)
+    };
+    if let Some(ack_timeout) = ack_timeout {
+        config.ack_timeout = ack_timeout;
+    }
+    SentinelStore::connect(config).await.unwrap()
+}
 
 fn assert_store_error<T: Debug>(what: &str, outcome: dsession::Result<T>) {
     assert!(
@@ -31,13 +46,7 @@ async fn a_failover_under_load_keeps_every_acknowledged_token_and_revocation() {
     // once it is promoted no replica is left, so this store cannot write
     // again, and recovery is measured on the env's store, which needs no
     // acknowledgement.
-    let durable = SentinelStore::connect(SentinelConfig {
-        min_replicas_ack: 1,
-        ack_timeout: Duration::from_millis(500),
-        ..sentinel_config(cluster)
-    })
-    .await
-    .unwrap();
+    let durable = durable_store(cluster, Some(Duration::from_millis(500))).await;
     let durable = Arc::new(SessionManager::builder().store(durable).build().unwrap());
 
     let revoked = revoked_tokens(&durable, 20).await;
@@ -66,12 +75,7 @@ async fn a_forced_failover_moves_the_store_to_the_promoted_replica() {
     let env = Env::new(Kind::Sentinel).await;
     let cluster = env.sentinel.as_ref().unwrap();
     // Acknowledged by the replica, so the promoted replica has it.
-    let durable = SentinelStore::connect(SentinelConfig {
-        min_replicas_ack: 1,
-        ..sentinel_config(cluster)
-    })
-    .await
-    .unwrap();
+    let durable = durable_store(cluster, None).await;
     let before = SessionManager::builder()
         .store(durable)
         .build()
@@ -143,13 +147,7 @@ async fn not_ready_within(store: &SentinelStore, limit: Duration, what: &str) ->
 async fn durable_writes_that_no_replica_can_acknowledge_make_the_store_not_ready() {
     let mut env = Env::new(Kind::Sentinel).await;
     let cluster = env.sentinel.as_mut().unwrap();
-    let durable = SentinelStore::connect(SentinelConfig {
-        min_replicas_ack: 1,
-        ack_timeout: Duration::from_millis(200),
-        ..sentinel_config(cluster)
-    })
-    .await
-    .unwrap();
+    let durable = durable_store(cluster, Some(Duration::from_millis(200))).await;
     durable.ready().await.unwrap();
     cluster.kill_replica();
     let reason = not_ready_within(&durable, FAILOVER_LIMIT, "without a replica").await;
@@ -162,12 +160,7 @@ async fn durable_writes_that_no_replica_can_acknowledge_make_the_store_not_ready
 async fn a_replica_the_sentinels_do_not_know_makes_durable_writes_not_ready() {
     let env = Env::new(Kind::Sentinel).await;
     let cluster = env.sentinel.as_ref().unwrap();
-    let durable = SentinelStore::connect(SentinelConfig {
-        min_replicas_ack: 1,
-        ..sentinel_config(cluster)
-    })
-    .await
-    .unwrap();
+    let durable = durable_store(cluster, None).await;
     durable.ready().await.unwrap();
     // A replica hidden from the sentinels could take the acknowledgements
     // while they promote the other, lagging one.
@@ -240,11 +233,7 @@ async fn a_master_name_the_sentinels_do_not_know_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_server_fails_calls_with_store_errors_then_serves_again() {
     let mut server = RedisServer::start();
-    let store: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(RedisConfig::new(server.url()))
-            .await
-            .unwrap(),
-    );
+    let store: Arc<dyn Store> = Arc::new(redis_store(&server).await);
     let sessions = SessionManager::builder()
         .shared_store(Arc::clone(&store))
         .build()

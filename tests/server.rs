@@ -2,186 +2,16 @@
 //! real socket for hot swap under load.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use base64::Engine as _;
 use dsession::store::{Command, SetArgs, SetCondition, StoreConfig};
 use dsession_service::{AppState, Metrics, ServeConfig, app, build_state};
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
-use crate::support::RedisServer;
-
-/// The service on a real socket, on a free loopback port; shut down
-/// gracefully on drop.
-pub struct Served {
-    address: std::net::SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Served {
-    pub async fn start(config: ServeConfig) -> Self {
-        let state = build_state(&config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(dsession_service::serve_on(listener, state, async {
-            let _ = stop.await;
-        }));
-        Self {
-            address,
-            shutdown: Some(shutdown),
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.address.port()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// Issues a token over HTTP.
-    pub async fn create_token(&self, client: &reqwest::Client, user: &str) -> String {
-        let created: Value = client
-            .post(self.url("/v1/tokens"))
-            .json(&json!({ "user_id": user }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        created["token"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Served {
-    /// `GET /auth` with `token` from 4 tasks while `reloads` policy reloads
-    /// go through the admin route, `before_each` running before each;
-    /// returns how many requests were answered 200 and how many were not.
-    pub async fn auth_during_reloads(
-        &self,
-        client: &reqwest::Client,
-        token: &str,
-        reloads: usize,
-        mut before_each: impl FnMut(),
-    ) -> (usize, usize) {
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let clients: Vec<_> = (0..4)
-            .map(|_| {
-                let (client, url, token) = (client.clone(), self.url("/auth"), token.to_owned());
-                let (done, ok, failed) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed));
-                tokio::spawn(async move {
-                    while !done.load(Ordering::SeqCst) {
-                        let response = client.get(&url).bearer_auth(&token).send().await;
-                        let counter = match response {
-                            Ok(response) if response.status() == reqwest::StatusCode::OK => &ok,
-                            _ => &failed,
-                        };
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
-        for _ in 0..reloads {
-            before_each();
-            let reloaded = client
-                .post(self.url("/admin/policy/reload"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(reloaded.status(), reqwest::StatusCode::OK);
-        }
-        done.store(true, Ordering::SeqCst);
-        for task in clients {
-            task.await.unwrap();
-        }
-        (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
-pub(crate) const HEX32: &str = "0123456789abcdef0123456789abcdef";
-
-pub(crate) struct Response {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-pub(crate) async fn send(
-    app: &Router,
-    method: Method,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Response {
-    let mut request = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if body.is_some() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let request = request
-        .body(Body::from(body.unwrap_or("").to_owned()))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-pub(crate) async fn post(app: &Router, uri: &str, body: Value) -> Response {
-    send(app, Method::POST, uri, &[], Some(&body.to_string())).await
-}
-
-pub(crate) async fn auth(app: &Router, headers: &[(&str, &str)]) -> Response {
-    send(app, Method::GET, "/auth", headers, None).await
-}
-
-pub(crate) async fn service(config: ServeConfig) -> (Router, AppState) {
-    let state = build_state(&config).await.unwrap();
-    (app(state.clone()), state)
-}
-
-pub(crate) async fn token(app: &Router, user: &str) -> String {
-    let created = post(app, "/v1/tokens", json!({ "user_id": user, "ttl": 600 })).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
-    created.body["token"].as_str().unwrap().to_owned()
-}
-
-pub(crate) fn error_code(response: &Response) -> &str {
-    response.body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not an error body: {:?}", response.body))
-}
+use crate::support::http::{auth, error_code, post, send};
+use crate::support::served::{Served, policy_file, raw, service, serving, token, with_admin_key};
+use crate::support::{HEX32, RedisServer};
 
 #[tokio::test]
 async fn every_token_route_answers_with_its_documented_status() {
@@ -257,12 +87,7 @@ async fn user_routes_manage_the_user_info_cache() {
     .await;
     assert_eq!(added.status, StatusCode::OK);
     assert_eq!(added.body, json!({ "id": "bob", "detail": null }));
-    let cached = state
-        .sessions()
-        .store()
-        .batch(vec![Command::Ttl("gosession-user_bob".into())])
-        .await
-        .unwrap();
+    let cached = raw(&state, vec![Command::Ttl("gosession-user_bob".into())]).await;
     assert_eq!(cached, vec![dsession::store::Reply::Integer(60)]);
 
     let refreshed = post(
@@ -288,11 +113,7 @@ async fn user_routes_manage_the_user_info_cache() {
 
 #[tokio::test]
 async fn probes_metrics_and_openapi_need_no_key() {
-    let config = ServeConfig {
-        admin_key: Some("s3cret".into()),
-        ..ServeConfig::default()
-    };
-    let (app, _) = service(config).await;
+    let (app, _) = service(with_admin_key("s3cret")).await;
     let health = send(&app, Method::GET, "/healthz", &[], None).await;
     assert_eq!(
         (health.status, health.body),
@@ -340,11 +161,7 @@ async fn probes_metrics_and_openapi_need_no_key() {
 
 #[tokio::test]
 async fn the_admin_routes_need_the_admin_key() {
-    let config = ServeConfig {
-        admin_key: Some("s3cret".into()),
-        ..ServeConfig::default()
-    };
-    let (app, _) = service(config).await;
+    let (app, _) = service(with_admin_key("s3cret")).await;
     let body = r#"{"user_id":"alice"}"#;
     for headers in [
         &[][..],
@@ -469,17 +286,16 @@ async fn forward_auth_sends_the_user_detail_when_configured() {
     config.auth.load_user = true;
     let (app, state) = service(config).await;
     let token = token(&app, "alice").await;
-    state
-        .sessions()
-        .store()
-        .batch(vec![Command::Set(SetArgs {
+    raw(
+        &state,
+        vec![Command::Set(SetArgs {
             key: "gosession-user_alice".into(),
             value: r#"{"id":"alice","detail":{"name":"Ann Ö","roles":["admin"]}}"#.into(),
             ttl_seconds: 60,
             condition: SetCondition::Always,
-        })])
-        .await
-        .unwrap();
+        })],
+    )
+    .await;
     let allowed = auth(&app, &[("x-session-token", &token)]).await;
     assert_eq!(allowed.status, StatusCode::OK);
     let encoded = allowed.headers["x-user-detail"].to_str().unwrap();
@@ -606,18 +422,11 @@ fn a_sentinel_store_is_configured_in_the_config_file() {
     }
 }
 
-pub(crate) fn builtin_policy_bytes() -> &'static [u8] {
-    dsession::Policy::builtin_component()
-}
-
 #[tokio::test]
 async fn a_broken_policy_file_is_rejected_and_the_old_policy_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::write(&path, builtin_policy_bytes()).unwrap();
-    let mut config = ServeConfig::default();
-    config.policy.path = Some(path.clone());
-    let (app, _) = service(config).await;
+    let path = policy_file(&dir, "default");
+    let (app, _) = service(serving(&path, &[])).await;
     let token = token(&app, "alice").await;
 
     let reloaded = post(&app, "/admin/policy/reload", json!({})).await;
@@ -659,11 +468,7 @@ async fn a_broken_policy_file_is_rejected_and_the_old_policy_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_under_load_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.wasm");
-    std::fs::write(&path, builtin_policy_bytes()).unwrap();
-    let mut config = ServeConfig::default();
-    config.policy.path = Some(path);
-    let served = Served::start(config).await;
+    let served = Served::start(serving(&policy_file(&dir, "default"), &[])).await;
     let client = reqwest::Client::new();
     let token = served.create_token(&client, "alice").await;
 

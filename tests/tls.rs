@@ -4,7 +4,7 @@
 use dsession::store::{
     RedisConfig, RedisStore, SentinelConfig, SentinelStore, Store, StoreConfig, TlsFiles,
 };
-use dsession::{Error, SessionManager, Settings};
+use dsession::{Error, SessionManager, Settings, SetupError};
 use dsession_tests::TestCertificates;
 
 use crate::support::{
@@ -42,11 +42,13 @@ impl TlsRedis {
         format!("rediss://dsession:{password}@127.0.0.1:{}/0", self.tls_port)
     }
 
-    fn config(&self, password: &str, ca: &str) -> RedisConfig {
-        RedisConfig {
+    /// Connects as `dsession` with `password`, trusting the CA in `ca`.
+    async fn connect(&self, password: &str, ca: &str) -> Result<RedisStore, SetupError> {
+        RedisStore::connect(RedisConfig {
             tls: tls_client_files(&self.certificates, ca),
             ..RedisConfig::new(self.url(password))
-        }
+        })
+        .await
     }
 }
 
@@ -63,19 +65,13 @@ async fn issue_check_refresh_list_and_revoke(sessions: &SessionManager) {
 #[tokio::test]
 async fn every_operation_works_over_tls_as_an_acl_user_limited_to_the_layout() {
     let redis = TlsRedis::start().await;
-    let store = RedisStore::connect(redis.config("s3cret", "ca.crt"))
-        .await
-        .unwrap();
+    let store = redis.connect("s3cret", "ca.crt").await.unwrap();
     let sessions = SessionManager::builder().store(store).build().unwrap();
     issue_check_refresh_list_and_revoke(&sessions).await;
 
     // The ACL user reaches the layout's keys only.
     let elsewhere = SessionManager::builder()
-        .store(
-            RedisStore::connect(redis.config("s3cret", "ca.crt"))
-                .await
-                .unwrap(),
-        )
+        .store(redis.connect("s3cret", "ca.crt").await.unwrap())
         .settings(Settings {
             token_key_prefix: "other".into(),
             ..Settings::default()
@@ -94,18 +90,14 @@ async fn every_operation_works_over_tls_as_an_acl_user_limited_to_the_layout() {
 #[tokio::test]
 async fn a_wrong_ca_or_password_or_a_missing_file_is_a_clear_error_at_startup() {
     let redis = TlsRedis::start().await;
-    let wrong_ca = RedisStore::connect(redis.config("s3cret", "other-ca.crt"))
-        .await
-        .unwrap_err();
+    let wrong_ca = redis.connect("s3cret", "other-ca.crt").await.unwrap_err();
     let message = format!("{wrong_ca:#}");
     assert!(
         message.contains("cannot connect") && message.contains("certificate"),
         "{message}"
     );
 
-    let wrong_password = RedisStore::connect(redis.config("wrong", "ca.crt"))
-        .await
-        .unwrap_err();
+    let wrong_password = redis.connect("wrong", "ca.crt").await.unwrap_err();
     let message = format!("{wrong_password:#}");
     assert!(
         message.to_lowercase().contains("authentication failed") && !message.contains("wrong@"),
