@@ -10,24 +10,15 @@
 //! | `{prefix}:{u}:idx` (hash) | `{sha256}` → `{created_ns} {deadline} {epoch}`; `epoch` → the user's epoch | ≥ its longest token |
 //! | `{prefix}:{u}:user` | `{"id":…,"detail":…}` | the user-info TTL |
 
-use std::collections::HashMap;
-
-use serde_json::value::RawValue;
+use dsession_policy_sdk::ttl::MAX_TTL_SECONDS;
+use dsession_policy_sdk::user_id;
+use dsession_policy_sdk::{Error, random, token, ttl};
 use sha2::{Digest, Sha256};
 
-/// The longest user id accepted, in bytes (as the default policy).
-pub const MAX_USER_ID_BYTES: usize = 1024;
-/// The longest TTL accepted: ten years.
-pub const MAX_TTL_SECONDS: i64 = 10 * 365 * 24 * 3600;
 /// Hex digits in a token's secret (256 bits).
 pub const SECRET_HEX: usize = 64;
-/// The longest token accepted.
-pub const MAX_TOKEN_BYTES: usize = MAX_USER_ID_BYTES + 1 + SECRET_HEX;
 /// The index field that holds the user's epoch; no SHA-256 looks like it.
 pub const EPOCH_FIELD: &str = "epoch";
-
-/// Why an argument was rejected; becomes `error::invalid-argument`.
-pub type Invalid = String;
 
 /// The settings this policy reads through `wasi:config/store`: name,
 /// default, description.
@@ -70,16 +61,17 @@ impl Config {
         pairs: &[(String, String)],
         default_ttl: i64,
         single_mode: bool,
-    ) -> Result<Self, Invalid> {
+    ) -> Result<Self, Error> {
+        let invalid = |why: String| Error::InvalidArgument(why);
         if let Some((unknown, _)) = pairs
             .iter()
             .find(|(key, _)| !CONFIG_KEYS.iter().any(|(name, _, _)| name == key))
         {
             let known: Vec<&str> = CONFIG_KEYS.iter().map(|(name, _, _)| *name).collect();
-            return Err(format!(
+            return Err(invalid(format!(
                 "unknown policy config key {unknown:?}; this policy reads {}",
                 known.join(", ")
-            ));
+            )));
         }
         let value = |name: &str| {
             pairs
@@ -95,31 +87,27 @@ impl Config {
                 })
                 .unwrap_or_default()
         };
-        let number = |name: &str, max: i64| -> Result<i64, Invalid> {
+        let number = |name: &str, max: i64| -> Result<i64, Error> {
             let text = value(name);
             text.parse::<i64>()
                 .ok()
                 .filter(|n| (0..=max).contains(n))
                 .ok_or_else(|| {
-                    format!(
+                    invalid(format!(
                         "policy config {name} must be a whole number from 0 to {max}, not {text:?}"
-                    )
+                    ))
                 })
         };
         let prefix = value("key_prefix");
         if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.contains(char::is_whitespace)
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "policy config key_prefix must be non-empty without '{{', '}}' or white space, not {prefix:?}"
-            ));
+            )));
         }
         let idle = number("idle_timeout_seconds", MAX_TTL_SECONDS)?;
         let max = number("max_sessions", 1_000_000)?;
-        if !(1..=MAX_TTL_SECONDS).contains(&default_ttl) {
-            return Err(format!(
-                "default expire must be between 1 and {MAX_TTL_SECONDS} seconds, not {default_ttl}"
-            ));
-        }
+        ttl::check_setting("default expire", default_ttl)?;
         let max_sessions = if single_mode {
             Some(1)
         } else {
@@ -131,19 +119,6 @@ impl Config {
             max_sessions,
             default_ttl,
         })
-    }
-
-    /// A requested TTL: 0 means the default; negative or past ten years is
-    /// rejected.
-    pub fn ttl(&self, requested: i64) -> Result<i64, Invalid> {
-        match requested {
-            0 => Ok(self.default_ttl),
-            1..=MAX_TTL_SECONDS => Ok(requested),
-            _ if requested < 0 => Err(format!("ttl must not be negative, got {requested}")),
-            _ => Err(format!(
-                "ttl must be at most {MAX_TTL_SECONDS} seconds, got {requested}"
-            )),
-        }
     }
 
     /// How long a token key lives after a use: the idle timeout, but never
@@ -188,60 +163,16 @@ pub fn escape(user_id: &str) -> String {
     escaped
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SHA-256 of a token's secret, in hex: all the store ever sees of it.
 pub fn digest(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-/// Rejects a user id that is empty, longer than [`MAX_USER_ID_BYTES`],
-/// holds a control character, or starts or ends with white space.
-pub fn check_user_id(user_id: &str) -> Result<(), Invalid> {
-    if user_id.is_empty() {
-        return Err("user id must not be empty".into());
-    }
-    if user_id.len() > MAX_USER_ID_BYTES {
-        return Err(format!(
-            "user id must be at most {MAX_USER_ID_BYTES} bytes, got {}",
-            user_id.len()
-        ));
-    }
-    if let Some(c) = user_id.chars().find(|c| c.is_control()) {
-        return Err(format!(
-            "user id must not contain control characters, found {c:?}"
-        ));
-    }
-    if user_id.starts_with(char::is_whitespace) || user_id.ends_with(char::is_whitespace) {
-        return Err("user id must not start or end with white space".into());
-    }
-    Ok(())
+    random::to_hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// `(user id, secret)` of a well-formed token `{user_id}_{64 hex}`; None
 /// for a malformed one (a default-policy token among them); an error for
-/// an empty token or one past [`MAX_TOKEN_BYTES`].
-pub fn split_token(token: &str) -> Result<Option<(&str, &str)>, Invalid> {
-    if token.is_empty() {
-        return Err("token must not be empty".into());
-    }
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(format!(
-            "token must be at most {MAX_TOKEN_BYTES} bytes, got {}",
-            token.len()
-        ));
-    }
-    let Some((user_id, secret)) = token.rsplit_once('_') else {
-        return Ok(None);
-    };
-    let secret_ok = secret.len() == SECRET_HEX
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    Ok((secret_ok && check_user_id(user_id).is_ok()).then_some((user_id, secret)))
+/// an empty token or one past [`token::max_bytes`].
+pub fn split_token(token: &str) -> Result<Option<(&str, &str)>, Error> {
+    Ok(token::parse(token, SECRET_HEX)?.filter(|(user_id, _)| user_id::check(user_id).is_ok()))
 }
 
 /// A token's stored record: the epoch it was issued in, when, and its
@@ -264,18 +195,24 @@ impl Record {
 
     /// Reads a token key's value.
     pub fn decode(text: &str) -> Option<Self> {
-        let mut parts = text.split(' ');
-        let (Some(epoch), Some(created), Some(deadline), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
+        let [epoch, created, deadline] = three_words(text)?;
+        Self::from_words(epoch, created, deadline)
+    }
+
+    fn from_words(epoch: &str, created_ns: &str, deadline: &str) -> Option<Self> {
         Some(Self {
             epoch: epoch.to_owned(),
-            created_ns: created.parse().ok()?,
+            created_ns: created_ns.parse().ok()?,
             deadline: deadline.parse().ok()?,
         })
     }
+}
+
+/// The words of `text` when it is exactly three, split at single spaces.
+fn three_words(text: &str) -> Option<[&str; 3]> {
+    let mut words = text.split(' ');
+    let three = [words.next()?, words.next()?, words.next()?];
+    words.next().is_none().then_some(three)
 }
 
 /// An index entry's value: the token's record in another order,
@@ -286,39 +223,8 @@ pub fn index_entry(record: &Record) -> String {
 
 /// Reads an index entry's value.
 pub fn parse_index_entry(text: &str) -> Option<Record> {
-    let mut parts = text.split(' ');
-    let (Some(created), Some(deadline), Some(epoch), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    Some(Record {
-        epoch: epoch.to_owned(),
-        created_ns: created.parse().ok()?,
-        deadline: deadline.parse().ok()?,
-    })
-}
-
-/// gosession's user-info JSON, `{"id":…,"detail":…}`.
-pub fn user_info_json(user_id: &str, detail: Option<&serde_json::Value>) -> String {
-    let detail = detail.map_or_else(|| "null".to_owned(), serde_json::Value::to_string);
-    format!(
-        r#"{{"id":{},"detail":{detail}}}"#,
-        serde_json::Value::from(user_id)
-    )
-}
-
-/// The detail in a user-info cache entry, as the JSON text it holds; None
-/// when it is null or absent. The detail is only sliced out, not parsed
-/// into values: the host parses it, once, on the hot path of a cached user.
-pub fn user_info_detail(json: &str) -> Result<Option<String>, String> {
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(json).map_err(|e| format!("user info is not a JSON object: {e}"))?;
-    Ok(fields
-        .get("detail")
-        .map(|detail| detail.get())
-        .filter(|detail| *detail != "null")
-        .map(str::to_owned))
+    let [created, deadline, epoch] = three_words(text)?;
+    Record::from_words(epoch, created, deadline)
 }
 
 #[cfg(test)]
@@ -384,7 +290,7 @@ mod tests {
         assert_eq!(split_token(&default_policy_token), Ok(None));
         assert_eq!(split_token(&format!("a_{}", "AB".repeat(32))), Ok(None));
         assert!(split_token("").is_err());
-        assert!(split_token(&"x".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+        assert!(split_token(&"x".repeat(token::max_bytes(SECRET_HEX) + 1)).is_err());
     }
 
     #[test]
@@ -404,14 +310,5 @@ mod tests {
         );
         assert_eq!(Record::decode(&record.encode()), Some(record));
         assert_eq!(Record::decode("e 5"), None);
-    }
-
-    #[test]
-    fn the_cached_detail_is_sliced_out_as_it_was_written() {
-        let detail = serde_json::json!({"name": "Ann", "roles": ["a", "b"]});
-        let json = user_info_json("a", Some(&detail));
-        assert_eq!(user_info_detail(&json), Ok(Some(detail.to_string())));
-        assert_eq!(user_info_detail(r#"{"id":"a","detail":null}"#), Ok(None));
-        assert!(user_info_detail("[1]").is_err());
     }
 }

@@ -9,22 +9,18 @@
 //! marks the instance and then panics; `peek` returns 1 as its expiry when
 //! the instance is marked; `hoard` keeps 4 MiB for the instance's life.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../../wit",
-    generate_all,
-});
-
 use std::hint::black_box;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use dsession::session::types::{Error, IssuedToken, Settings, TokenEntry, User, UserInfo};
-use exports::dsession::session::token_manage::Guest;
+use dsession_policy_sdk::{
+    Error, IssuedToken, Policy, Settings, TokenEntry, User, UserCache, UserDetail, UserInfo,
+};
 
+/// Takes every argument as it comes: the limits under test are the host's.
 struct Hostile;
 
-export!(Hostile);
+dsession_policy_sdk::export!(Hostile);
 
 /// Calls this instance has served.
 static CALLS: AtomicI64 = AtomicI64::new(0);
@@ -39,8 +35,30 @@ fn refused<T>() -> Result<T, Error> {
     ))
 }
 
-impl Guest for Hostile {
-    fn set_token(_: Settings, user_id: String, _: i64) -> Result<IssuedToken, Error> {
+impl UserCache for Hostile {
+    fn user_key(&self, user_id: &str) -> String {
+        user_id.to_owned()
+    }
+
+    fn user_loader(&self) -> bool {
+        false
+    }
+}
+
+impl Policy for Hostile {
+    fn new(_: &Settings) -> Result<Self, Error> {
+        Ok(Self)
+    }
+
+    fn ttl(&self, requested: i64) -> Result<i64, Error> {
+        Ok(requested)
+    }
+
+    fn check_user_id(&self, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn set_token(&self, user_id: &str, _: i64) -> Result<IssuedToken, Error> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         let issued = |token_expire_time| {
             Ok(IssuedToken {
@@ -48,9 +66,9 @@ impl Guest for Hostile {
                 token_expire_time,
             })
         };
-        match user_id.as_str() {
+        match user_id {
             "loop" => loop {
-                black_box(&user_id);
+                black_box(user_id);
             },
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -76,39 +94,35 @@ impl Guest for Hostile {
         }
     }
 
-    fn refresh_token(_: Settings, _: String, _: i64) -> Result<i64, Error> {
+    fn refresh_token(&self, _: &str, _: i64) -> Result<i64, Error> {
         refused()
     }
 
-    fn delete_token(_: Settings, _: String) -> Result<(), Error> {
+    fn delete_token(&self, _: &str) -> Result<(), Error> {
         refused()
     }
 
-    fn check_token(_: Settings, _: String) -> Result<Option<User>, Error> {
+    fn check_token(&self, _: &str, _: UserDetail) -> Result<Option<User>, Error> {
         refused()
     }
 
-    fn check_token_or_update_user(_: Settings, _: String, _: i64) -> Result<Option<User>, Error> {
+    fn list_user_token(&self, _: &str) -> Result<Vec<TokenEntry>, Error> {
         refused()
     }
 
-    fn list_user_token(_: Settings, _: String) -> Result<Vec<TokenEntry>, Error> {
+    fn delete_user_token(&self, _: &str) -> Result<(), Error> {
         refused()
     }
 
-    fn delete_user_token(_: Settings, _: String) -> Result<(), Error> {
+    fn refresh_user(&self, _: &[String], _: i64) -> Result<(), Error> {
         refused()
     }
 
-    fn refresh_user(_: Settings, _: Vec<String>, _: i64) -> Result<(), Error> {
+    fn delete_user(&self, _: &str) -> Result<(), Error> {
         refused()
     }
 
-    fn delete_user(_: Settings, _: String) -> Result<(), Error> {
-        refused()
-    }
-
-    fn add_user(_: Settings, _: String, _: i64) -> Result<UserInfo, Error> {
+    fn add_user(&self, _: &str, _: i64) -> Result<UserInfo, Error> {
         refused()
     }
 }
