@@ -6,13 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use dsession::Settings;
-use dsession::store::{StoreConfig, TlsFiles};
+use dsession::store::{DEFAULT_TIMEOUT_MS, StoreConfig, TlsFiles};
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig};
-
-/// The stores' connect, command and acknowledgement timeout when flags
-/// name the store, as when a config file's `[store]` leaves it out: one
-/// second.
-pub(crate) const STORE_TIMEOUT_MS: u64 = 1000;
 
 /// Where tokens live, how they are laid out, and where user detail comes
 /// from: a config file, overridden by `DSESSION_*` environment variables,
@@ -137,8 +132,8 @@ impl StoreArgs {
         if let Some(url) = &self.redis {
             return Some(StoreConfig::Redis {
                 url: url.clone(),
-                connect_timeout_ms: STORE_TIMEOUT_MS,
-                command_timeout_ms: STORE_TIMEOUT_MS,
+                connect_timeout_ms: DEFAULT_TIMEOUT_MS,
+                command_timeout_ms: DEFAULT_TIMEOUT_MS,
                 tls,
             });
         }
@@ -147,10 +142,10 @@ impl StoreArgs {
                 nodes: self.cluster.clone(),
                 username: std::env::var("DSESSION_REDIS_USERNAME").ok(),
                 password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
-                connect_timeout_ms: STORE_TIMEOUT_MS,
-                command_timeout_ms: STORE_TIMEOUT_MS,
+                connect_timeout_ms: DEFAULT_TIMEOUT_MS,
+                command_timeout_ms: DEFAULT_TIMEOUT_MS,
                 min_replicas_ack: self.min_replicas_ack,
-                ack_timeout_ms: STORE_TIMEOUT_MS,
+                ack_timeout_ms: DEFAULT_TIMEOUT_MS,
                 tls,
             });
         }
@@ -162,10 +157,10 @@ impl StoreArgs {
             password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
             sentinel_password: std::env::var("DSESSION_SENTINEL_PASSWORD").ok(),
             db: 0,
-            connect_timeout_ms: STORE_TIMEOUT_MS,
-            command_timeout_ms: STORE_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_TIMEOUT_MS,
+            command_timeout_ms: DEFAULT_TIMEOUT_MS,
             min_replicas_ack: self.min_replicas_ack,
-            ack_timeout_ms: STORE_TIMEOUT_MS,
+            ack_timeout_ms: DEFAULT_TIMEOUT_MS,
             tls: self.redis_tls.then_some(tls),
         })
     }
