@@ -1,26 +1,16 @@
 //! A policy's own settings: what the operator gives as `[policy.config]`,
 //! `--policy-config key=value` or [`crate::SessionManagerBuilder::policy_config`],
-//! read by the policy through `wasi:config/store`; and the optional
-//! `describe` export that says which keys a policy reads.
+//! read by the policy through `wasi:config/store`; and the keys a policy
+//! says it reads, through its optional `describe` export; and what a
+//! component imports and exports, for `dsession policy check`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 use wasmtime_wasi_config::WasiConfigVariables;
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "policy-description",
-        path: "../wit",
-        exports: { default: async },
-    });
-}
-
-/// Finds `describe` in a component that exports it.
-pub(crate) type DescribeIndices = bindings::PolicyDescriptionIndices;
-
-pub(crate) use bindings::exports::dsession::session::describe::ConfigKey as WitConfigKey;
 
 /// One setting a policy reads through `wasi:config/store`, as the policy
 /// describes it.
@@ -34,16 +24,6 @@ pub struct ConfigKey {
     pub description: String,
 }
 
-impl From<WitConfigKey> for ConfigKey {
-    fn from(key: WitConfigKey) -> Self {
-        Self {
-            name: key.name,
-            default: key.default,
-            description: key.description,
-        }
-    }
-}
-
 /// The variables a call's `wasi:config/store` answers from.
 pub(crate) fn variables(config: &BTreeMap<String, String>) -> Arc<WasiConfigVariables> {
     Arc::new(
@@ -52,6 +32,36 @@ pub(crate) fn variables(config: &BTreeMap<String, String>) -> Arc<WasiConfigVari
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect(),
     )
+}
+
+/// What `component` exports, as `interface: function, …` lines.
+pub(crate) fn exports(component: &Component) -> Vec<String> {
+    let engine = component.engine();
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, item)| match item.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                let functions: Vec<&str> = instance
+                    .exports(engine)
+                    .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+                    .map(|(name, _)| name)
+                    .collect();
+                format!("{name}: {}", functions.join(", "))
+            }
+            _ => name.to_owned(),
+        })
+        .collect()
+}
+
+/// What `component` imports.
+pub(crate) fn imports(component: &Component) -> Vec<String> {
+    let engine = component.engine();
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// Splits a `key=value` flag; the value may hold `=`, the key may not be

@@ -8,8 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::Policy;
+use super::convert;
+use super::limits::Limits;
+use crate::error::Error;
+use crate::loader::UserLoader;
 use crate::store::{Command, MemoryStore, Reply, Store, StoreError, Transaction, key_slot};
-use crate::{Error, Policy, SessionManager, Settings};
+use crate::types::{Settings, User, UserInfo};
 
 /// The user whose operations the check runs.
 const PROBE_USER: &str = "dsession-layout-probe";
@@ -68,36 +73,109 @@ pub async fn check_slot_layout(
     policy_config: &BTreeMap<String, String>,
 ) -> Result<(), SlotLayoutError> {
     let recorder = Recorder::default();
-    let sessions = SessionManager::builder()
-        .store(recorder.clone())
-        .policy(policy.clone())
-        .settings(settings.clone())
-        .policy_config(policy_config.clone())
-        .loader(|_: String| async { Ok(Some(serde_json::json!({}))) })
-        .build()
-        .map_err(|error| Error::Policy(format!("{error:#}")))?;
+    let loader: Arc<dyn UserLoader> =
+        Arc::new(|_: String| async { Ok(Some(serde_json::json!({}))) });
+    let instances = policy.instances(
+        Limits::default(),
+        Arc::new(recorder.clone()),
+        Some(loader),
+        policy_config,
+    );
+    let settings = &convert::settings(settings.clone(), true);
     let ids = [PROBE_USER.to_owned()];
-    let first = sessions.set_token(PROBE_USER, 600).await?.token;
+    let first = instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_set_token(s, settings, PROBE_USER, 600)
+                .await
+        })
+        .await?
+        .token;
     recorder.check("set-token")?;
-    let second = sessions.set_token(PROBE_USER, 600).await?.token;
+    let second = instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_set_token(s, settings, PROBE_USER, 600)
+                .await
+        })
+        .await?
+        .token;
     recorder.check("set-token")?;
-    sessions.check_token(&first).await?;
+    instances
+        .call(async |e, s| e.token_manage().call_check_token(s, settings, &first).await)
+        .await?
+        .map(User::try_from)
+        .transpose()?;
     recorder.check("check-token")?;
-    sessions.check_token_or_update_user(&second, 60).await?;
+    instances
+        .call(async |e, s| {
+            let api = e.token_manage();
+            api.call_check_token_or_update_user(s, settings, &second, 60)
+                .await
+        })
+        .await?
+        .map(User::try_from)
+        .transpose()?;
     recorder.check("check-token-or-update-user")?;
-    allow_not_found(sessions.refresh_token(&second, 600).await)?;
+    allow_not_found(
+        instances
+            .call(async |e, s| {
+                e.token_manage()
+                    .call_refresh_token(s, settings, &second, 600)
+                    .await
+            })
+            .await,
+    )?;
     recorder.check("refresh-token")?;
-    sessions.list_user_token(PROBE_USER).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_list_user_token(s, settings, PROBE_USER)
+                .await
+        })
+        .await?;
     recorder.check("list-user-token")?;
-    sessions.add_user(PROBE_USER, 60).await?;
+    UserInfo::try_from(
+        instances
+            .call(async |e, s| {
+                e.token_manage()
+                    .call_add_user(s, settings, PROBE_USER, 60)
+                    .await
+            })
+            .await?,
+    )?;
     recorder.check("add-user")?;
-    sessions.refresh_user(&ids, 60).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_refresh_user(s, settings, &ids, 60)
+                .await
+        })
+        .await?;
     recorder.check("refresh-user")?;
-    sessions.delete_user(PROBE_USER).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_delete_user(s, settings, PROBE_USER)
+                .await
+        })
+        .await?;
     recorder.check("delete-user")?;
-    sessions.delete_token(&second).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_delete_token(s, settings, &second)
+                .await
+        })
+        .await?;
     recorder.check("delete-token")?;
-    sessions.delete_user_token(PROBE_USER).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_delete_user_token(s, settings, PROBE_USER)
+                .await
+        })
+        .await?;
     recorder.check("delete-user-token")?;
     Ok(())
 }
