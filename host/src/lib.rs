@@ -61,16 +61,11 @@
 pub mod authenticator;
 #[cfg(feature = "axum")]
 mod axum;
-mod builtin;
 mod error;
 pub mod loader;
 mod manager;
 pub mod observe;
 mod policy;
-mod policy_config;
-mod runtime;
-#[cfg(feature = "redis")]
-mod slot_layout;
 pub mod store;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -80,13 +75,12 @@ mod wit;
 pub use authenticator::{Authentication, Authenticator, USER_DETAIL_HEADER, USER_ID_HEADER};
 #[cfg(feature = "axum")]
 pub use axum::{Authenticated, AuthenticatedRejection};
-pub use builtin::BUILTIN_POLICIES;
 pub use error::{Error, ErrorBody, ErrorDetail, ErrorKind, Result, SetupError};
 pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
-pub use policy::{InstanceReuse, Limits, Policy};
-pub use policy_config::ConfigKey;
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use policy::describe::ConfigKey;
+pub use policy::limits::{InstanceReuse, Limits};
 #[cfg(feature = "redis")]
-pub use slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
+pub use policy::slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
+pub use policy::{BUILTIN_POLICIES, Policy, Runtime, RuntimeBuilder};
 pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};

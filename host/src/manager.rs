@@ -11,14 +11,14 @@ use tracing::Instrument as _;
 use crate::error::{Error, Result, SetupError};
 use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
 use crate::observe::{Observer, Operation, Outcome, Unobserved};
-use crate::policy::{
-    Call, Instances, Limits, Policy, WitIssuedToken, WitSettings, WitTokenEntry, WitUser,
-    WitUserInfo,
-};
-use crate::policy_config;
-use crate::runtime::Runtime;
+use crate::policy::host::{PolicyStore, Returned};
+use crate::policy::limits::Limits;
+use crate::policy::pool::Instances;
+use crate::policy::{Policy, Runtime, convert};
 use crate::store::{MemoryStore, Store};
 use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
+use crate::wit::WitSettings;
+use crate::wit::token_manage::Guest;
 
 /// Builds a [`SessionManager`].
 #[derive(Default)]
@@ -136,14 +136,7 @@ impl SessionManagerBuilder {
             (None, Some(runtime)) => runtime.builtin_policy("default")?,
             (None, None) => Policy::builtin()?,
         };
-        let settings = WitSettings {
-            token_key_prefix: self.settings.token_key_prefix,
-            user_key_prefix: self.settings.user_key_prefix,
-            default_expire_seconds: self.settings.default_expire_seconds,
-            index_expire_seconds: self.settings.index_expire_seconds,
-            single_mode: self.settings.single_mode,
-            user_loader: self.loader.is_some(),
-        };
+        let settings = convert::settings(self.settings, self.loader.is_some());
         let observer = self.observer.unwrap_or_else(|| Arc::new(Unobserved));
         // Every loader, the embedder's closure too, is called through the
         // coalescing front.
@@ -154,18 +147,17 @@ impl SessionManagerBuilder {
             .clone()
             .map(|loader| Arc::new(loader) as Arc<dyn UserLoader>);
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let instances = Instances::new(
-            policy,
+        let instances = policy.instances(
             self.limits,
             Arc::clone(&store),
             loader.clone(),
-            policy_config::variables(&self.policy_config),
+            &self.policy_config,
         );
         Ok(SessionManager(Arc::new(Shared {
             store,
             loader,
             coalescing,
-            instances: RwLock::new(Arc::new(instances)),
+            serving: RwLock::new(Arc::new(Serving { policy, instances })),
             settings,
             limits: self.limits,
             policy_config: self.policy_config,
@@ -197,8 +189,8 @@ struct Shared {
     loader: Option<Arc<dyn UserLoader>>,
     /// The same loader as `loader`, for its counts and readiness.
     coalescing: Option<CoalescingLoader>,
-    /// The current policy's instances; replaced whole by a swap.
-    instances: RwLock<Arc<Instances>>,
+    /// The current policy and its instances; replaced whole by a swap.
+    serving: RwLock<Arc<Serving>>,
     settings: WitSettings,
     /// The policy's `wasi:config` settings; each pool of instances reads
     /// them from its own copy.
@@ -209,31 +201,18 @@ struct Shared {
     swapping: tokio::sync::Mutex<()>,
 }
 
+/// A policy and its instances for one manager.
+struct Serving {
+    policy: Policy,
+    instances: Instances,
+}
+
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
             .field("limits", &self.0.limits)
             .finish_non_exhaustive()
     }
-}
-
-/// Runs one export of the policy in an instance of its pool, in a span
-/// whose `operation` field names it, and reports its outcome to the observer.
-macro_rules! call {
-    ($manager:ident, $operation:ident, $export:ident ( $($arg:expr),* )) => {{
-        let started = Instant::now();
-        let span = tracing::debug_span!("dsession", operation = Operation::$operation.as_str());
-        let outcome = async {
-            let mut call = $manager.start().await?;
-            let (api, store) = call.parts();
-            let outcome = api.$export(store, &$manager.0.settings $(, $arg)*).await;
-            call.finish(outcome)
-        }
-        .instrument(span)
-        .await;
-        $manager.0.observer.operation(Operation::$operation, Outcome::of(&outcome), started.elapsed());
-        outcome
-    }};
 }
 
 impl SessionManager {
@@ -261,34 +240,21 @@ impl SessionManager {
 
     /// The policy serving now.
     pub fn policy(&self) -> Policy {
-        self.current().policy().clone()
+        self.current().policy.clone()
     }
 
-    fn current(&self) -> Arc<Instances> {
-        Arc::clone(&self.0.instances.read().unwrap_or_else(|p| p.into_inner()))
+    fn current(&self) -> Arc<Serving> {
+        Arc::clone(&self.0.serving.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn instances(&self, policy: Policy) -> Instances {
-        Instances::new(
-            policy,
+    fn serving(&self, policy: Policy) -> Serving {
+        let instances = policy.instances(
             self.0.limits,
             Arc::clone(&self.0.store),
             self.0.loader.clone(),
-            policy_config::variables(&self.0.policy_config),
-        )
-    }
-
-    /// The settings as the builder was given them.
-    #[cfg(feature = "redis")]
-    fn given_settings(&self) -> Settings {
-        let settings = &self.0.settings;
-        Settings {
-            token_key_prefix: settings.token_key_prefix.clone(),
-            user_key_prefix: settings.user_key_prefix.clone(),
-            default_expire_seconds: settings.default_expire_seconds,
-            index_expire_seconds: settings.index_expire_seconds,
-            single_mode: settings.single_mode,
-        }
+            &self.0.policy_config,
+        );
+        Serving { policy, instances }
     }
 
     /// Replaces the policy without checking it, and without waiting for a
@@ -296,24 +262,24 @@ impl SessionManager {
     /// running finish on the old one; its instances are then dropped, never
     /// reused. [`Self::reload_policy`] checks first and runs one at a time.
     pub fn swap_policy(&self, policy: Policy) {
-        let instances = self.instances(policy);
-        *self.0.instances.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(instances);
+        let serving = Arc::new(self.serving(policy));
+        *self.0.serving.write().unwrap_or_else(|p| p.into_inner()) = serving;
     }
 
     /// One call of `policy` with this manager's settings, policy config and
     /// store, in an instance of its own, and on a sharded store (Redis
     /// Cluster) [`crate::check_slot_layout`]: the check every swap passes.
     async fn try_policy(&self, policy: &Policy) -> Result<(), SetupError> {
-        let trial = Arc::new(self.instances(policy.clone()));
+        let trial = self.serving(policy.clone());
         // A well-formed token nobody holds.
         let probe = "dsession-startup-check_00000000000000000000000000000000";
-        let outcome = async {
-            let mut call = Call::start(trial).await?;
-            let (api, store) = call.parts();
-            let outcome = api.call_check_token(store, &self.0.settings, probe).await;
-            call.finish(outcome)
-        }
-        .await;
+        let outcome = trial
+            .instances
+            .call(async |exports, store| {
+                let api = exports.token_manage();
+                api.call_check_token(store, &self.0.settings, probe).await
+            })
+            .await;
         match outcome {
             Err(Error::InvalidArgument(reason)) => Err(SetupError::Settings(format!(
                 "the policy rejects the settings: {reason}"
@@ -326,9 +292,14 @@ impl SessionManager {
             ))),
             #[cfg(feature = "redis")]
             Ok(_) if self.0.store.is_sharded() => {
-                crate::check_slot_layout(policy, &self.given_settings(), &self.0.policy_config)
-                    .await
-                    .map_err(|error| SetupError::Policy(error.to_string()))
+                let settings = Settings::from(&self.0.settings);
+                crate::policy::slot_layout::check_slot_layout(
+                    policy,
+                    &settings,
+                    &self.0.policy_config,
+                )
+                .await
+                .map_err(|error| SetupError::Policy(error.to_string()))
             }
             Ok(_) => Ok(()),
         }
@@ -381,32 +352,66 @@ impl SessionManager {
         Ok(policy)
     }
 
-    async fn start(&self) -> Result<Call> {
-        Call::start(self.current()).await
+    /// Runs one export of token-manage in an instance of the current
+    /// policy, in a span whose `operation` field names it, and reports its
+    /// outcome to the observer.
+    async fn call<T>(
+        &self,
+        operation: Operation,
+        export: impl AsyncFnOnce(&Guest, &mut PolicyStore) -> Returned<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let span = tracing::debug_span!("dsession", operation = operation.as_str());
+        let outcome = self
+            .current()
+            .instances
+            .call(async |exports, store| export(exports.token_manage(), store).await)
+            .instrument(span)
+            .await;
+        let label = Outcome::of(&outcome);
+        self.0
+            .observer
+            .operation(operation, label, started.elapsed());
+        outcome
     }
 
     /// Issues a token for `user_id`, valid `ttl_seconds` (0: the default).
     /// In single mode the user's other tokens are revoked at once.
     pub async fn set_token(&self, user_id: &str, ttl_seconds: i64) -> Result<IssuedToken> {
-        call!(self, SetToken, call_set_token(user_id, ttl_seconds)).map(IssuedToken::from)
+        self.call(Operation::SetToken, async |api, store| {
+            api.call_set_token(store, &self.0.settings, user_id, ttl_seconds)
+                .await
+        })
+        .await
+        .map(IssuedToken::from)
     }
 
     /// Extends a live token to `ttl_seconds` from now (0: the default) and
     /// returns its new expiry; [`Error::NotFound`] when it is not live.
     pub async fn refresh_token(&self, token: &str, ttl_seconds: i64) -> Result<i64> {
-        call!(self, RefreshToken, call_refresh_token(token, ttl_seconds))
+        self.call(Operation::RefreshToken, async |api, store| {
+            api.call_refresh_token(store, &self.0.settings, token, ttl_seconds)
+                .await
+        })
+        .await
     }
 
     /// Revokes a token; revoking a dead one is fine.
     pub async fn delete_token(&self, token: &str) -> Result<()> {
-        call!(self, DeleteToken, call_delete_token(token))
+        self.call(Operation::DeleteToken, async |api, store| {
+            api.call_delete_token(store, &self.0.settings, token).await
+        })
+        .await
     }
 
     /// The user of a live token, without detail; `None` when the token is
     /// dead or malformed.
     pub async fn check_token(&self, token: &str) -> Result<Option<User>> {
-        call!(self, CheckToken, call_check_token(token))
-            .and_then(|user| user.map(User::try_from).transpose())
+        self.call(Operation::CheckToken, async |api, store| {
+            api.call_check_token(store, &self.0.settings, token).await
+        })
+        .await
+        .and_then(|user| user.map(User::try_from).transpose())
     }
 
     /// The user of a live token with detail from the user-info cache, or
@@ -416,95 +421,58 @@ impl SessionManager {
         token: &str,
         user_ttl_seconds: i64,
     ) -> Result<Option<User>> {
-        call!(
-            self,
-            CheckTokenOrUpdateUser,
-            call_check_token_or_update_user(token, user_ttl_seconds)
-        )
+        self.call(Operation::CheckTokenOrUpdateUser, async |api, store| {
+            api.call_check_token_or_update_user(store, &self.0.settings, token, user_ttl_seconds)
+                .await
+        })
+        .await
         .and_then(|user| user.map(User::try_from).transpose())
     }
 
     /// The live tokens of a user, sorted by token.
     pub async fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>> {
-        call!(self, ListUserToken, call_list_user_token(user_id))
-            .map(|entries| entries.into_iter().map(TokenEntry::from).collect())
+        self.call(Operation::ListUserToken, async |api, store| {
+            api.call_list_user_token(store, &self.0.settings, user_id)
+                .await
+        })
+        .await
+        .map(|entries| entries.into_iter().map(TokenEntry::from).collect())
     }
 
     /// Revokes every token of a user.
     pub async fn delete_user_token(&self, user_id: &str) -> Result<()> {
-        call!(self, DeleteUserToken, call_delete_user_token(user_id))
+        self.call(Operation::DeleteUserToken, async |api, store| {
+            api.call_delete_user_token(store, &self.0.settings, user_id)
+                .await
+        })
+        .await
     }
 
     /// Reloads the user-info cache of each user from the loader.
     pub async fn refresh_user(&self, user_ids: &[String], user_ttl_seconds: i64) -> Result<()> {
-        call!(
-            self,
-            RefreshUser,
-            call_refresh_user(user_ids, user_ttl_seconds)
-        )
+        self.call(Operation::RefreshUser, async |api, store| {
+            api.call_refresh_user(store, &self.0.settings, user_ids, user_ttl_seconds)
+                .await
+        })
+        .await
     }
 
     /// Removes a user's user-info cache entry.
     pub async fn delete_user(&self, user_id: &str) -> Result<()> {
-        call!(self, DeleteUser, call_delete_user(user_id))
+        self.call(Operation::DeleteUser, async |api, store| {
+            api.call_delete_user(store, &self.0.settings, user_id).await
+        })
+        .await
     }
 
     /// Loads a user from the loader into the user-info cache for
     /// `user_ttl_seconds` and returns what was cached.
     pub async fn add_user(&self, user_id: &str, user_ttl_seconds: i64) -> Result<UserInfo> {
-        call!(self, AddUser, call_add_user(user_id, user_ttl_seconds)).and_then(UserInfo::try_from)
-    }
-}
-
-fn detail(json: Option<String>) -> Result<Option<serde_json::Value>> {
-    json.map(|json| {
-        serde_json::from_str(&json)
-            .map_err(|e| Error::Policy(format!("the policy returned detail that is not JSON: {e}")))
-    })
-    .transpose()
-}
-
-impl From<WitIssuedToken> for IssuedToken {
-    fn from(token: WitIssuedToken) -> Self {
-        Self {
-            token: token.token,
-            token_expire_time: token.token_expire_time,
-        }
-    }
-}
-
-impl From<WitTokenEntry> for TokenEntry {
-    fn from(entry: WitTokenEntry) -> Self {
-        Self {
-            token: entry.token,
-            token_remain_live_time: entry.token_remain_live_time,
-            token_expire_time: entry.token_expire_time,
-            created_at: entry.created_at,
-        }
-    }
-}
-
-impl TryFrom<WitUser> for User {
-    type Error = Error;
-
-    fn try_from(user: WitUser) -> Result<Self> {
-        Ok(Self {
-            id: user.id,
-            token: user.token,
-            token_remain_live_time: user.token_remain_live_time,
-            token_expire_time: user.token_expire_time,
-            detail: detail(user.detail)?,
+        self.call(Operation::AddUser, async |api, store| {
+            api.call_add_user(store, &self.0.settings, user_id, user_ttl_seconds)
+                .await
         })
-    }
-}
-
-impl TryFrom<WitUserInfo> for UserInfo {
-    type Error = Error;
-
-    fn try_from(user: WitUserInfo) -> Result<Self> {
-        Ok(Self {
-            id: user.id,
-            detail: detail(user.detail)?,
-        })
+        .await
+        .and_then(UserInfo::try_from)
     }
 }

@@ -5,56 +5,48 @@
 //! its manager's pool and gives it back when it returns normally. Anything
 //! that leaves the instance in doubt discards it instead.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-
-use super::{
-    CallState, InstanceReuse, Limiter, Limits, Policy, PolicyBindings, STDERR_CAPTURE, WitError,
-};
 use wasmtime_wasi_config::WasiConfigVariables;
 
+use super::engine::Engine;
+use super::host::{CallState, Compiled, Exports, Instance, PolicyStore, Returned};
+use super::limits::{InstanceReuse, Limits};
 use crate::error::Error;
 use crate::loader::UserLoader;
-use crate::policy_config::{DescribeIndices, WitConfigKey};
 use crate::store::Store;
-use crate::wit::token_manage::Guest;
 
-/// An instantiated policy with its own wasm store.
-struct Instance {
-    store: wasmtime::Store<CallState>,
-    bindings: PolicyBindings,
-    /// Kept to load optional exports such as `describe`.
-    instance: wasmtime::component::Instance,
+/// An instance and the calls it has served.
+struct Pooled {
+    instance: Instance,
     calls: u32,
 }
 
 /// The warm instances of one policy for one manager. A policy swap makes a
 /// new pool; instances of the old one are never handed out again.
 pub(crate) struct Instances {
-    policy: Policy,
+    engine: Arc<Engine>,
+    compiled: Compiled,
     limits: Limits,
     store: Arc<dyn Store>,
     loader: Option<Arc<dyn UserLoader>>,
     config: Arc<WasiConfigVariables>,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<Pooled>>,
 }
 
 impl Instances {
+    /// No instance yet: the first call makes one.
     pub(crate) fn new(
-        policy: Policy,
+        engine: Arc<Engine>,
+        compiled: Compiled,
         limits: Limits,
         store: Arc<dyn Store>,
         loader: Option<Arc<dyn UserLoader>>,
         config: Arc<WasiConfigVariables>,
     ) -> Self {
         Self {
-            policy,
+            engine,
+            compiled,
             limits,
             store,
             loader,
@@ -63,30 +55,69 @@ impl Instances {
         }
     }
 
-    /// The policy these instances run.
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
+    /// Runs `export` in a warm instance, or a new one, within a slot of the
+    /// runtime. A trap becomes [`Error::Policy`] and discards the instance,
+    /// as does a caller giving up mid-call (the future dropped); the
+    /// policy's own errors become their [`Error`] case.
+    pub(crate) async fn call<T>(
+        &self,
+        export: impl AsyncFnOnce(&Exports, &mut PolicyStore) -> Returned<T>,
+    ) -> Result<T, Error> {
+        // Declared before the instance: the instance goes before its slot
+        // frees.
+        let _slot = self.engine.slot(self.limits.queue_timeout).await?;
+        let mut pooled = match self.take() {
+            Some(pooled) => pooled,
+            None => self.instantiate().await?,
+        };
+        pooled.instance.begin(self.limits.call_timeout);
+        let (exports, store) = pooled.instance.parts();
+        match export(exports, store).await {
+            Ok(answer) => {
+                pooled.calls += 1;
+                self.give_back(pooled);
+                answer.map_err(Error::from)
+            }
+            Err(trap) => Err(self.trapped(&pooled.instance, &trap)),
+        }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+    /// Why the call failed, with what the instance wrote to stderr.
+    fn trapped(&self, instance: &Instance, trap: &wasmtime::Error) -> Error {
+        let reason = match trap.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => format!(
+                "the policy ran past its time limit of {:?}",
+                self.limits.call_timeout
+            ),
+            _ => format!("the policy trapped: {trap:#}"),
+        };
+        let stderr = instance.stderr();
+        Error::Policy(if stderr.is_empty() {
+            reason
+        } else {
+            format!("{reason}; its stderr: {stderr}")
+        })
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Pooled>> {
         // Pushing or popping cannot leave the list half-changed.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently used idle instance: its pages are the likeliest
     /// to be in cache.
-    fn take(&self) -> Option<Instance> {
+    fn take(&self) -> Option<Pooled> {
         if matches!(self.limits.reuse, InstanceReuse::Fresh) {
             return None;
         }
-        let instance = self.idle().pop()?;
-        self.policy.runtime.release_idle(1);
-        Some(instance)
+        let pooled = self.idle().pop()?;
+        self.engine.release_idle(1);
+        Some(pooled)
     }
 
-    /// Keeps `instance` for another call if it is still in a known state
-    /// and within its bounds; otherwise it is dropped.
-    fn give_back(&self, instance: Instance) {
+    /// Keeps `pooled` for another call if it is still in a known state and
+    /// within its bounds; otherwise it is dropped.
+    fn give_back(&self, pooled: Pooled) {
         let InstanceReuse::Pooled {
             max_calls,
             max_memory_bytes,
@@ -94,183 +125,34 @@ impl Instances {
         else {
             return;
         };
-        let state = instance.store.data();
-        let reusable = instance.calls < max_calls
-            && state.limiter.memory_bytes <= max_memory_bytes
-            && state.table.is_empty()
+        let reusable = pooled.calls < max_calls
+            && pooled.instance.memory_bytes() <= max_memory_bytes
             // A trap's message quotes stderr, which must be that call's only.
-            && state.stderr.contents().is_empty();
-        if !reusable {
-            return;
-        }
-        if self.policy.runtime.admit_idle() {
-            self.idle().push(instance);
+            && pooled.instance.is_clean();
+        if reusable && self.engine.admit_idle() {
+            self.idle().push(pooled);
         }
     }
 
-    async fn instantiate(&self) -> Result<Instance, Error> {
-        let runtime = &self.policy.runtime;
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let state = CallState {
-            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes.min(runtime.max_memory_bytes()))
-                    .trap_on_grow_failure(true)
-                    .build(),
-                memory_bytes: 0,
-            },
-            stderr,
-            store: Arc::clone(&self.store),
-            loader: self.loader.clone(),
-            deadline: Instant::now() + self.limits.call_timeout,
-            config: Arc::clone(&self.config),
-        };
-        let mut store = wasmtime::Store::new(runtime.engine(), state);
-        store.limiter(|state| &mut state.limiter);
-        // Every tick, a running policy yields to the executor (a busy policy
-        // never starves other tasks) and is stopped once past its time.
-        store.epoch_deadline_callback(|store| {
-            Ok(if Instant::now() >= store.data().deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        store.set_epoch_deadline(1);
-        let instantiated = async {
-            let instance = self
-                .policy
-                .compiled
-                .pre
-                .instance_pre()
-                .instantiate_async(&mut store)
-                .await?;
-            let bindings = self.policy.compiled.indices.load(&mut store, &instance)?;
-            Ok::<_, wasmtime::Error>((instance, bindings))
-        };
-        let (instance, bindings) = instantiated
+    async fn instantiate(&self) -> Result<Pooled, Error> {
+        let state = CallState::new(
+            Arc::clone(&self.store),
+            self.loader.clone(),
+            Arc::clone(&self.config),
+            self.limits.memory_bytes.min(self.engine.max_memory_bytes()),
+        );
+        let instance = self
+            .compiled
+            .instantiate(state, self.limits.call_timeout)
             .await
             .map_err(|e| Error::Policy(format!("cannot instantiate the policy: {e:#}")))?;
-        Ok(Instance {
-            store,
-            bindings,
-            instance,
-            calls: 0,
-        })
+        Ok(Pooled { instance, calls: 0 })
     }
 }
 
 impl Drop for Instances {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).len();
-        self.policy.runtime.release_idle(idle);
-    }
-}
-
-/// One call's instance, ready to run one export. Dropped before
-/// [`Call::finish`] (the caller gave up mid-call), its instance is
-/// discarded.
-pub(crate) struct Call {
-    // Declared before the slot: the instance goes before its slot frees.
-    instance: Option<Instance>,
-    pool: Arc<Instances>,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Call {
-    /// Takes a warm instance of `pool`, or makes one, for one call.
-    pub(crate) async fn start(pool: Arc<Instances>) -> Result<Self, Error> {
-        let slots = pool.policy.runtime.slots();
-        let slot = match Arc::clone(slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                let queue_timeout = pool.limits.queue_timeout;
-                tokio::time::timeout(queue_timeout, Arc::clone(slots).acquire_owned())
-                    .await
-                    .map_err(|_| {
-                        Error::Overloaded(format!(
-                            "no policy instance came free within {queue_timeout:?}"
-                        ))
-                    })?
-                    .map_err(|_| Error::Overloaded("the policy runtime is shutting down".into()))?
-            }
-        };
-        let mut instance = match pool.take() {
-            Some(instance) => instance,
-            None => pool.instantiate().await?,
-        };
-        instance.store.data_mut().deadline = Instant::now() + pool.limits.call_timeout;
-        instance.store.set_epoch_deadline(1);
-        Ok(Self {
-            instance: Some(instance),
-            pool,
-            _slot: slot,
-        })
-    }
-
-    /// The export to call and the store to call it in.
-    pub(crate) fn parts(&mut self) -> (&Guest, &mut wasmtime::Store<CallState>) {
-        let instance = self
-            .instance
-            .as_mut()
-            .expect("a call holds its instance until it finishes");
-        (
-            instance.bindings.dsession_session_token_manage(),
-            &mut instance.store,
-        )
-    }
-
-    /// Calls the optional `describe` export: the settings the policy reads.
-    pub(crate) async fn config_keys(
-        &mut self,
-        describe: &DescribeIndices,
-    ) -> wasmtime::Result<Vec<WitConfigKey>> {
-        let instance = self
-            .instance
-            .as_mut()
-            .expect("a call holds its instance until it finishes");
-        let described = describe.load(&mut instance.store, &instance.instance)?;
-        described
-            .dsession_session_describe()
-            .call_config_keys(&mut instance.store)
-            .await
-    }
-
-    /// Maps what the call returned: traps become [`Error::Policy`], the
-    /// policy's own errors their [`Error`] case. The instance goes back to
-    /// the pool unless it trapped.
-    pub(crate) fn finish<T>(
-        mut self,
-        outcome: wasmtime::Result<Result<T, WitError>>,
-    ) -> Result<T, Error> {
-        let mut instance = self
-            .instance
-            .take()
-            .expect("a call holds its instance until it finishes");
-        let trap = match outcome {
-            Ok(result) => {
-                instance.calls += 1;
-                self.pool.give_back(instance);
-                return result.map_err(Error::from);
-            }
-            Err(trap) => trap,
-        };
-        let reason = match trap.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => format!(
-                "the policy ran past its time limit of {:?}",
-                self.pool.limits.call_timeout
-            ),
-            _ => format!("the policy trapped: {trap:#}"),
-        };
-        let stderr = instance.store.data().stderr.contents();
-        let stderr = String::from_utf8_lossy(&stderr);
-        let stderr = stderr.trim();
-        Err(Error::Policy(if stderr.is_empty() {
-            reason
-        } else {
-            format!("{reason}; its stderr: {stderr}")
-        }))
+        self.engine.release_idle(idle);
     }
 }

@@ -4,9 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
+use super::Policy;
+use super::convert;
+use super::limits::Limits;
+use crate::error::Error;
+use crate::loader::UserLoader;
 use crate::store::{Call, Command, MemoryStore, Tap, key_slot};
-use crate::{Error, Policy, SessionManager, Settings};
+use crate::types::{Settings, User, UserInfo};
 
 /// The user whose operations the check runs.
 const PROBE_USER: &str = "dsession-layout-probe";
@@ -65,36 +71,109 @@ pub async fn check_slot_layout(
     policy_config: &BTreeMap<String, String>,
 ) -> Result<(), SlotLayoutError> {
     let tap = Tap::recording(MemoryStore::new());
-    let sessions = SessionManager::builder()
-        .store(tap.clone())
-        .policy(policy.clone())
-        .settings(settings.clone())
-        .policy_config(policy_config.clone())
-        .loader(|_: String| async { Ok(Some(serde_json::json!({}))) })
-        .build()
-        .map_err(|error| Error::Policy(format!("{error:#}")))?;
+    let loader: Arc<dyn UserLoader> =
+        Arc::new(|_: String| async { Ok(Some(serde_json::json!({}))) });
+    let instances = policy.instances(
+        Limits::default(),
+        Arc::new(tap.clone()),
+        Some(loader),
+        policy_config,
+    );
+    let settings = &convert::settings(settings.clone(), true);
     let ids = [PROBE_USER.to_owned()];
-    let first = sessions.set_token(PROBE_USER, 600).await?.token;
+    let first = instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_set_token(s, settings, PROBE_USER, 600)
+                .await
+        })
+        .await?
+        .token;
     check(&tap, "set-token")?;
-    let second = sessions.set_token(PROBE_USER, 600).await?.token;
+    let second = instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_set_token(s, settings, PROBE_USER, 600)
+                .await
+        })
+        .await?
+        .token;
     check(&tap, "set-token")?;
-    sessions.check_token(&first).await?;
+    instances
+        .call(async |e, s| e.token_manage().call_check_token(s, settings, &first).await)
+        .await?
+        .map(User::try_from)
+        .transpose()?;
     check(&tap, "check-token")?;
-    sessions.check_token_or_update_user(&second, 60).await?;
+    instances
+        .call(async |e, s| {
+            let api = e.token_manage();
+            api.call_check_token_or_update_user(s, settings, &second, 60)
+                .await
+        })
+        .await?
+        .map(User::try_from)
+        .transpose()?;
     check(&tap, "check-token-or-update-user")?;
-    allow_not_found(sessions.refresh_token(&second, 600).await)?;
+    allow_not_found(
+        instances
+            .call(async |e, s| {
+                e.token_manage()
+                    .call_refresh_token(s, settings, &second, 600)
+                    .await
+            })
+            .await,
+    )?;
     check(&tap, "refresh-token")?;
-    sessions.list_user_token(PROBE_USER).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_list_user_token(s, settings, PROBE_USER)
+                .await
+        })
+        .await?;
     check(&tap, "list-user-token")?;
-    sessions.add_user(PROBE_USER, 60).await?;
+    UserInfo::try_from(
+        instances
+            .call(async |e, s| {
+                e.token_manage()
+                    .call_add_user(s, settings, PROBE_USER, 60)
+                    .await
+            })
+            .await?,
+    )?;
     check(&tap, "add-user")?;
-    sessions.refresh_user(&ids, 60).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_refresh_user(s, settings, &ids, 60)
+                .await
+        })
+        .await?;
     check(&tap, "refresh-user")?;
-    sessions.delete_user(PROBE_USER).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_delete_user(s, settings, PROBE_USER)
+                .await
+        })
+        .await?;
     check(&tap, "delete-user")?;
-    sessions.delete_token(&second).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_delete_token(s, settings, &second)
+                .await
+        })
+        .await?;
     check(&tap, "delete-token")?;
-    sessions.delete_user_token(PROBE_USER).await?;
+    instances
+        .call(async |e, s| {
+            e.token_manage()
+                .call_delete_user_token(s, settings, PROBE_USER)
+                .await
+        })
+        .await?;
     check(&tap, "delete-user-token")?;
     Ok(())
 }

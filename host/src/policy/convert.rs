@@ -1,0 +1,136 @@
+//! Every mapping between the WIT's generated types and the library's own:
+//! the settings a call is given, the answers of the token API, the errors
+//! either way, and what the user loader found.
+
+use crate::error::Error;
+use crate::loader::LoaderError;
+use crate::store::StoreError;
+use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
+use crate::wit::{
+    WitConfigKey, WitError, WitIssuedToken, WitSettings, WitTokenEntry, WitUser, WitUserInfo,
+};
+
+use super::describe::ConfigKey;
+
+/// The settings every call of a manager's policy is given.
+pub(crate) fn settings(settings: Settings, user_loader: bool) -> WitSettings {
+    WitSettings {
+        token_key_prefix: settings.token_key_prefix,
+        user_key_prefix: settings.user_key_prefix,
+        default_expire_seconds: settings.default_expire_seconds,
+        index_expire_seconds: settings.index_expire_seconds,
+        single_mode: settings.single_mode,
+        user_loader,
+    }
+}
+
+/// The settings as an embedder gives them.
+impl From<&WitSettings> for Settings {
+    fn from(settings: &WitSettings) -> Self {
+        Self {
+            token_key_prefix: settings.token_key_prefix.clone(),
+            user_key_prefix: settings.user_key_prefix.clone(),
+            default_expire_seconds: settings.default_expire_seconds,
+            index_expire_seconds: settings.index_expire_seconds,
+            single_mode: settings.single_mode,
+        }
+    }
+}
+
+impl From<WitError> for Error {
+    fn from(error: WitError) -> Self {
+        match error {
+            WitError::InvalidArgument(message) => Self::InvalidArgument(message),
+            WitError::NotFound => Self::NotFound,
+            WitError::Store(message) => Self::Store(message),
+            WitError::Loader(message) => Self::Loader(message),
+            WitError::Conflict(message) => Self::Conflict(message),
+            WitError::Corrupt(message) => Self::Corrupt(message),
+        }
+    }
+}
+
+/// A store failure as the policy sees it: corrupt data, or an outage.
+impl From<StoreError> for WitError {
+    fn from(error: StoreError) -> Self {
+        if error.is_corrupt() {
+            Self::Corrupt(error.to_string())
+        } else {
+            Self::Store(error.to_string())
+        }
+    }
+}
+
+/// What the loader found, as `user-loader.load` answers it: the detail as
+/// JSON text, or why loading failed.
+pub(crate) fn loaded(
+    found: Result<Option<serde_json::Value>, LoaderError>,
+) -> Result<Option<String>, String> {
+    match found {
+        Ok(detail) => Ok(detail.map(|detail| detail.to_string())),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn detail(json: Option<String>) -> Result<Option<serde_json::Value>, Error> {
+    json.map(|json| {
+        serde_json::from_str(&json)
+            .map_err(|e| Error::Policy(format!("the policy returned detail that is not JSON: {e}")))
+    })
+    .transpose()
+}
+
+impl From<WitIssuedToken> for IssuedToken {
+    fn from(token: WitIssuedToken) -> Self {
+        Self {
+            token: token.token,
+            token_expire_time: token.token_expire_time,
+        }
+    }
+}
+
+impl From<WitTokenEntry> for TokenEntry {
+    fn from(entry: WitTokenEntry) -> Self {
+        Self {
+            token: entry.token,
+            token_remain_live_time: entry.token_remain_live_time,
+            token_expire_time: entry.token_expire_time,
+            created_at: entry.created_at,
+        }
+    }
+}
+
+impl TryFrom<WitUser> for User {
+    type Error = Error;
+
+    fn try_from(user: WitUser) -> Result<Self, Error> {
+        Ok(Self {
+            id: user.id,
+            token: user.token,
+            token_remain_live_time: user.token_remain_live_time,
+            token_expire_time: user.token_expire_time,
+            detail: detail(user.detail)?,
+        })
+    }
+}
+
+impl TryFrom<WitUserInfo> for UserInfo {
+    type Error = Error;
+
+    fn try_from(user: WitUserInfo) -> Result<Self, Error> {
+        Ok(Self {
+            id: user.id,
+            detail: detail(user.detail)?,
+        })
+    }
+}
+
+impl From<WitConfigKey> for ConfigKey {
+    fn from(key: WitConfigKey) -> Self {
+        Self {
+            name: key.name,
+            default: key.default,
+            description: key.description,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! What a policy instance runs against: its state (the manager's store
+//! and loader, a WASI context with clocks and randomness only, the memory
+//! limiter), the host's side of the `store` and `user-loader` imports, the
+//! linker that joins a component to them, and the instance itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::UpdateDeadline;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+
+use super::convert;
+use super::limits::Limiter;
+use crate::error::SetupError;
+use crate::loader::UserLoader;
+use crate::store::{self, Store};
+use crate::wit::{
+    self, PolicyDescription, PolicyDescriptionIndices, PolicyIndices, WitError, describe,
+    token_manage,
+};
+
+/// Bytes of a policy's stderr kept to explain a trap.
+const STDERR_CAPTURE: usize = 4096;
+
+/// A wasm store holding one instance's state.
+pub(crate) type PolicyStore = wasmtime::Store<CallState>;
+
+/// What a call of an export gives: a trap, or the policy's own answer.
+pub(crate) type Returned<T> = wasmtime::Result<Result<T, WitError>>;
+
+/// What an instance can reach: its manager's store and loader, and a WASI
+/// context that offers clocks and randomness but no files, sockets or
+/// environment. Built once per instance.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    stderr: MemoryOutputPipe,
+    store: Arc<dyn Store>,
+    loader: Option<Arc<dyn UserLoader>>,
+    /// When the running call must stop; set as each call starts.
+    deadline: Instant,
+    /// The operator's `[policy.config]`, read through `wasi:config/store`.
+    config: Arc<WasiConfigVariables>,
+}
+
+impl CallState {
+    /// The state of a new instance on `store` and `loader`, whose linear
+    /// memory may grow to `memory_bytes`.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        loader: Option<Arc<dyn UserLoader>>,
+        config: Arc<WasiConfigVariables>,
+        memory_bytes: usize,
+    ) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        Self {
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(memory_bytes),
+            stderr,
+            store,
+            loader,
+            deadline: Instant::now(),
+            config,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A transaction as the guest holds it; emptied by `commit`.
+struct TransactionSlot(Option<Box<dyn store::Transaction>>);
+
+/// The table entry behind the guest's handle: the generated resource type
+/// has no values, so the table holds the slot under the handle's number.
+fn slot(handle: &Resource<wit::store::Transaction>) -> Resource<TransactionSlot> {
+    if handle.owned() {
+        Resource::new_own(handle.rep())
+    } else {
+        Resource::new_borrow(handle.rep())
+    }
+}
+
+impl wit::types::Host for CallState {}
+
+impl wit::store::Host for CallState {
+    async fn batch(
+        &mut self,
+        commands: Vec<store::Command>,
+    ) -> wasmtime::Result<Result<Vec<store::Reply>, WitError>> {
+        Ok(self.store.batch(commands).await.map_err(WitError::from))
+    }
+
+    async fn atomic(
+        &mut self,
+        commands: Vec<store::Command>,
+    ) -> wasmtime::Result<Result<Vec<store::Reply>, WitError>> {
+        Ok(self.store.atomic(commands).await.map_err(WitError::from))
+    }
+
+    async fn watch(
+        &mut self,
+        keys: Vec<String>,
+        reads: Vec<store::Command>,
+    ) -> Returned<(Resource<wit::store::Transaction>, Vec<store::Reply>)> {
+        match self.store.watch(keys, reads).await {
+            Ok((transaction, read)) => {
+                let held = self.table.push(TransactionSlot(Some(transaction)))?;
+                Ok(Ok((Resource::new_own(held.rep()), read)))
+            }
+            Err(error) => Ok(Err(error.into())),
+        }
+    }
+}
+
+impl wit::store::HostTransaction for CallState {
+    async fn commit(
+        &mut self,
+        transaction: Resource<wit::store::Transaction>,
+        commands: Vec<store::Command>,
+    ) -> Returned<Option<Vec<store::Reply>>> {
+        let Some(transaction) = self.table.get_mut(&slot(&transaction))?.0.take() else {
+            return Ok(Err(WitError::Store("transaction already committed".into())));
+        };
+        Ok(transaction.commit(commands).await.map_err(WitError::from))
+    }
+
+    async fn drop(
+        &mut self,
+        transaction: Resource<wit::store::Transaction>,
+    ) -> wasmtime::Result<()> {
+        self.table.delete(slot(&transaction))?;
+        Ok(())
+    }
+}
+
+impl wit::user_loader::Host for CallState {
+    async fn load(&mut self, user_id: String) -> wasmtime::Result<Result<Option<String>, String>> {
+        Ok(match &self.loader {
+            Some(loader) => convert::loaded(loader.load(&user_id).await),
+            None => Ok(None),
+        })
+    }
+}
+
+/// WASI (clocks and randomness are all a policy gets) plus the host's
+/// `store` and `user-loader`.
+fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
+    type Host = HasSelf<CallState>;
+    let mut linker = Linker::<CallState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wit::types::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    wit::store::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    wit::user_loader::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    // Always provided, so that a policy may read settings or not.
+    wasmtime_wasi_config::add_to_linker(&mut linker, |s| WasiConfig::from(&*s.config))?;
+    Ok(linker)
+}
+
+/// A component compiled and linked on one engine.
+#[derive(Clone)]
+pub(crate) struct Compiled {
+    component: Component,
+    pre: InstancePre<CallState>,
+    indices: PolicyIndices,
+    /// Set when the component exports `describe`.
+    describe: Option<PolicyDescriptionIndices>,
+}
+
+impl Compiled {
+    /// Compiles a policy component and checks it against the `policy`
+    /// world: it may import only what the host provides and must export
+    /// `token-manage` with the right types.
+    pub(crate) fn new(engine: &wasmtime::Engine, bytes: &[u8]) -> Result<Self, SetupError> {
+        let failed = |what: &str, e: wasmtime::Error| SetupError::Policy(format!("{what}: {e:#}"));
+        let component =
+            Component::new(engine, bytes).map_err(|e| failed("not a valid wasm component", e))?;
+        let linker = linker(engine).map_err(|e| failed("cannot link the host interfaces", e))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            failed(
+                "the component imports something the host does not provide",
+                e,
+            )
+        })?;
+        let describe = PolicyDescriptionIndices::new(&pre).ok();
+        let indices = PolicyIndices::new(&pre)
+            .map_err(|e| failed("the component does not export the policy world", e))?;
+        Ok(Self {
+            component,
+            pre,
+            indices,
+            describe,
+        })
+    }
+
+    /// The component, to list what it imports and exports.
+    pub(crate) fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// Whether the component exports `describe`.
+    pub(crate) fn describes(&self) -> bool {
+        self.describe.is_some()
+    }
+
+    /// A new instance with `state`, whose instantiation may run `timeout`.
+    /// Every tick of the engine's epoch, a running call yields to the
+    /// executor (a busy policy never starves other tasks) and is stopped
+    /// once past its deadline.
+    pub(crate) async fn instantiate(
+        &self,
+        state: CallState,
+        timeout: Duration,
+    ) -> wasmtime::Result<Instance> {
+        let mut store = wasmtime::Store::new(self.component.engine(), state);
+        store.data_mut().deadline = Instant::now() + timeout;
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let policy = self.indices.load(&mut store, &instance)?;
+        let describe = match &self.describe {
+            Some(describe) => Some(describe.load(&mut store, &instance)?),
+            None => None,
+        };
+        Ok(Instance {
+            store,
+            exports: Exports { policy, describe },
+        })
+    }
+}
+
+/// What an instance exports.
+pub(crate) struct Exports {
+    policy: wit::Policy,
+    describe: Option<PolicyDescription>,
+}
+
+impl Exports {
+    /// The token API.
+    pub(crate) fn token_manage(&self) -> &token_manage::Guest {
+        self.policy.dsession_session_token_manage()
+    }
+
+    /// The optional `describe` interface.
+    pub(crate) fn describe(&self) -> Option<&describe::Guest> {
+        self.describe
+            .as_ref()
+            .map(PolicyDescription::dsession_session_describe)
+    }
+}
+
+/// An instantiated policy in its own wasm store.
+pub(crate) struct Instance {
+    store: PolicyStore,
+    exports: Exports,
+}
+
+impl Instance {
+    /// Readies the instance for a call that may run `timeout`.
+    pub(crate) fn begin(&mut self, timeout: Duration) {
+        self.store.data_mut().deadline = Instant::now() + timeout;
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// The exports to call and the store to call them in.
+    pub(crate) fn parts(&mut self) -> (&Exports, &mut PolicyStore) {
+        (&self.exports, &mut self.store)
+    }
+
+    /// The linear memory the instance has grown to.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes()
+    }
+
+    /// Whether the instance holds no resource and wrote nothing to stderr,
+    /// so that nothing of its last call can reach the next one.
+    pub(crate) fn is_clean(&self) -> bool {
+        let state = self.store.data();
+        state.table.is_empty() && state.stderr.contents().is_empty()
+    }
+
+    /// What the instance wrote to stderr, trimmed.
+    pub(crate) fn stderr(&self) -> String {
+        let stderr = self.store.data().stderr.contents();
+        String::from_utf8_lossy(&stderr).trim().to_owned()
+    }
+}
