@@ -84,32 +84,23 @@ pub async fn check_slot_layout(
     let settings = &convert::settings(settings.clone(), true);
     let ids = [PROBE_USER.to_owned()];
     let first = instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_set_token(s, settings, PROBE_USER, 600)
-                .await
-        })
+        .token_manage(async |api, s| api.call_set_token(s, settings, PROBE_USER, 600).await)
         .await?
         .token;
     recorder.check("set-token")?;
     let second = instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_set_token(s, settings, PROBE_USER, 600)
-                .await
-        })
+        .token_manage(async |api, s| api.call_set_token(s, settings, PROBE_USER, 600).await)
         .await?
         .token;
     recorder.check("set-token")?;
     instances
-        .call(async |e, s| e.token_manage().call_check_token(s, settings, &first).await)
+        .token_manage(async |api, s| api.call_check_token(s, settings, &first).await)
         .await?
         .map(User::try_from)
         .transpose()?;
     recorder.check("check-token")?;
     instances
-        .call(async |e, s| {
-            let api = e.token_manage();
+        .token_manage(async |api, s| {
             api.call_check_token_or_update_user(s, settings, &second, 60)
                 .await
         })
@@ -119,62 +110,34 @@ pub async fn check_slot_layout(
     recorder.check("check-token-or-update-user")?;
     allow_not_found(
         instances
-            .call(async |e, s| {
-                e.token_manage()
-                    .call_refresh_token(s, settings, &second, 600)
-                    .await
-            })
+            .token_manage(async |api, s| api.call_refresh_token(s, settings, &second, 600).await)
             .await,
     )?;
     recorder.check("refresh-token")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_list_user_token(s, settings, PROBE_USER)
-                .await
-        })
+        .token_manage(async |api, s| api.call_list_user_token(s, settings, PROBE_USER).await)
         .await?;
     recorder.check("list-user-token")?;
     UserInfo::try_from(
         instances
-            .call(async |e, s| {
-                e.token_manage()
-                    .call_add_user(s, settings, PROBE_USER, 60)
-                    .await
-            })
+            .token_manage(async |api, s| api.call_add_user(s, settings, PROBE_USER, 60).await)
             .await?,
     )?;
     recorder.check("add-user")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_refresh_user(s, settings, &ids, 60)
-                .await
-        })
+        .token_manage(async |api, s| api.call_refresh_user(s, settings, &ids, 60).await)
         .await?;
     recorder.check("refresh-user")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_delete_user(s, settings, PROBE_USER)
-                .await
-        })
+        .token_manage(async |api, s| api.call_delete_user(s, settings, PROBE_USER).await)
         .await?;
     recorder.check("delete-user")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_delete_token(s, settings, &second)
-                .await
-        })
+        .token_manage(async |api, s| api.call_delete_token(s, settings, &second).await)
         .await?;
     recorder.check("delete-token")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_delete_user_token(s, settings, PROBE_USER)
-                .await
-        })
+        .token_manage(async |api, s| api.call_delete_user_token(s, settings, PROBE_USER).await)
         .await?;
     recorder.check("delete-user-token")?;
     Ok(())
