@@ -275,8 +275,7 @@ impl SessionManager {
         let probe = "dsession-startup-check_00000000000000000000000000000000";
         let outcome = trial
             .instances
-            .call(async |exports, store| {
-                let api = exports.token_manage();
+            .token_manage(async |api, store| {
                 api.call_check_token(store, &self.0.settings, probe).await
             })
             .await;
@@ -365,13 +364,13 @@ impl SessionManager {
         let outcome = self
             .current()
             .instances
-            .call(async |exports, store| export(exports.token_manage(), store).await)
+            .token_manage(export)
             .instrument(span)
             .await;
-        let label = Outcome::of(&outcome);
+        let elapsed = started.elapsed();
         self.0
             .observer
-            .operation(operation, label, started.elapsed());
+            .operation(operation, Outcome::of(&outcome), elapsed);
         outcome
     }
 

@@ -15,6 +15,7 @@ use super::limits::{InstanceReuse, Limits};
 use crate::error::Error;
 use crate::loader::UserLoader;
 use crate::store::Store;
+use crate::wit::token_manage;
 
 /// An instance and the calls it has served.
 struct Pooled {
@@ -80,6 +81,15 @@ impl Instances {
             }
             Err(trap) => Err(self.trapped(&pooled.instance, &trap)),
         }
+    }
+
+    /// [`Self::call`] for an export of `token-manage`.
+    pub(crate) async fn token_manage<T>(
+        &self,
+        export: impl AsyncFnOnce(&token_manage::Guest, &mut PolicyStore) -> Returned<T>,
+    ) -> Result<T, Error> {
+        self.call(async |exports, store| export(exports.token_manage(), store).await)
+            .await
     }
 
     /// Why the call failed, with what the instance wrote to stderr.

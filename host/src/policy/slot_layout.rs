@@ -82,32 +82,23 @@ pub async fn check_slot_layout(
     let settings = &convert::settings(settings.clone(), true);
     let ids = [PROBE_USER.to_owned()];
     let first = instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_set_token(s, settings, PROBE_USER, 600)
-                .await
-        })
+        .token_manage(async |api, s| api.call_set_token(s, settings, PROBE_USER, 600).await)
         .await?
         .token;
     check(&tap, "set-token")?;
     let second = instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_set_token(s, settings, PROBE_USER, 600)
-                .await
-        })
+        .token_manage(async |api, s| api.call_set_token(s, settings, PROBE_USER, 600).await)
         .await?
         .token;
     check(&tap, "set-token")?;
     instances
-        .call(async |e, s| e.token_manage().call_check_token(s, settings, &first).await)
+        .token_manage(async |api, s| api.call_check_token(s, settings, &first).await)
         .await?
         .map(User::try_from)
         .transpose()?;
     check(&tap, "check-token")?;
     instances
-        .call(async |e, s| {
-            let api = e.token_manage();
+        .token_manage(async |api, s| {
             api.call_check_token_or_update_user(s, settings, &second, 60)
                 .await
         })
@@ -117,62 +108,34 @@ pub async fn check_slot_layout(
     check(&tap, "check-token-or-update-user")?;
     allow_not_found(
         instances
-            .call(async |e, s| {
-                e.token_manage()
-                    .call_refresh_token(s, settings, &second, 600)
-                    .await
-            })
+            .token_manage(async |api, s| api.call_refresh_token(s, settings, &second, 600).await)
             .await,
     )?;
     check(&tap, "refresh-token")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_list_user_token(s, settings, PROBE_USER)
-                .await
-        })
+        .token_manage(async |api, s| api.call_list_user_token(s, settings, PROBE_USER).await)
         .await?;
     check(&tap, "list-user-token")?;
     UserInfo::try_from(
         instances
-            .call(async |e, s| {
-                e.token_manage()
-                    .call_add_user(s, settings, PROBE_USER, 60)
-                    .await
-            })
+            .token_manage(async |api, s| api.call_add_user(s, settings, PROBE_USER, 60).await)
             .await?,
     )?;
     check(&tap, "add-user")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_refresh_user(s, settings, &ids, 60)
-                .await
-        })
+        .token_manage(async |api, s| api.call_refresh_user(s, settings, &ids, 60).await)
         .await?;
     check(&tap, "refresh-user")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_delete_user(s, settings, PROBE_USER)
-                .await
-        })
+        .token_manage(async |api, s| api.call_delete_user(s, settings, PROBE_USER).await)
         .await?;
     check(&tap, "delete-user")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_delete_token(s, settings, &second)
-                .await
-        })
+        .token_manage(async |api, s| api.call_delete_token(s, settings, &second).await)
         .await?;
     check(&tap, "delete-token")?;
     instances
-        .call(async |e, s| {
-            e.token_manage()
-                .call_delete_user_token(s, settings, PROBE_USER)
-                .await
-        })
+        .token_manage(async |api, s| api.call_delete_user_token(s, settings, PROBE_USER).await)
         .await?;
     check(&tap, "delete-user-token")?;
     Ok(())
