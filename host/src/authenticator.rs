@@ -268,31 +268,27 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_bearer_then_header_then_cookie() {
+        // Each place added outranks those before it.
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; dsession_token=from-cookie"),
-        );
-        assert_eq!(
-            presented_token(&headers, "dsession_token").as_deref(),
-            Some("from-cookie")
-        );
-        headers.insert(
-            SESSION_TOKEN_HEADER,
-            HeaderValue::from_static("from-header"),
-        );
-        assert_eq!(
-            presented_token(&headers, "dsession_token").as_deref(),
-            Some("from-header")
-        );
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer from-bearer"),
-        );
-        assert_eq!(
-            presented_token(&headers, "dsession_token").as_deref(),
-            Some("from-bearer")
-        );
+        for (name, value, token) in [
+            (
+                header::COOKIE,
+                "a=1; dsession_token=from-cookie",
+                "from-cookie",
+            ),
+            (
+                HeaderName::from_static(SESSION_TOKEN_HEADER),
+                "from-header",
+                "from-header",
+            ),
+            (header::AUTHORIZATION, "bearer from-bearer", "from-bearer"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+            assert_eq!(
+                presented_token(&headers, "dsession_token").as_deref(),
+                Some(token)
+            );
+        }
         assert_eq!(presented_token(&HeaderMap::new(), "dsession_token"), None);
     }
 

@@ -42,52 +42,34 @@ pub(crate) struct SessionChecked;
 /// # let _ = layer;
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct RequireSessionLayer {
-    authenticator: Authenticator,
-}
-
-impl RequireSessionLayer {
-    /// Checks tokens with `authenticator`.
-    pub fn new(authenticator: Authenticator) -> Self {
-        Self { authenticator }
-    }
-}
-
-impl<S> Layer<S> for RequireSessionLayer {
-    type Service = SessionService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SessionService {
-            inner,
-            authenticator: self.authenticator.clone(),
-            required: true,
-        }
-    }
-}
+pub type RequireSessionLayer = SessionLayer<true>;
 
 /// Attaches the session's [`User`] when the request has a live token and
 /// lets every request through; 503 when the token cannot be checked.
+pub type AttachSessionLayer = SessionLayer<false>;
+
+/// The layer behind both: with `REQUIRED`, [`RequireSessionLayer`];
+/// without, [`AttachSessionLayer`].
 #[derive(Debug, Clone)]
-pub struct AttachSessionLayer {
+pub struct SessionLayer<const REQUIRED: bool> {
     authenticator: Authenticator,
 }
 
-impl AttachSessionLayer {
+impl<const REQUIRED: bool> SessionLayer<REQUIRED> {
     /// Checks tokens with `authenticator`.
     pub fn new(authenticator: Authenticator) -> Self {
         Self { authenticator }
     }
 }
 
-impl<S> Layer<S> for AttachSessionLayer {
+impl<S, const REQUIRED: bool> Layer<S> for SessionLayer<REQUIRED> {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         SessionService {
             inner,
             authenticator: self.authenticator.clone(),
-            required: false,
+            required: REQUIRED,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The `dsession` binary, run as a user would.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use dsession::Policy;
 use dsession_tests::{RedisCluster, RedisServer};
 use serde_json::Value;
 
@@ -35,6 +37,21 @@ fn json(output: &Output) -> Value {
 
 fn code(output: &Output) -> i32 {
     output.status.code().expect("exited")
+}
+
+/// Asserts that `output` is an error, exit code 2, whose message says
+/// `message`.
+fn assert_error_says(output: &Output, message: &str) {
+    assert_eq!(code(output), 2);
+    let stderr = stderr(output);
+    assert!(stderr.contains(message), "{stderr}");
+}
+
+/// `contents` written to the file `name` in `dir`: its path.
+fn write_file(dir: &tempfile::TempDir, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
 }
 
 #[test]
@@ -103,21 +120,25 @@ fn token_commands_share_state_through_redis() {
     assert_eq!(stdout(&listed).trim(), "user alice has no live tokens");
 }
 
+/// `dsession bench --quick --json --concurrency 4` with `args`: its
+/// report, every figure in it seen to have run ops and no errors.
+fn bench(args: &[&str]) -> Value {
+    let quick = ["bench", "--quick", "--json", "--concurrency", "4"];
+    let output = dsession(&[&quick[..], args].concat());
+    assert_eq!(code(&output), 0, "{output:?}");
+    let report = json(&output);
+    for figure in report["figures"].as_array().unwrap() {
+        assert_eq!(figure["errors"], 0, "{figure}");
+        assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
+    }
+    report
+}
+
 #[test]
 fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
     let server = RedisServer::start();
     let url = server.url();
-    let output = dsession(&[
-        "bench",
-        "--quick",
-        "--json",
-        "--concurrency",
-        "4",
-        "--redis",
-        &url,
-    ]);
-    assert_eq!(code(&output), 0, "{output:?}");
-    let report = json(&output);
+    let report = bench(&["--redis", &url]);
     let figures = report["figures"].as_array().unwrap();
     let figure = |name: &str| {
         figures
@@ -125,10 +146,6 @@ fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
             .find(|figure| figure["name"] == name)
             .unwrap_or_else(|| panic!("no figure {name} in {report}"))
     };
-    for figure in figures {
-        assert_eq!(figure["errors"], 0, "{figure}");
-        assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
-    }
     for name in ["check-token", "check-token-or-update-user, cached"] {
         assert_eq!(figure(name)["round_trips_per_op"], 1.0, "{name}");
         assert_eq!(figure(name)["baseline"], "baseline: GET", "{name}");
@@ -144,9 +161,7 @@ fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
 #[test]
 fn bad_input_is_an_error_with_exit_code_2() {
     let created = dsession(&["token", "create", "--user", ""]);
-    assert_eq!(code(&created), 2);
-    let stderr = stderr(&created);
-    assert!(stderr.contains("user id must not be empty"), "{stderr}");
+    assert_error_says(&created, "user id must not be empty");
 
     let created = dsession(&[
         "token", "create", "--user", "alice", "--ttl", "-5", "--json",
@@ -167,12 +182,7 @@ fn an_unreachable_redis_is_a_clear_error() {
     let port = dsession_tests::free_port();
     let url = format!("redis://127.0.0.1:{port}/0");
     let created = dsession(&["token", "create", "--user", "alice", "--redis", &url]);
-    assert_eq!(code(&created), 2);
-    let stderr = stderr(&created);
-    assert!(
-        stderr.contains("cannot connect to redis at redis://127.0.0.1"),
-        "{stderr}"
-    );
+    assert_error_says(&created, "cannot connect to redis at redis://127.0.0.1");
 }
 
 #[test]
@@ -219,15 +229,14 @@ fn token_check_loads_the_user_with_the_loader_from_flags_or_the_config_file() {
 
     // The config file names the store and a loader that is down.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dsession.toml");
     let port = dsession_tests::free_port();
-    std::fs::write(
-        &config,
+    let config = write_file(
+        &dir,
+        "dsession.toml",
         format!(
             "[store]\nkind = \"redis\"\nurl = \"{url}\"\n[loader]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/users/{{id}}\"\n"
         ),
-    )
-    .unwrap();
+    );
     let config = config.to_str().unwrap();
     let bob = token("bob");
     let flags = format!("token check --token {bob} --user-ttl 60 --config {config} --json");
@@ -258,8 +267,7 @@ fn without_redis_the_memory_store_serves() {
 #[test]
 fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dsession_policy.wasm");
-    std::fs::write(&path, dsession::Policy::builtin_component()).unwrap();
+    let path = write_file(&dir, "dsession_policy.wasm", Policy::builtin_component());
     let builtin = path.to_str().unwrap();
     let checked = dsession(&["policy", "check", builtin]);
     assert_eq!(code(&checked), 0);
@@ -275,9 +283,7 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
 
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let rejected = dsession(&["policy", "check", manifest]);
-    assert_eq!(code(&rejected), 2);
-    let stderr = stderr(&rejected);
-    assert!(stderr.contains("not a valid wasm component"), "{stderr}");
+    assert_error_says(&rejected, "not a valid wasm component");
 }
 
 #[test]
@@ -308,31 +314,12 @@ fn policy_check_lists_the_settings_a_policy_reads() {
 
 #[test]
 fn policy_config_flags_reach_the_hardened_policy() {
-    let refused = dsession(&[
-        "token",
-        "create",
-        "--user",
-        "alice",
-        "--policy",
-        "hardened",
-        "--policy-config",
-        "max_sessions=lots",
-    ]);
-    assert_eq!(code(&refused), 2);
-    let stderr = stderr(&refused);
-    assert!(stderr.contains("max_sessions"), "{stderr}");
-    let created = dsession(&[
-        "token",
-        "create",
-        "--user",
-        "alice",
-        "--policy",
-        "hardened",
-        "--policy-config",
-        "max_sessions=2",
-        "--policy-config",
-        "key_prefix=shop",
-    ]);
+    let create = "token create --user alice --policy hardened --policy-config";
+    let refused = dsession(&words(&format!("{create} max_sessions=lots")));
+    assert_error_says(&refused, "max_sessions");
+    let created = dsession(&words(&format!(
+        "{create} max_sessions=2 --policy-config key_prefix=shop"
+    )));
     assert_eq!(code(&created), 0, "{created:?}");
 }
 
@@ -425,11 +412,9 @@ fn serve_refuses_to_listen_beyond_loopback_without_an_admin_key() {
         .env_remove("DSESSION_CONFIG")
         .output()
         .unwrap();
-    assert_eq!(code(&output), 2);
-    let stderr = stderr(&output);
-    assert!(
-        stderr.contains("refusing to listen on 0.0.0.0:0 without an admin key"),
-        "{stderr}"
+    assert_error_says(
+        &output,
+        "refusing to listen on 0.0.0.0:0 without an admin key",
     );
 }
 
@@ -441,12 +426,11 @@ fn serve_layers_config_file_then_environment_then_flags() {
         dsession_tests::free_port(),
         dsession_tests::free_port(),
     );
-    let config = dir.path().join("dsession.toml");
-    std::fs::write(
-        &config,
+    let config = write_file(
+        &dir,
+        "dsession.toml",
         format!("listen = \"127.0.0.1:{from_file}\"\nadmin_key = \"from-file\"\n"),
-    )
-    .unwrap();
+    );
     let config = config.display().to_string();
     let env_listen = ("DSESSION_LISTEN", format!("127.0.0.1:{from_env}"));
 
@@ -471,13 +455,15 @@ fn serve_layers_config_file_then_environment_then_flags() {
 #[test]
 fn serve_reloads_on_sighup_and_file_change_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.wasm");
-    std::fs::write(&policy, dsession::Policy::builtin_component()).unwrap();
+    let policy = write_file(&dir, "policy.wasm", Policy::builtin_component());
     let port = dsession_tests::free_port();
     let listen = format!("127.0.0.1:{port}");
     let policy_arg = policy.display().to_string();
-    let config = dir.path().join("dsession.toml");
-    std::fs::write(&config, "[limits]\nshutdown_timeout_ms = 500\n").unwrap();
+    let config = write_file(
+        &dir,
+        "dsession.toml",
+        "[limits]\nshutdown_timeout_ms = 500\n",
+    );
     let config_arg = config.display().to_string();
     let mut process = serve(
         &[
@@ -498,7 +484,7 @@ fn serve_reloads_on_sighup_and_file_change_and_stops_gracefully_on_sigterm() {
     wait_for(|| reloads(port) == 1, "SIGHUP did not reload the policy");
 
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    std::fs::write(&policy, dsession::Policy::builtin_component()).unwrap();
+    std::fs::write(&policy, Policy::builtin_component()).unwrap();
     wait_for(
         || reloads(port) == 2,
         "changing the file did not reload the policy",
@@ -541,12 +527,7 @@ fn bench_runs_on_a_cluster_with_the_hardened_policy_and_refuses_the_default_one(
         "{stderr}"
     );
 
-    let output = dsession(&[
-        "bench",
-        "--quick",
-        "--json",
-        "--concurrency",
-        "4",
+    let report = bench(&[
         "--ops",
         "check,set,set-single",
         "--policy",
@@ -554,24 +535,17 @@ fn bench_runs_on_a_cluster_with_the_hardened_policy_and_refuses_the_default_one(
         "--cluster",
         &nodes,
     ]);
-    assert_eq!(code(&output), 0, "{output:?}");
-    let report = json(&output);
     assert_eq!(report["store"], "cluster");
-    for figure in report["figures"].as_array().unwrap() {
-        assert_eq!(figure["errors"], 0, "{figure}");
-        assert!(figure["ops"].as_u64().unwrap() > 0, "{figure}");
-    }
 }
 
 #[test]
 fn renamed_config_keys_and_flags_still_work_and_say_their_new_names() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("old.toml");
-    std::fs::write(
-        &config,
+    let config = write_file(
+        &dir,
+        "old.toml",
         "[auth]\nuser_ttl_seconds = 6\nrefresh_on_check_seconds = 9\n",
-    )
-    .unwrap();
+    );
     let create = [
         "token",
         "create",

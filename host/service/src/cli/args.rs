@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{ArgGroup, Args};
 use dsession::Settings;
 use dsession::store::{DEFAULT_TIMEOUT_MS, StoreConfig, TlsFiles};
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig};
@@ -58,23 +58,19 @@ impl ConfigArgs {
 }
 
 /// Which store: one Redis server, Redis behind sentinels, a Redis Cluster,
-/// or (none given) the in-memory store.
+/// or (none given) the in-memory store; at most one of them.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("store").args(["redis", "cluster", "sentinel"])))]
 pub(crate) struct StoreArgs {
     /// Redis URL, `redis://[user:password@]host:port/db`.
-    #[arg(long, env = "DSESSION_REDIS_URL", conflicts_with_all = ["sentinel", "cluster"])]
+    #[arg(long, env = "DSESSION_REDIS_URL")]
     redis: Option<String>,
     /// A Redis Cluster through these seed nodes,
     /// `redis://host:port,redis://host:port,…` (`rediss://` for TLS); the
     /// ACL user and password come from DSESSION_REDIS_USERNAME and
     /// DSESSION_REDIS_PASSWORD. Needs a policy that keeps each user's keys
     /// in one slot, such as `--policy hardened`.
-    #[arg(
-        long,
-        env = "DSESSION_CLUSTER_NODES",
-        value_delimiter = ',',
-        conflicts_with = "sentinel"
-    )]
+    #[arg(long, env = "DSESSION_CLUSTER_NODES", value_delimiter = ',')]
     cluster: Vec<String>,
     /// Redis behind these sentinels, `host:port,host:port,…`; passwords come
     /// from DSESSION_REDIS_PASSWORD and DSESSION_SENTINEL_PASSWORD.
