@@ -7,6 +7,7 @@ use clap::Parser as _;
 
 mod bench;
 mod cli;
+mod flags;
 
 // glibc's malloc took a fifth of the samples of a check under load, and
 // its arena locks contend between the runtime's threads (docs/PERFORMANCE.md).

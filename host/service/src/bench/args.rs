@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use dsession::{Policy, SessionManager, SessionManagerBuilder};
 
-use crate::cli::StoreArgs;
+use crate::flags::StoreArgs;
 
 /// `dsession bench`: operations per second, p50 and p99 latency, errors,
 /// store commands and round trips per operation, and the ratio to a
@@ -43,7 +43,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "default")]
     pub(super) policy: PathBuf,
     /// A policy setting, `key=value`; repeat for more.
-    #[arg(long = "policy-config", value_parser = crate::cli::parse_policy_config_pair)]
+    #[arg(long = "policy-config", value_parser = crate::flags::parse_policy_config_pair)]
     pub(super) policy_config: Vec<(String, String)>,
 }
 

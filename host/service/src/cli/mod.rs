@@ -1,6 +1,5 @@
 //! The command line: parsing, running one command, printing its outcome.
 
-mod args;
 mod token;
 
 use std::path::PathBuf;
@@ -12,9 +11,8 @@ use dsession::{ErrorBody, Policy};
 use dsession_service::ServeConfig;
 use serde_json::json;
 
-use self::args::ConfigArgs;
-pub(crate) use self::args::{StoreArgs, parse_policy_config_pair};
 use self::token::TokenCommand;
+use crate::flags::ConfigArgs;
 
 /// Distributed session tokens on Redis, with a swappable WebAssembly policy.
 #[derive(Debug, Parser)]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Output;
-use super::args::ConfigArgs;
+use crate::flags::ConfigArgs;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {

@@ -1,5 +1,5 @@
-//! The flags and `DSESSION_*` variables every command that opens a
-//! session manager shares, and the one merge of them over a config file.
+//! The flags and `DSESSION_*` variables that the commands opening a session
+//! manager share (and the bench), and the one merge of them over a config file.
 
 use std::path::PathBuf;
 
