@@ -16,7 +16,7 @@ use dsession_service::{ServeConfig, build_state};
 use dsession_tests::TestCertificates;
 
 use crate::support::failover::{
-    Load, Seen, WORKERS, assert_nothing_lost, first_success, revoked_tokens,
+    Failover, Load, Seen, WORKERS, assert_nothing_lost, first_success, revoked_tokens,
 };
 use crate::support::{
     Env, Kind, RedisCluster, add_acl_user, cluster_config, hardened_policy, tls_client_files,
@@ -263,10 +263,8 @@ async fn a_master_killed_under_load_fails_over_and_durable_writes_lose_no_token(
     assert_ne!(promoted, victim, "the cluster did not promote the replica");
     cluster.wait_stable();
     env.store.ready().await.unwrap();
-    let failover = format!(
-        "cluster failover from port {victim} to {promoted}: first success {recovery:?} after the kill"
-    );
-    assert_nothing_lost(&sessions, &load, &revoked, &failover).await;
+    let failover = Failover::new(victim, promoted, recovery);
+    assert_nothing_lost(&sessions, &load, &revoked, "cluster failover", failover).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

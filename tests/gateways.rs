@@ -145,6 +145,20 @@ async fn wait_until_serving(gateway: &mut Gateway, client: &reqwest::Client) {
     }
 }
 
+/// A GET of `url` whose `X-User-Id` claims to be mallory, which the gateway
+/// must not pass on; with `token` as its bearer when given.
+async fn claiming_mallory(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client.get(url).header("x-user-id", "mallory");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
 /// Valid token: the upstream is reached and sees the user; no token, a
 /// malformed one or a revoked one: 401; a client cannot claim a user.
 async fn check_gateway(start: fn(u16, u16) -> Gateway) {
@@ -156,13 +170,7 @@ async fn check_gateway(start: fn(u16, u16) -> Gateway) {
     let token = served.create_token(&client, "alice").await;
     let url = format!("http://127.0.0.1:{}/some/page", gateway.port);
 
-    let allowed = client
-        .get(&url)
-        .bearer_auth(&token)
-        .header("x-user-id", "mallory")
-        .send()
-        .await
-        .unwrap();
+    let allowed = claiming_mallory(&client, &url, Some(&token)).await;
     assert_eq!(allowed.status(), StatusCode::OK);
     assert_eq!(
         allowed.json::<Value>().await.unwrap(),
@@ -176,12 +184,7 @@ async fn check_gateway(start: fn(u16, u16) -> Gateway) {
         .unwrap();
     assert_eq!(by_cookie.json::<Value>().await.unwrap()["user"], "alice");
 
-    let anonymous = client
-        .get(&url)
-        .header("x-user-id", "mallory")
-        .send()
-        .await
-        .unwrap();
+    let anonymous = claiming_mallory(&client, &url, None).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let malformed = client
         .get(&url)

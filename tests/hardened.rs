@@ -12,7 +12,7 @@ use dsession::{Error, Policy, SessionManager, Settings};
 use dsession_service::ServeConfig;
 use serde_json::json;
 
-use crate::support::http::{auth, post};
+use crate::support::http::{auth, error_message, post};
 use crate::support::served::{Served, policy_file, service, serving, token};
 use crate::support::{Env, Kind, hardened_policy, on_every_store};
 
@@ -353,7 +353,7 @@ async fn a_swap_to_a_policy_that_rejects_the_settings_is_refused() {
     policy_file(&dir, "hardened");
     let refused = post(&app, "/admin/policy/reload", json!({})).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    let message = refused.body["error"]["message"].as_str().unwrap();
+    let message = error_message(&refused);
     assert!(message.contains("max_sessions"), "{message}");
     assert_eq!(
         auth(&app, &[("x-session-token", &old)]).await.status,

@@ -13,7 +13,7 @@ use dsession_service::{LimitsConfig, ServeConfig, app};
 use serde_json::json;
 
 use crate::support::HEX32;
-use crate::support::http::{auth, error_code, oneshot, post, send};
+use crate::support::http::{auth, error_code, error_message, oneshot, post, send};
 use crate::support::served::{Served, policy_file, raw, service, serving, token, with_admin_key};
 
 /// What `X-User-Id` percent-encodes, as the README documents it.
@@ -51,10 +51,7 @@ async fn without_a_loader_put_user_answers_400_and_keeps_gosessions_detail() {
     let put = send(&app, Method::PUT, "/v1/users/dave", &[], Some("{}")).await;
     assert_eq!(put.status, StatusCode::BAD_REQUEST);
     assert!(
-        put.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no user loader"),
+        error_message(&put).contains("no user loader"),
         "{:?}",
         put.body
     );
@@ -124,10 +121,7 @@ async fn ids_that_could_never_pass_forward_auth_are_refused_at_creation() {
         let created = post(&app, "/v1/tokens", json!({ "user_id": id })).await;
         assert_eq!(created.status, StatusCode::BAD_REQUEST, "{id:?}");
         assert!(
-            created.body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("user id"),
+            error_message(&created).contains("user id"),
             "{:?}",
             created.body
         );
@@ -263,7 +257,7 @@ async fn reload_refuses_a_policy_that_startup_refuses() {
     let startup = dsession_service::build_state(&config).await.unwrap_err();
     let rejected = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
     assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
-    let message = rejected.body["error"]["message"].as_str().unwrap();
+    let message = error_message(&rejected);
     assert!(
         message.contains("the policy rejects the settings"),
         "reload: {message}; startup: {startup:#}"
@@ -455,6 +449,6 @@ async fn policy_failures_are_documented_500s() {
     let trapped = post(&app, "/v1/tokens", json!({ "user_id": "panic" })).await;
     assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(error_code(&trapped), "policy_error");
-    let message = trapped.body["error"]["message"].as_str().unwrap();
+    let message = error_message(&trapped);
     assert!(message.contains("policy failed"), "{message}");
 }

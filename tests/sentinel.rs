@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use dsession::store::{SentinelConfig, SentinelStore, Store};
 use dsession::{Error, SessionManager, Settings};
 
-use crate::support::failover::{Load, Seen, assert_nothing_lost, first_success, revoked_tokens};
+use crate::support::failover::{
+    Failover, Load, Seen, assert_nothing_lost, first_success, revoked_tokens,
+};
 use crate::support::{
     Env, Kind, RedisServer, SentinelCluster, free_port, redis_store, sentinel_config,
 };
@@ -64,10 +66,8 @@ async fn a_failover_under_load_keeps_every_acknowledged_token_and_revocation() {
         "the sentinels did not promote the replica"
     );
     env.store.ready().await.unwrap();
-    let failover = format!(
-        "failover from port {old_master} to {new_master}: first success {recovery:?} after the kill"
-    );
-    assert_nothing_lost(&durable, &load, &revoked, &failover).await;
+    let failover = Failover::new(old_master, new_master, recovery);
+    assert_nothing_lost(&durable, &load, &revoked, "failover", failover).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

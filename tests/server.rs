@@ -9,7 +9,7 @@ use dsession::store::{Command, SetArgs, SetCondition, StoreConfig};
 use dsession_service::{AppState, Metrics, ServeConfig, app, build_state};
 use serde_json::{Value, json};
 
-use crate::support::http::{auth, error_code, post, send};
+use crate::support::http::{auth, error_code, error_message, post, send};
 use crate::support::served::{Served, policy_file, raw, service, serving, token, with_admin_key};
 use crate::support::{HEX32, RedisServer};
 
@@ -207,12 +207,7 @@ async fn bad_bodies_get_clear_errors() {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    assert!(
-        unknown.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown field `admin`")
-    );
+    assert!(error_message(&unknown).contains("unknown field `admin`"));
 
     let missing = post(&app, "/v1/tokens", json!({ "ttl": 5 })).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
@@ -234,12 +229,7 @@ async fn bad_bodies_get_clear_errors() {
 
     let negative = post(&app, "/v1/tokens", json!({ "user_id": "alice", "ttl": -1 })).await;
     assert_eq!(negative.status, StatusCode::BAD_REQUEST);
-    assert!(
-        negative.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ttl")
-    );
+    assert!(error_message(&negative).contains("ttl"));
 
     let nowhere = send(&app, Method::GET, "/v1/nothing", &[], None).await;
     assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
@@ -441,12 +431,7 @@ async fn a_broken_policy_file_is_rejected_and_the_old_policy_keeps_serving() {
     std::fs::write(&path, b"not a component").unwrap();
     let rejected = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
     assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
-    assert!(
-        rejected.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("the old one keeps serving")
-    );
+    assert!(error_message(&rejected).contains("the old one keeps serving"));
     assert_eq!(
         auth(&app, &[("x-session-token", &token)]).await.status,
         StatusCode::OK

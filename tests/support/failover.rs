@@ -177,13 +177,39 @@ pub async fn first_success(
     recovery
 }
 
+/// How a failover went: the master's port before and after it, and how
+/// long after the kill a call first succeeded.
+pub struct Failover {
+    from: u16,
+    to: u16,
+    recovery: Duration,
+}
+
+impl Failover {
+    pub fn new(from: u16, to: u16, recovery: Duration) -> Self {
+        Self { from, to, recovery }
+    }
+}
+
+impl std::fmt::Display for Failover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { from, to, recovery } = self;
+        write!(
+            f,
+            "from port {from} to {to}: first success {recovery:?} after the kill"
+        )
+    }
+}
+
 /// Checks through `sessions` that every issued token is still valid and
-/// every revoked one still revoked; prints what the failover cost.
+/// every revoked one still revoked; prints what the failover (`what`:
+/// which kind) cost.
 pub async fn assert_nothing_lost(
     sessions: &SessionManager,
     load: &LoadOutcome,
     revoked: &[String],
-    failover: &str,
+    what: &str,
+    failover: Failover,
 ) {
     let mut lost = Vec::new();
     for token in &load.issued {
@@ -198,7 +224,7 @@ pub async fn assert_nothing_lost(
         }
     }
     eprintln!(
-        "{failover}; {} tokens issued with a replica's acknowledgement, {} lost; {} revoked, \
+        "{what} {failover}; {} tokens issued with a replica's acknowledgement, {} lost; {} revoked, \
          {} revived",
         load.issued.len(),
         lost.len(),

@@ -94,6 +94,11 @@ impl ErrorBody for String {
     }
 }
 
+/// The `error.message` of a [`Response`]'s error body.
+pub fn error_message(response: &Response) -> &str {
+    response.body["error"]["message"].as_str().unwrap()
+}
+
 /// The `error.code` of an error body.
 pub fn error_code(body: &impl ErrorBody) -> String {
     let body = body.json();

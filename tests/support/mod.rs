@@ -50,6 +50,11 @@ pub async fn checked_user(sessions: &SessionManager, token: &str, user_ttl: i64)
         .unwrap()
 }
 
+/// `check_token` of a token that must be valid.
+pub async fn valid_user(sessions: &SessionManager, token: &str) -> User {
+    sessions.check_token(token).await.unwrap().expect("valid")
+}
+
 /// The hostile test policy (loops, allocates or panics on request).
 pub fn hostile_policy() -> Policy {
     Policy::from_file(concat!(env!("OUT_DIR"), "/dsession_hostile_policy.wasm")).unwrap()
