@@ -31,6 +31,15 @@ pub(crate) type PolicyStore = wasmtime::Store<CallState>;
 /// What a call of an export gives: a trap, or the policy's own answer.
 pub(crate) type Returned<T> = wasmtime::Result<Result<T, WitError>>;
 
+/// What a policy's imports are bound to: its manager's store and loader,
+/// and the operator's `[policy.config]` for `wasi:config/store`.
+#[derive(Clone)]
+pub(crate) struct Imports {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) loader: Option<Arc<dyn UserLoader>>,
+    pub(crate) config: Arc<WasiConfigVariables>,
+}
+
 /// What an instance can reach: its manager's store and loader, and a WASI
 /// context that offers clocks and randomness but no files, sockets or
 /// environment. Built once per instance.
@@ -50,12 +59,12 @@ pub(crate) struct CallState {
 impl CallState {
     /// The state of a new instance on `store` and `loader`, whose linear
     /// memory may grow to `memory_bytes`.
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        loader: Option<Arc<dyn UserLoader>>,
-        config: Arc<WasiConfigVariables>,
-        memory_bytes: usize,
-    ) -> Self {
+    pub(crate) fn new(imports: Imports, memory_bytes: usize) -> Self {
+        let Imports {
+            store,
+            loader,
+            config,
+        } = imports;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         Self {
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use self::describe::ConfigKey;
 use self::engine::{Engine, MAX_COUNT};
-use self::host::Compiled;
+use self::host::{Compiled, Imports};
 use self::limits::{InstanceReuse, Limits};
 use self::pool::Instances;
 use crate::error::{Error, SetupError};
@@ -181,9 +181,11 @@ impl Policy {
             Arc::clone(&self.runtime.0.engine),
             self.compiled.clone(),
             limits,
-            store,
-            loader,
-            describe::variables(config),
+            Imports {
+                store,
+                loader,
+                config: describe::variables(config),
+            },
         )
     }
 }

@@ -7,14 +7,10 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use wasmtime_wasi_config::WasiConfigVariables;
-
 use super::engine::Engine;
-use super::host::{CallState, Compiled, Exports, Instance, PolicyStore, Returned};
+use super::host::{CallState, Compiled, Exports, Imports, Instance, PolicyStore, Returned};
 use super::limits::{InstanceReuse, Limits};
 use crate::error::Error;
-use crate::loader::UserLoader;
-use crate::store::Store;
 use crate::wit::token_manage;
 
 /// An instance and the calls it has served.
@@ -29,9 +25,7 @@ pub(crate) struct Instances {
     engine: Arc<Engine>,
     compiled: Compiled,
     limits: Limits,
-    store: Arc<dyn Store>,
-    loader: Option<Arc<dyn UserLoader>>,
-    config: Arc<WasiConfigVariables>,
+    imports: Imports,
     idle: Mutex<Vec<Pooled>>,
 }
 
@@ -41,17 +35,13 @@ impl Instances {
         engine: Arc<Engine>,
         compiled: Compiled,
         limits: Limits,
-        store: Arc<dyn Store>,
-        loader: Option<Arc<dyn UserLoader>>,
-        config: Arc<WasiConfigVariables>,
+        imports: Imports,
     ) -> Self {
         Self {
             engine,
             compiled,
             limits,
-            store,
-            loader,
-            config,
+            imports,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -146,9 +136,7 @@ impl Instances {
 
     async fn instantiate(&self) -> Result<Pooled, Error> {
         let state = CallState::new(
-            Arc::clone(&self.store),
-            self.loader.clone(),
-            Arc::clone(&self.config),
+            self.imports.clone(),
             self.limits.memory_bytes.min(self.engine.max_memory_bytes()),
         );
         let instance = self

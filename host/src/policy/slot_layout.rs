@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use super::Policy;
 use super::convert;
+use super::host::{PolicyStore, Returned};
 use super::limits::Limits;
+use super::pool::Instances;
 use crate::error::Error;
 use crate::loader::UserLoader;
 use crate::store::{Call, Command, MemoryStore, Tap, key_slot};
 use crate::types::{Settings, User, UserInfo};
+use crate::wit::token_manage::Guest;
 
 /// The user whose operations the check runs.
 const PROBE_USER: &str = "dsession-layout-probe";
@@ -79,66 +82,89 @@ pub async fn check_slot_layout(
         Some(loader),
         policy_config,
     );
+    let probe = Probe { instances, tap };
     let settings = &convert::settings(settings.clone(), true);
     let ids = [PROBE_USER.to_owned()];
-    let first = instances
-        .token_manage(async |api, s| api.call_set_token(s, settings, PROBE_USER, 600).await)
-        .await?
-        .token;
-    check(&tap, "set-token")?;
-    let second = instances
-        .token_manage(async |api, s| api.call_set_token(s, settings, PROBE_USER, 600).await)
-        .await?
-        .token;
-    check(&tap, "set-token")?;
-    instances
-        .token_manage(async |api, s| api.call_check_token(s, settings, &first).await)
-        .await?
+    let set_token = async |api: &Guest, s: &mut PolicyStore| {
+        api.call_set_token(s, settings, PROBE_USER, 600).await
+    };
+    let first = probe.run("set-token", set_token).await??.token;
+    let second = probe.run("set-token", set_token).await??.token;
+    probe
+        .run("check-token", async |api, s| {
+            api.call_check_token(s, settings, &first).await
+        })
+        .await??
         .map(User::try_from)
         .transpose()?;
-    check(&tap, "check-token")?;
-    instances
-        .token_manage(async |api, s| {
+    probe
+        .run("check-token-or-update-user", async |api, s| {
             api.call_check_token_or_update_user(s, settings, &second, 60)
                 .await
         })
-        .await?
+        .await??
         .map(User::try_from)
         .transpose()?;
-    check(&tap, "check-token-or-update-user")?;
     allow_not_found(
-        instances
-            .token_manage(async |api, s| api.call_refresh_token(s, settings, &second, 600).await)
-            .await,
-    )?;
-    check(&tap, "refresh-token")?;
-    instances
-        .token_manage(async |api, s| api.call_list_user_token(s, settings, PROBE_USER).await)
-        .await?;
-    check(&tap, "list-user-token")?;
-    UserInfo::try_from(
-        instances
-            .token_manage(async |api, s| api.call_add_user(s, settings, PROBE_USER, 60).await)
+        probe
+            .run("refresh-token", async |api, s| {
+                api.call_refresh_token(s, settings, &second, 600).await
+            })
             .await?,
     )?;
-    check(&tap, "add-user")?;
-    instances
-        .token_manage(async |api, s| api.call_refresh_user(s, settings, &ids, 60).await)
-        .await?;
-    check(&tap, "refresh-user")?;
-    instances
-        .token_manage(async |api, s| api.call_delete_user(s, settings, PROBE_USER).await)
-        .await?;
-    check(&tap, "delete-user")?;
-    instances
-        .token_manage(async |api, s| api.call_delete_token(s, settings, &second).await)
-        .await?;
-    check(&tap, "delete-token")?;
-    instances
-        .token_manage(async |api, s| api.call_delete_user_token(s, settings, PROBE_USER).await)
-        .await?;
-    check(&tap, "delete-user-token")?;
+    probe
+        .run("list-user-token", async |api, s| {
+            api.call_list_user_token(s, settings, PROBE_USER).await
+        })
+        .await??;
+    UserInfo::try_from(
+        probe
+            .run("add-user", async |api, s| {
+                api.call_add_user(s, settings, PROBE_USER, 60).await
+            })
+            .await??,
+    )?;
+    probe
+        .run("refresh-user", async |api, s| {
+            api.call_refresh_user(s, settings, &ids, 60).await
+        })
+        .await??;
+    probe
+        .run("delete-user", async |api, s| {
+            api.call_delete_user(s, settings, PROBE_USER).await
+        })
+        .await??;
+    probe
+        .run("delete-token", async |api, s| {
+            api.call_delete_token(s, settings, &second).await
+        })
+        .await??;
+    probe
+        .run("delete-user-token", async |api, s| {
+            api.call_delete_user_token(s, settings, PROBE_USER).await
+        })
+        .await??;
     Ok(())
+}
+
+/// A policy's instances on a recording store.
+struct Probe {
+    instances: Instances,
+    tap: Tap,
+}
+
+impl Probe {
+    /// Runs `operation` and checks the steps it took; the operation's own
+    /// outcome comes back once the steps passed.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        export: impl AsyncFnOnce(&Guest, &mut PolicyStore) -> Returned<T>,
+    ) -> Result<crate::Result<T>, SlotLayoutError> {
+        let outcome = self.instances.token_manage(export).await;
+        check(&self.tap, operation)?;
+        Ok(outcome)
+    }
 }
 
 fn allow_not_found<T>(outcome: crate::Result<T>) -> crate::Result<()> {
