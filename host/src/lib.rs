@@ -61,6 +61,7 @@
 pub mod authenticator;
 #[cfg(feature = "axum")]
 mod axum;
+mod debug;
 mod error;
 pub mod loader;
 mod manager;

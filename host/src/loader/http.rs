@@ -45,10 +45,11 @@ pub struct HttpLoaderConfig {
 impl std::fmt::Debug for HttpLoaderConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header values and the bearer token stay out of logs.
-        f.debug_struct("HttpLoaderConfig")
-            .field("url", &self.url)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        crate::debug::some_fields(
+            f,
+            "HttpLoaderConfig",
+            &[("url", &self.url), ("timeout", &self.timeout)],
+        )
     }
 }
 
