@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use redis::{Cmd, Pipeline, Value};
 
 use crate::store::{
-    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
-    HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition, StoreError,
+    Command, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs, HashGetArgs,
+    HashSetArgs, Reply, SetCondition, StoreError,
 };
 
 /// The Redis command for `command`.
@@ -17,25 +17,12 @@ fn encode(command: &Command) -> Cmd {
         Command::Get(key) => {
             cmd.arg("GET").arg(key);
         }
-        Command::Set(SetArgs {
-            key,
-            value,
-            ttl_seconds,
-            condition,
-        }) => {
-            cmd.arg("SET").arg(key).arg(value);
-            if *ttl_seconds > 0 {
-                cmd.arg("EX").arg(*ttl_seconds);
+        Command::Set(set) => {
+            cmd.arg("SET").arg(&set.key).arg(&set.value);
+            if set.ttl_seconds > 0 {
+                cmd.arg("EX").arg(set.ttl_seconds);
             }
-            match condition {
-                SetCondition::Always => {}
-                SetCondition::IfAbsent => {
-                    cmd.arg("NX");
-                }
-                SetCondition::IfPresent => {
-                    cmd.arg("XX");
-                }
-            }
+            cmd.arg(set_flag(set.condition));
         }
         Command::Del(keys) => {
             cmd.arg("DEL").arg(keys);
@@ -46,21 +33,9 @@ fn encode(command: &Command) -> Cmd {
         Command::Ttl(key) => {
             cmd.arg("TTL").arg(key);
         }
-        Command::Expire(ExpireArgs {
-            key,
-            seconds,
-            condition,
-        }) => {
-            cmd.arg("EXPIRE").arg(key).arg(*seconds);
-            match condition {
-                ExpireCondition::Always => {}
-                ExpireCondition::IfNone => {
-                    cmd.arg("NX");
-                }
-                ExpireCondition::IfLater => {
-                    cmd.arg("GT");
-                }
-            }
+        Command::Expire(expire) => {
+            cmd.arg("EXPIRE").arg(&expire.key).arg(expire.seconds);
+            cmd.arg(expire_flag(expire.condition));
         }
         Command::HashSet(HashSetArgs { key, fields }) => {
             cmd.arg("HSET").arg(key);
@@ -85,6 +60,24 @@ fn encode(command: &Command) -> Cmd {
         }
     }
     cmd
+}
+
+/// The flag that makes `SET` conditional; none when it always sets.
+fn set_flag(condition: SetCondition) -> Option<&'static str> {
+    match condition {
+        SetCondition::Always => None,
+        SetCondition::IfAbsent => Some("NX"),
+        SetCondition::IfPresent => Some("XX"),
+    }
+}
+
+/// The flag that makes `EXPIRE` conditional; none when it always sets.
+fn expire_flag(condition: ExpireCondition) -> Option<&'static str> {
+    match condition {
+        ExpireCondition::Always => None,
+        ExpireCondition::IfNone => Some("NX"),
+        ExpireCondition::IfLater => Some("GT"),
+    }
 }
 
 /// Validates `commands` and adds them to `pipe`; with `ignore_replies`
@@ -212,6 +205,7 @@ mod tests {
     use redis::Arg;
 
     use super::*;
+    use crate::store::{ExpireArgs, SetArgs};
 
     fn args(command: &Command) -> Vec<String> {
         encode(command)

@@ -3,6 +3,7 @@
 
 use redis::{RedisError, ServerErrorKind};
 
+use crate::error::SetupError;
 use crate::store::StoreError;
 
 /// A `RedisError` as the store reports it.
@@ -19,6 +20,11 @@ pub(super) fn store_error(error: RedisError) -> StoreError {
         "redis refused the command"
     };
     StoreError::new(format!("{what}: {error}"))
+}
+
+/// A store that could not be opened, its causes in the message.
+pub(super) fn setup_error(error: anyhow::Error) -> SetupError {
+    SetupError::Store(format!("{error:#}"))
 }
 
 /// Whether Redis answered `WRONGTYPE`, alone or inside a pipeline.

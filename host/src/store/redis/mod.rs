@@ -31,7 +31,7 @@ use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
-use self::error::redact;
+use self::error::{redact, setup_error};
 use self::net::{DEFAULT_TIMEOUT, timeouts};
 pub use self::net::{DEFAULT_TIMEOUT_MS, TlsFiles};
 pub use self::sentinel::{SentinelConfig, SentinelStore};
@@ -83,9 +83,7 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to the server; fails when it cannot be reached now.
     pub async fn connect(config: RedisConfig) -> Result<Self, SetupError> {
-        Self::open(config)
-            .await
-            .map_err(|e| SetupError::Store(format!("{e:#}")))
+        Self::open(config).await.map_err(setup_error)
     }
 
     async fn open(config: RedisConfig) -> anyhow::Result<Self> {

@@ -52,7 +52,7 @@ use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
 use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::codec::{only_reads, text};
-use crate::store::redis::error::{redact, store_error};
+use crate::store::redis::error::{redact, setup_error, store_error};
 use crate::store::redis::net::{Connector, DEFAULT_TIMEOUT, Dialer, TlsFiles, timeouts};
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
@@ -140,9 +140,7 @@ impl ClusterStore {
     /// Connects to the cluster through its seed nodes and learns its slots;
     /// fails when no seed can be reached now.
     pub async fn connect(config: ClusterConfig) -> Result<Self, SetupError> {
-        Self::open(config)
-            .await
-            .map_err(|e| SetupError::Store(format!("{e:#}")))
+        Self::open(config).await.map_err(setup_error)
     }
 
     async fn open(config: ClusterConfig) -> anyhow::Result<Self> {

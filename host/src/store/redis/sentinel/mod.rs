@@ -33,6 +33,7 @@ use self::master::{Follower, Master};
 use crate::error::SetupError;
 use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::codec::only_reads;
+use crate::store::redis::error::setup_error;
 use crate::store::redis::net::{Connector, DEFAULT_TIMEOUT, Dialer, TlsFiles, timeouts};
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
@@ -146,9 +147,7 @@ impl SentinelStore {
     /// sentinel can be reached, when they do not know `master_name`, or
     /// when the master they name cannot be used.
     pub async fn connect(config: SentinelConfig) -> Result<Self, SetupError> {
-        Self::open(config)
-            .await
-            .map_err(|e| SetupError::Store(format!("{e:#}")))
+        Self::open(config).await.map_err(setup_error)
     }
 
     async fn open(config: SentinelConfig) -> anyhow::Result<Self> {
