@@ -250,7 +250,7 @@ async fn reload_refuses_a_policy_that_startup_refuses() {
     let token = token(&app, "alice").await;
 
     std::fs::copy(
-        concat!(env!("OUT_DIR"), "/dsession_hostile_policy.wasm"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/guests/hostile.wasm"),
         &path,
     )
     .unwrap();

@@ -1,12 +1,13 @@
 //! The WIT of `wit/session.wit`, generated once: the store's commands and
 //! replies, the types of the token API, the host's imports and the
 //! policy's exports. The store and the policy runtime both take their WIT
-//! types from here.
+//! types from here. `wit/` is the crate's checked copy of the repository's
+//! `wit/`, kept equal by `scripts/sync-wit`.
 
 mod policy {
     wasmtime::component::bindgen!({
         world: "policy",
-        path: "../wit",
+        path: "wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
@@ -22,7 +23,7 @@ mod policy {
 mod description {
     wasmtime::component::bindgen!({
         world: "policy-description",
-        path: "../wit",
+        path: "wit",
         exports: { default: async },
     });
 }

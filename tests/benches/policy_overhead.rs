@@ -74,7 +74,7 @@ async fn main() {
     })
     .await;
 
-    let hostile_path = concat!(env!("OUT_DIR"), "/dsession_hostile_policy.wasm");
+    let hostile_path = concat!(env!("CARGO_MANIFEST_DIR"), "/guests/hostile.wasm");
     let trivial = SessionManager::builder()
         .policy(Policy::from_file(hostile_path).unwrap())
         .build()

@@ -57,7 +57,7 @@ pub async fn valid_user(sessions: &SessionManager, token: &str) -> User {
 
 /// The hostile test policy (loops, allocates or panics on request).
 pub fn hostile_policy() -> Policy {
-    Policy::from_file(concat!(env!("OUT_DIR"), "/dsession_hostile_policy.wasm")).unwrap()
+    Policy::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/guests/hostile.wasm")).unwrap()
 }
 
 /// Tight limits, so that the hostile policy's tests run fast.

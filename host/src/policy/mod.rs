@@ -38,7 +38,8 @@ use crate::error::{Error, SetupError};
 use crate::loader::UserLoader;
 use crate::store::{MemoryStore, Store};
 
-/// A policy built into the library, from `guest/` by the build script.
+/// A policy built into the library: component bytes from
+/// `dsession-builtin-policies`, which holds them built and checked in.
 struct Builtin {
     name: &'static str,
     component: &'static [u8],
@@ -47,7 +48,7 @@ struct Builtin {
 /// The default policy: gosession's layout.
 const DEFAULT: Builtin = Builtin {
     name: "default",
-    component: include_bytes!(concat!(env!("OUT_DIR"), "/dsession_policy.wasm")),
+    component: dsession_builtin_policies::DEFAULT,
 };
 
 /// Every built-in policy.
@@ -55,7 +56,7 @@ const BUILTINS: [Builtin; 2] = [
     DEFAULT,
     Builtin {
         name: "hardened",
-        component: include_bytes!(concat!(env!("OUT_DIR"), "/dsession_policy_hardened.wasm")),
+        component: dsession_builtin_policies::HARDENED,
     },
 ];
 
