@@ -90,12 +90,6 @@ impl Authenticator {
         self
     }
 
-    /// The former name of [`Self::with_load_user`].
-    #[deprecated(note = "renamed to `with_load_user`")]
-    pub fn with_detail(self, user_ttl_seconds: i64) -> Self {
-        self.with_load_user(user_ttl_seconds)
-    }
-
     /// Extends every valid token to `ttl_seconds` from now (0: the default
     /// expiry), one more round trip per check. The service's
     /// `auth.sliding_expiry`.
@@ -234,12 +228,12 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn presented_token(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
-    bearer(headers)
-        .or_else(|| utf8(headers.get(SESSION_TOKEN_HEADER)?))
-        .map(str::to_owned)
-        .or_else(|| cookie(headers, cookie_name))
-        .map(|token| token.trim().to_owned())
-        .filter(|token| !token.is_empty())
+    // One allocation: a header's token is trimmed before it is copied.
+    match bearer(headers).or_else(|| utf8(headers.get(SESSION_TOKEN_HEADER)?)) {
+        Some(token) => Some(token.trim().to_owned()),
+        None => cookie(headers, cookie_name).map(|token| token.trim().to_owned()),
+    }
+    .filter(|token| !token.is_empty())
 }
 
 /// The token cut to its user and first hex digits, for logs.

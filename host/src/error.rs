@@ -91,8 +91,8 @@ impl ErrorKind {
 
 impl Error {
     /// Every [`Self::code`], e.g. for a metric label's closed set.
-    pub const CODES: [&'static str; 8] = {
-        let mut codes = [""; 8];
+    pub const CODES: [&'static str; ErrorKind::ALL.len()] = {
+        let mut codes = [""; ErrorKind::ALL.len()];
         let mut i = 0;
         while i < codes.len() {
             codes[i] = ErrorKind::ALL[i].code();

@@ -61,7 +61,6 @@
 pub mod authenticator;
 #[cfg(feature = "axum")]
 mod axum;
-mod debug;
 mod error;
 pub mod loader;
 mod manager;

@@ -36,11 +36,10 @@ pub struct SessionManagerBuilder {
 
 impl std::fmt::Debug for SessionManagerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::debug::some_fields(
-            f,
-            "SessionManagerBuilder",
-            &[("settings", &self.settings), ("limits", &self.limits)],
-        )
+        f.debug_struct("SessionManagerBuilder")
+            .field("settings", &self.settings)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -210,7 +209,9 @@ struct Serving {
 
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::debug::some_fields(f, "SessionManager", &[("limits", &self.0.limits)])
+        f.debug_struct("SessionManager")
+            .field("limits", &self.0.limits)
+            .finish_non_exhaustive()
     }
 }
 

@@ -80,8 +80,8 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome: `Ok`, then every [`ErrorKind`].
-    pub const ALL: [Self; 9] = {
-        let mut all = [Self::Ok; 9];
+    pub const ALL: [Self; ErrorKind::ALL.len() + 1] = {
+        let mut all = [Self::Ok; ErrorKind::ALL.len() + 1];
         let mut i = 0;
         while i < ErrorKind::ALL.len() {
             all[i + 1] = Self::Failed(ErrorKind::ALL[i]);

@@ -74,7 +74,9 @@ pub struct CoalescingLoader(Arc<WrappedLoader>);
 
 impl std::fmt::Debug for CoalescingLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::debug::some_fields(f, "CoalescingLoader", &[("options", &self.0.options)])
+        f.debug_struct("CoalescingLoader")
+            .field("options", &self.0.options)
+            .finish_non_exhaustive()
     }
 }
 

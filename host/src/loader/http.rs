@@ -45,11 +45,10 @@ pub struct HttpLoaderConfig {
 impl std::fmt::Debug for HttpLoaderConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header values and the bearer token stay out of logs.
-        crate::debug::some_fields(
-            f,
-            "HttpLoaderConfig",
-            &[("url", &self.url), ("timeout", &self.timeout)],
-        )
+        f.debug_struct("HttpLoaderConfig")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 

@@ -38,15 +38,11 @@ pub struct SqlLoaderConfig {
 impl std::fmt::Debug for SqlLoaderConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password.
-        crate::debug::some_fields(
-            f,
-            "SqlLoaderConfig",
-            &[
-                ("query", &self.query),
-                ("max_connections", &self.max_connections),
-                ("timeout", &self.timeout),
-            ],
-        )
+        f.debug_struct("SqlLoaderConfig")
+            .field("query", &self.query)
+            .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 

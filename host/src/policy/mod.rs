@@ -279,11 +279,10 @@ pub struct Runtime(Arc<Shared>);
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::debug::some_fields(
-            f,
-            "Runtime",
-            &[("sizes", &self.0.sizes), ("idle", &self.0.engine.idle())],
-        )
+        f.debug_struct("Runtime")
+            .field("sizes", &self.0.sizes)
+            .field("idle", &self.0.engine.idle())
+            .finish_non_exhaustive()
     }
 }
 

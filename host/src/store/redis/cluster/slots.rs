@@ -34,15 +34,17 @@ pub(super) fn one_slot<'k>(
     what: &str,
     keys: impl IntoIterator<Item = &'k str>,
 ) -> Result<u16, StoreError> {
-    let slots: BTreeMap<&str, u16> = keys.into_iter().map(|key| (key, key_slot(key))).collect();
-    let mut distinct: Vec<u16> = slots.values().copied().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    match distinct[..] {
-        [] => Err(StoreError::new(format!("{what} names no key"))),
-        [slot] => Ok(slot),
-        _ => Err(cross_slot(what, &slots)),
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let Some(first) = keys.first() else {
+        return Err(StoreError::new(format!("{what} names no key")));
+    };
+    let slot = key_slot(first);
+    if keys.iter().all(|key| key_slot(key) == slot) {
+        return Ok(slot);
     }
+    // Only a refusal needs each key's slot, to name them.
+    let slots = keys.into_iter().map(|key| (key, key_slot(key))).collect();
+    Err(cross_slot(what, &slots))
 }
 
 fn cross_slot(what: &str, slots: &BTreeMap<&str, u16>) -> StoreError {
