@@ -22,8 +22,8 @@
 pub mod layout;
 
 use dsession_policy_sdk::{
-    Command, Error, IssuedToken, Policy, Settings, TokenEntry, User, UserCache, UserDetail, cmd,
-    random, store, time, ttl,
+    Command, Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache,
+    UserDetail, cmd, random, store, time, ttl,
 };
 use layout::Layout;
 
@@ -164,6 +164,14 @@ impl Policy for Gosession {
             layout,
             single_mode: settings.single_mode,
             user_loader: settings.user_loader,
+        })
+    }
+
+    fn self_check(&self) -> Result<SelfCheckReport, Error> {
+        Ok(SelfCheckReport {
+            probe_token: layout::new_token("dsession-probe", &[0; 16]),
+            single_mode: self.single_mode,
+            max_sessions: None,
         })
     }
 

@@ -83,4 +83,4 @@ pub use policy::limits::{InstanceReuse, Limits};
 #[cfg(feature = "redis")]
 pub use policy::slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
 pub use policy::{BUILTIN_POLICIES, Policy, Runtime, RuntimeBuilder};
-pub use types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
+pub use types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};

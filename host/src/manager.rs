@@ -16,7 +16,7 @@ use crate::policy::limits::Limits;
 use crate::policy::pool::Instances;
 use crate::policy::{Policy, Runtime, convert};
 use crate::store::{MemoryStore, Store};
-use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
+use crate::types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};
 use crate::wit::WitSettings;
 use crate::wit::token_manage::Guest;
 
@@ -266,19 +266,27 @@ impl SessionManager {
         *self.0.serving.write().unwrap_or_else(|p| p.into_inner()) = serving;
     }
 
-    /// One call of `policy` with this manager's settings, policy config and
-    /// store, in an instance of its own, and on a sharded store (Redis
+    /// The policy's `self-check` with this manager's settings, policy
+    /// config and store: it validates them, checks its probe token in the
+    /// store, and says which session limits it keeps. Not reported to the
+    /// observer as an operation.
+    pub async fn self_check(&self) -> Result<SelfCheck> {
+        Self::self_check_on(&self.current().instances, &self.0.settings).await
+    }
+
+    async fn self_check_on(instances: &Instances, settings: &WitSettings) -> Result<SelfCheck> {
+        instances
+            .token_manage(async |api, store| api.call_self_check(store, settings).await)
+            .await
+            .map(SelfCheck::from)
+    }
+
+    /// `policy`'s self-check with this manager's settings, policy config
+    /// and store, in an instance of its own, and on a sharded store (Redis
     /// Cluster) [`crate::check_slot_layout`]: the check every swap passes.
     async fn try_policy(&self, policy: &Policy) -> Result<(), SetupError> {
         let trial = self.serving(policy.clone());
-        // A well-formed token nobody holds.
-        let probe = "dsession-startup-check_00000000000000000000000000000000";
-        let outcome = trial
-            .instances
-            .token_manage(async |api, store| {
-                api.call_check_token(store, &self.0.settings, probe).await
-            })
-            .await;
+        let outcome = Self::self_check_on(&trial.instances, &self.0.settings).await;
         match outcome {
             Err(Error::InvalidArgument(reason)) => Err(SetupError::Settings(format!(
                 "the policy rejects the settings: {reason}"

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
-    /// The user id: the part of the token before its last `_`.
+    /// The user id the token was issued to.
     pub id: String,
     /// The token that was checked.
     pub token: String,
@@ -23,7 +23,7 @@ pub struct User {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedToken {
-    /// The token, `{user_id}_{32 hex digits}`.
+    /// The token, in the policy's own form.
     pub token: String,
     /// When it expires, as unix seconds.
     pub token_expire_time: i64,
@@ -52,6 +52,21 @@ pub struct UserInfo {
     pub id: String,
     /// The detail, when the user has one.
     pub detail: Option<serde_json::Value>,
+}
+
+/// What a policy says of itself under a manager's settings and policy
+/// config, from its `self-check` export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    /// A token of the policy's own form that nobody holds: checking it
+    /// reads the store and answers not valid.
+    pub probe_token: String,
+    /// Whether single mode is in force: issuing a token revokes the
+    /// user's others.
+    pub single_mode: bool,
+    /// The most live tokens one user may hold, a login beyond it revoking
+    /// the oldest; None when the policy sets no bound.
+    pub max_sessions: Option<u32>,
 }
 
 /// gosession's configuration chain.

@@ -25,8 +25,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use dsession_policy_sdk::{
-    Command, ConfigKey, Describe, Error, IssuedToken, Policy, Reply, Settings, TokenEntry, User,
-    UserCache, UserDetail, cmd, config, random, store, time, ttl,
+    Command, ConfigKey, Describe, Error, IssuedToken, Policy, Reply, SelfCheckReport, Settings,
+    TokenEntry, User, UserCache, UserDetail, cmd, config, random, store, time, ttl,
 };
 use layout::{EPOCH_FIELD, Record};
 
@@ -248,6 +248,17 @@ impl Policy for Hardened {
             layout: layout_for((settings.default_expire_seconds, settings.single_mode))?,
             user_loader: settings.user_loader,
             index_ttl: settings.index_expire_seconds.max(1),
+        })
+    }
+
+    fn self_check(&self) -> Result<SelfCheckReport, Error> {
+        Ok(SelfCheckReport {
+            probe_token: format!("dsession-probe_{}", "0".repeat(layout::SECRET_HEX)),
+            single_mode: self.layout.max_sessions == Some(1),
+            max_sessions: self
+                .layout
+                .max_sessions
+                .map(|max| u32::try_from(max).unwrap_or(u32::MAX)),
         })
     }
 

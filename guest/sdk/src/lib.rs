@@ -3,7 +3,7 @@
 //! A policy is a WebAssembly component that decides every key, token format
 //! and expiry rule of a session store; the dsession host runs it and lends
 //! it the store. This crate holds what every policy needs: the WIT
-//! (`dsession:session@0.2.0`, bundled), its bindings generated once, the
+//! (`dsession:session@0.3.0`, bundled), its bindings generated once, the
 //! [`Policy`] trait with defaults for what all policies write the same way,
 //! typed store commands ([`cmd`]) and replies ([`Reply`], [`Replies`]), an
 //! optimistic-transaction helper ([`store::optimistic`]), the user-info
@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! use dsession_policy_sdk::{
-//!     Error, IssuedToken, Policy, Settings, TokenEntry, User, UserCache, UserDetail,
+//!     Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache, UserDetail,
 //!     cmd, random, store, time, token, ttl,
 //! };
 //!
@@ -43,6 +43,13 @@
 //!         ttl::check_setting("default expire", settings.default_expire_seconds)?;
 //!         Ok(Self { default_ttl: settings.default_expire_seconds, user_loader: settings.user_loader })
 //!     }
+//!     fn self_check(&self) -> Result<SelfCheckReport, Error> {
+//!         Ok(SelfCheckReport {
+//!             probe_token: format!("dsession-probe_{}", "0".repeat(32)),
+//!             single_mode: false,
+//!             max_sessions: None,
+//!         })
+//!     }
 //!     fn ttl(&self, requested: i64) -> Result<i64, Error> {
 //!         ttl::resolve(requested, self.default_ttl)
 //!     }
@@ -62,7 +69,7 @@
 //!         store::batch(&[cmd::del([Self::token_key(token)])]).map(drop)
 //!     }
 //!     fn check_token(&self, token: &str, detail: UserDetail) -> Result<Option<User>, Error> {
-//!         let Some((user_id, _)) = token::split(token, 32) else {
+//!         let Some((user_id, _)) = token::parse(token, 32)? else {
 //!             return Ok(None);
 //!         };
 //!         let key = Self::token_key(token);
@@ -118,7 +125,7 @@ pub mod users;
 pub use bindings::description::exports::dsession::session::describe::ConfigKey;
 pub use bindings::dsession::session::store::{Command, Reply, Transaction};
 pub use bindings::dsession::session::types::{
-    Error, IssuedToken, Settings, TokenEntry, User, UserInfo,
+    Error, IssuedToken, SelfCheckReport, Settings, TokenEntry, User, UserInfo,
 };
 pub use policy::{Describe, Policy};
 pub use reply::Replies;

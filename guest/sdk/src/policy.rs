@@ -8,8 +8,8 @@
 use crate::bindings::description::exports::dsession::session::describe;
 use crate::bindings::exports::dsession::session::token_manage;
 use crate::{
-    ConfigKey, Error, IssuedToken, Settings, TokenEntry, User, UserCache, UserDetail, UserInfo,
-    user_id, users,
+    ConfigKey, Error, IssuedToken, SelfCheckReport, Settings, TokenEntry, User, UserCache,
+    UserDetail, UserInfo, user_id, users,
 };
 
 /// A session policy: one value of it is made per call, from the settings.
@@ -23,6 +23,12 @@ pub trait Policy: UserCache + Sized {
     /// Checks the host's settings (and the policy's own, through
     /// [`crate::config`]) for one call. An error here is the call's answer.
     fn new(settings: &Settings) -> Result<Self, Error>;
+
+    /// What the policy says of itself under the settings it was made
+    /// with: a probe token of its form that nobody holds, and the session
+    /// limits it keeps. The export then checks that probe token, so that
+    /// `self-check` reaches the store; a live probe is an error.
+    fn self_check(&self) -> Result<SelfCheckReport, Error>;
 
     /// A call's TTL argument in seconds; usually
     /// [`crate::ttl::resolve`] with the default expiry.
@@ -110,6 +116,18 @@ fn for_user_ttl<P: Policy>(
 }
 
 impl<P: Policy> token_manage::Guest for P {
+    fn self_check(settings: Settings) -> Result<SelfCheckReport, Error> {
+        let policy = P::new(&settings)?;
+        let report = policy.self_check()?;
+        match policy.check_token(&report.probe_token, UserDetail::none())? {
+            None => Ok(report),
+            Some(_) => Err(Error::Corrupt(format!(
+                "the probe token {:?} is live in the store",
+                report.probe_token
+            ))),
+        }
+    }
+
     fn set_token(
         settings: Settings,
         user_id: String,

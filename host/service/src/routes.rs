@@ -55,8 +55,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
-    /// The user to log in: 1 to 1024 bytes of UTF-8, no control characters,
-    /// no white space at either end, not ending in `_` and 32 hex digits.
+    /// The user to log in. Which ids are valid is policy-defined; the
+    /// built-in policies take 1 to 1024 bytes of UTF-8, no control
+    /// characters, no white space at either end (and the default policy
+    /// none ending in `_` and 32 hex digits).
     #[schema(min_length = 1)]
     pub user_id: String,
     /// Lifetime in seconds; 0 or absent means the default.

@@ -5,9 +5,10 @@
 use crate::error::Error;
 use crate::loader::LoaderError;
 use crate::store::StoreError;
-use crate::types::{IssuedToken, Settings, TokenEntry, User, UserInfo};
+use crate::types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};
 use crate::wit::{
-    WitConfigKey, WitError, WitIssuedToken, WitSettings, WitTokenEntry, WitUser, WitUserInfo,
+    WitConfigKey, WitError, WitIssuedToken, WitSelfCheck, WitSettings, WitTokenEntry, WitUser,
+    WitUserInfo,
 };
 
 use super::describe::ConfigKey;
@@ -85,6 +86,16 @@ impl From<WitIssuedToken> for IssuedToken {
         Self {
             token: token.token,
             token_expire_time: token.token_expire_time,
+        }
+    }
+}
+
+impl From<WitSelfCheck> for SelfCheck {
+    fn from(report: WitSelfCheck) -> Self {
+        Self {
+            probe_token: report.probe_token,
+            single_mode: report.single_mode,
+            max_sessions: report.max_sessions,
         }
     }
 }

@@ -63,3 +63,21 @@ pub(crate) fn imports(component: &Component) -> Vec<String> {
         .map(|(name, _)| name.to_owned())
         .collect()
 }
+
+/// The version of the `dsession:session` contract this host loads.
+pub(crate) const CONTRACT_VERSION: &str = "0.3.0";
+
+/// The first version of `dsession:session` other than
+/// [`CONTRACT_VERSION`] that `component` imports or exports, if any.
+pub(crate) fn other_contract_version(component: &Component) -> Option<String> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(name, _)| name);
+    let exports = ty.exports(engine).map(|(name, _)| name);
+    imports
+        .chain(exports)
+        .filter_map(|name| name.strip_prefix("dsession:session/")?.split_once('@'))
+        .map(|(_, version)| version)
+        .find(|version| *version != CONTRACT_VERSION)
+        .map(str::to_owned)
+}

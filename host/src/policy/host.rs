@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 use super::convert;
+use super::describe::{CONTRACT_VERSION, other_contract_version};
 use super::limits::Limiter;
 use crate::error::SetupError;
 use crate::loader::UserLoader;
@@ -195,6 +196,14 @@ impl Compiled {
         let failed = |what: &str, e: wasmtime::Error| SetupError::Policy(format!("{what}: {e:#}"));
         let component =
             Component::new(engine, bytes).map_err(|e| failed("not a valid wasm component", e))?;
+        if let Some(version) = other_contract_version(&component) {
+            return Err(SetupError::Policy(format!(
+                "the component is a policy for dsession:session@{version}, but this host loads \
+                 dsession:session@{}: rebuild it on this release's dsession-policy-sdk (the \
+                 contract now has self-check, which the host calls before a policy serves)",
+                CONTRACT_VERSION
+            )));
+        }
         let linker = linker(engine).map_err(|e| failed("cannot link the host interfaces", e))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             failed(

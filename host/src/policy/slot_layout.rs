@@ -63,7 +63,8 @@ impl fmt::Display for CrossSlot {
     }
 }
 
-/// Runs every operation of `policy`, with these settings, for one user on
+/// Runs the self-check and every operation of `policy`, with these
+/// settings, for one user on
 /// an in-memory store, and checks that each atomic step and transaction it
 /// runs keeps to the keys of one Redis Cluster slot. The service runs this
 /// at start and before a reload when its store is a cluster; an embedder
@@ -85,6 +86,11 @@ pub async fn check_slot_layout(
     let probe = Probe { instances, tap };
     let settings = &convert::settings(settings.clone(), true);
     let ids = [PROBE_USER.to_owned()];
+    probe
+        .run("self-check", async |api, s| {
+            api.call_self_check(s, settings).await
+        })
+        .await??;
     let set_token = async |api: &Guest, s: &mut PolicyStore| {
         api.call_set_token(s, settings, PROBE_USER, 600).await
     };

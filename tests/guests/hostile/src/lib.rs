@@ -14,7 +14,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dsession_policy_sdk::{
-    Error, IssuedToken, Policy, Settings, TokenEntry, User, UserCache, UserDetail, UserInfo,
+    Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache, UserDetail,
+    UserInfo,
 };
 
 /// Takes every argument as it comes: the limits under test are the host's.
@@ -48,6 +49,14 @@ impl UserCache for Hostile {
 impl Policy for Hostile {
     fn new(_: &Settings) -> Result<Self, Error> {
         Ok(Self)
+    }
+
+    fn self_check(&self) -> Result<SelfCheckReport, Error> {
+        Ok(SelfCheckReport {
+            probe_token: "probe".into(),
+            single_mode: false,
+            max_sessions: None,
+        })
     }
 
     fn ttl(&self, requested: i64) -> Result<i64, Error> {
