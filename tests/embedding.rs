@@ -192,6 +192,29 @@ async fn a_runtime_of_ones_own_runs_its_policies_and_refuses_anothers() {
         .unwrap();
 }
 
+/// An idle instance keeps the stack of its last call: with the runtime's
+/// one idle slot filled by one manager, another manager's call still finds
+/// a stack.
+#[tokio::test]
+async fn an_idle_instance_of_one_manager_leaves_a_stack_for_another() {
+    let runtime = Runtime::builder()
+        .max_instances(1)
+        .max_idle_instances(1)
+        .build()
+        .unwrap();
+    let manager = || {
+        SessionManager::builder()
+            .runtime(runtime.clone())
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (manager(), manager());
+    first.set_token("alice", 60).await.unwrap();
+    assert!(format!("{runtime:?}").contains("idle: 1"), "{runtime:?}");
+    second.set_token("bob", 60).await.unwrap();
+    first.set_token("carol", 60).await.unwrap();
+}
+
 /// Counts what the library reports.
 #[derive(Default)]
 struct Recorder {

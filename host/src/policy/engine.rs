@@ -42,13 +42,14 @@ impl Engine {
         let instances = max_instances + max_idle_instances;
         // Both counts are capped, so these products fit in a u32.
         // A component built by rustc holds a few core modules (the program
-        // plus adapter shims), each its own core instance with tables. Only
-        // running calls need a stack.
+        // plus adapter shims), each its own core instance with tables. A
+        // store keeps the fiber stack of its last call for the next one, so
+        // an idle instance holds a stack as a running one does.
         pool.total_component_instances(instances)
             .total_core_instances(instances * 8)
             .total_memories(instances * 2)
             .total_tables(instances * 8)
-            .total_stacks(max_instances)
+            .total_stacks(instances)
             .max_memory_size(max_memory_bytes)
             // A new instance (fresh mode, or replacing a pooled one) dirties a
             // few pages of its slot; on release they are found with
