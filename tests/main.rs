@@ -8,6 +8,7 @@ mod embedding;
 mod gateways;
 mod hardened;
 mod hostile_clients;
+mod kit;
 mod limits;
 mod loaders;
 mod round_trips;

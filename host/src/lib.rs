@@ -47,6 +47,13 @@
 //! }
 //! ```
 //!
+//! # Testing a policy
+//!
+//! [`kit::Kit`] runs the conformance kit, the contract every policy keeps,
+//! on a policy and a store: what `dsession policy test` prints, for a
+//! policy's own tests. [`SessionManager::self_check`] asks a policy what it
+//! says of itself under a manager's settings.
+//!
 //! # Features
 //!
 //! - `redis` (default): the Redis stores, one server, sentinels or a
@@ -62,6 +69,7 @@ pub mod authenticator;
 #[cfg(feature = "axum")]
 mod axum;
 mod error;
+pub mod kit;
 pub mod loader;
 mod manager;
 pub mod observe;
