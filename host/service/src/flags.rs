@@ -174,7 +174,7 @@ pub(crate) struct PolicyConfigArgs {
         value_delimiter = ',',
         value_parser = parse_policy_config_pair
     )]
-    pairs: Vec<(String, String)>,
+    pub(crate) pairs: Vec<(String, String)>,
 }
 
 /// gosession's configuration chain, `[settings]`, each flag named as its

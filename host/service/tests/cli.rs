@@ -1,5 +1,8 @@
 //! The `dsession` binary, run as a user would.
 
+#[path = "cli/scaffold.rs"]
+mod scaffold;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output};

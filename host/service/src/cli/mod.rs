@@ -1,16 +1,16 @@
 //! The command line: parsing, running one command, printing its outcome.
 
+mod policy;
 mod token;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use dsession::{ErrorBody, Policy};
+use dsession::ErrorBody;
 use dsession_service::ServeConfig;
 use serde_json::json;
 
+use self::policy::PolicyCommand;
 use self::token::TokenCommand;
 use crate::flags::ConfigArgs;
 
@@ -30,24 +30,11 @@ enum Command {
     /// Issue, check, refresh, list and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Inspect policy components.
+    /// Check, test and start policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Measure each operation beside same-run baselines (docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum PolicyCommand {
-    /// Load and validate a policy component and say what it exports and
-    /// which settings (`[policy.config]` keys) it reads.
-    Check {
-        /// The component, a `.wasm` file, or a built-in policy's name.
-        file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 /// How logs are written.
@@ -97,6 +84,8 @@ impl ServeArgs {
 pub fn init_logging(cli: &Cli) {
     let (default_level, format) = match &cli.command {
         Command::Serve(args) => ("info", args.log_format),
+        // The kit's own failures (a loader it took down) are expected.
+        Command::Policy(_) => ("error", LogFormat::Text),
         _ => ("warn", LogFormat::Text),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -169,45 +158,6 @@ impl Output {
     }
 }
 
-async fn run_policy(command: PolicyCommand) -> anyhow::Result<Output> {
-    let PolicyCommand::Check { file, .. } = command;
-    let policy = Policy::load(&file)?;
-    let exports = policy.describe_exports();
-    let imports = policy.describe_imports();
-    let config_keys = policy
-        .config_keys()
-        .await
-        .context("the policy's describe export failed")?;
-    let keys_text = match &config_keys {
-        None => "(the policy does not describe its settings)".to_owned(),
-        Some(keys) if keys.is_empty() => "(none)".to_owned(),
-        Some(keys) => keys
-            .iter()
-            .map(|key| {
-                let default = key
-                    .default
-                    .as_deref()
-                    .map_or_else(|| "no default".to_owned(), |d| format!("default {d:?}"));
-                format!("{} ({default}): {}", key.name, key.description)
-            })
-            .collect::<Vec<_>>()
-            .join("\n  "),
-    };
-    let text = format!(
-        "{} is a valid dsession policy\nexports:\n  {}\nimports:\n  {}\nconfig keys:\n  {keys_text}",
-        file.display(),
-        exports.join("\n  "),
-        imports.join("\n  "),
-    );
-    let json_value = json!({
-        "valid": true,
-        "exports": exports,
-        "imports": imports,
-        "config_keys": config_keys,
-    });
-    Ok(Output::yes(text, json_value))
-}
-
 fn print(output: &Output, as_json: bool) -> ExitCode {
     if as_json {
         println!("{}", output.json);
@@ -224,7 +174,7 @@ fn print(output: &Output, as_json: bool) -> ExitCode {
 fn wants_json(command: &Command) -> bool {
     match command {
         Command::Token(command) => command.wants_json(),
-        Command::Policy(PolicyCommand::Check { json, .. }) => *json,
+        Command::Policy(command) => command.wants_json(),
         Command::Bench(args) => args.json,
         Command::Serve(_) => false,
     }
@@ -251,7 +201,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => return run_serve(args).await,
         Command::Token(command) => token::run(command).await,
-        Command::Policy(command) => run_policy(command).await.map(Ok),
+        Command::Policy(command) => policy::run(command).await.map(Ok),
         Command::Bench(args) => {
             return match crate::bench::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
