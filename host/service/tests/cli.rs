@@ -277,7 +277,11 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let text = stdout(&checked);
     assert!(text.contains("is a valid dsession policy"), "{text}");
     assert!(
-        text.contains("dsession:session/token-manage@0.2.0: set-token, refresh-token"),
+        text.contains("dsession:session/token-manage@0.3.0: self-check, set-token, refresh-token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("self-check with the default settings: passed"),
         "{text}"
     );
 
