@@ -5,7 +5,7 @@
 use dsession::Policy;
 use dsession::kit::{Kit, KitReport, Verdict};
 
-use crate::support::{Env, Kind, hardened_policy, hostile_policy};
+use crate::support::{Env, hostile_policy, on_every_store};
 
 /// Runs the kit and fails with every case's line when one failed.
 async fn passes(kit: Kit) -> KitReport {
@@ -25,56 +25,35 @@ fn named(report: &KitReport, verdict: Verdict) -> Vec<&str> {
         .collect()
 }
 
-async fn default_policy_on(kind: Kind) {
-    let env = Env::new(kind).await;
-    let report = passes(Kit::new(Policy::builtin().unwrap()).shared_store(env.store.clone())).await;
-    // Single mode is gosession's; the default policy sets no session bound.
-    assert_eq!(named(&report, Verdict::Skip), ["max sessions"]);
-    assert!(named(&report, Verdict::Pass).contains(&"single mode"));
+/// The default policy: single mode is gosession's; it sets no session
+/// bound.
+mod default_policy {
+    use super::*;
+
+    async fn keeps_the_contract(env: Env) {
+        let kit = Kit::new(Policy::builtin().unwrap()).shared_store(env.store.clone());
+        let report = passes(kit).await;
+        assert_eq!(named(&report, Verdict::Skip), ["max sessions"]);
+        assert!(named(&report, Verdict::Pass).contains(&"single mode"));
+    }
+
+    on_every_store!(keeps_the_contract);
 }
 
-async fn hardened_policy_on(kind: Kind) {
-    let env = Env::new(kind).await;
-    let kit = Kit::new(hardened_policy())
-        .shared_store(env.store.clone())
-        .policy_config([("max_sessions", "3")]);
-    let report = passes(kit).await;
-    assert_eq!(named(&report, Verdict::Skip), Vec::<&str>::new());
-}
+/// The hardened policy with a session bound, on a Redis Cluster too:
+/// every case applies.
+mod hardened_policy {
+    use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_default_policy_keeps_the_contract_in_memory() {
-    default_policy_on(Kind::Memory).await;
-}
+    async fn keeps_the_contract(env: Env) {
+        let kit = Kit::new(env.policy.clone().unwrap())
+            .shared_store(env.store.clone())
+            .policy_setting("max_sessions", "3");
+        let report = passes(kit).await;
+        assert_eq!(named(&report, Verdict::Skip), Vec::<&str>::new());
+    }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_default_policy_keeps_the_contract_on_redis() {
-    default_policy_on(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_default_policy_keeps_the_contract_behind_sentinels() {
-    default_policy_on(Kind::Sentinel).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_hardened_policy_keeps_the_contract_in_memory() {
-    hardened_policy_on(Kind::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_hardened_policy_keeps_the_contract_on_redis() {
-    hardened_policy_on(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_hardened_policy_keeps_the_contract_behind_sentinels() {
-    hardened_policy_on(Kind::Sentinel).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_hardened_policy_keeps_the_contract_on_a_cluster() {
-    hardened_policy_on(Kind::Cluster).await;
+    on_every_store!(keeps_the_contract; policy = crate::support::hardened_policy, cluster);
 }
 
 /// A policy that breaks the contract fails the kit, and says where: the

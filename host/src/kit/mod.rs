@@ -91,19 +91,21 @@ impl KitReport {
 }
 
 /// The conformance kit for one policy: on the in-memory store unless
-/// [`Kit::store`] names another, with the policy config of
-/// [`Kit::policy_config`] (none by default).
+/// [`Kit::store`] names another, with the policy settings of
+/// [`Kit::policy_setting`] (none by default).
+#[derive(Debug)]
 pub struct Kit {
     policy: Policy,
-    store: Arc<dyn Store>,
+    store: Backing,
     policy_config: BTreeMap<String, String>,
 }
 
-impl fmt::Debug for Kit {
+/// The store a kit runs on.
+struct Backing(Arc<dyn Store>);
+
+impl fmt::Debug for Backing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kit")
-            .field("policy_config", &self.policy_config)
-            .finish_non_exhaustive()
+        f.write_str("Store")
     }
 }
 
@@ -112,7 +114,7 @@ impl Kit {
     pub fn new(policy: Policy) -> Self {
         Self {
             policy,
-            store: Arc::new(MemoryStore::new()),
+            store: Backing(Arc::new(MemoryStore::new())),
             policy_config: BTreeMap::new(),
         }
     }
@@ -124,29 +126,22 @@ impl Kit {
 
     /// Runs on a shared `store` instead.
     pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = store;
+        self.store = Backing(store);
         self
     }
 
-    /// The policy's own settings (`[policy.config]`), e.g.
-    /// `max_sessions = 3` for the hardened policy, whose limit the kit then
-    /// checks.
-    pub fn policy_config<K, V>(mut self, config: impl IntoIterator<Item = (K, V)>) -> Self
-    where
-        K: Into<String>,
-        V: Into<String>,
-    {
-        self.policy_config = config
-            .into_iter()
-            .map(|(key, value)| (key.into(), value.into()))
-            .collect();
+    /// One of the policy's own settings (`[policy.config]`), e.g.
+    /// `max_sessions` = `3` for the hardened policy, whose limit the kit
+    /// then checks.
+    pub fn policy_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.policy_config.insert(key.into(), value.into());
         self
     }
 
     /// Runs every case, handing each to `each` as it ends, and then
     /// revokes what the run issued.
     pub async fn run(&self, mut each: impl FnMut(&CaseReport)) -> KitReport {
-        let rig = rig::Rig::new(&self.policy, &self.store, &self.policy_config);
+        let rig = rig::Rig::new(&self.policy, &self.store.0, &self.policy_config);
         let mut report = KitReport::default();
         cases::run(&rig, &mut |case| {
             each(&case);

@@ -1,9 +1,8 @@
-//! What the cases run on: managers of the policy over the kit's store,
-//! behind a counting tap and a switch that takes the store down, with a
+//! What the cases run on: managers of the policy over the kit's store
+//! behind a counting tap, or over a store that cannot be reached, with a
 //! loader that answers or fails, and the run's own user ids.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,51 +19,38 @@ pub(super) fn detail_of(user_id: &str) -> serde_json::Value {
     serde_json::json!({ "name": user_id, "source": "dsession policy test" })
 }
 
-/// A store that fails every call while it is down, as an unreachable
-/// Redis would.
-struct Switch {
-    inner: Arc<dyn Store>,
-    down: Arc<AtomicBool>,
-}
+/// A store that cannot be reached: every call fails, as on a Redis that
+/// is down.
+struct Unreachable;
 
-impl Switch {
-    fn up(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::new("the conformance kit took the store down"))
-        } else {
-            Ok(())
-        }
+impl Unreachable {
+    fn error<T>() -> Result<T, StoreError> {
+        Err(StoreError::new(
+            "the conformance kit's store is unreachable",
+        ))
     }
 }
 
 #[async_trait]
-impl Store for Switch {
-    async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        self.up()?;
-        self.inner.batch(commands).await
+impl Store for Unreachable {
+    async fn batch(&self, _: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
+        Self::error()
     }
 
-    async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        self.up()?;
-        self.inner.atomic(commands).await
+    async fn atomic(&self, _: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
+        Self::error()
     }
 
     async fn watch(
         &self,
-        keys: Vec<String>,
-        reads: Vec<Command>,
+        _: Vec<String>,
+        _: Vec<Command>,
     ) -> Result<(Box<dyn Transaction>, Vec<Reply>), StoreError> {
-        self.up()?;
-        self.inner.watch(keys, reads).await
+        Self::error()
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        self.up()?;
-        self.inner.ready().await
-    }
-
-    fn is_sharded(&self) -> bool {
-        self.inner.is_sharded()
+        Self::error()
     }
 }
 
@@ -81,7 +67,6 @@ pub(super) enum Loader {
 pub(super) struct Rig {
     policy: Policy,
     tap: Tap,
-    down: Arc<AtomicBool>,
     policy_config: BTreeMap<String, String>,
     run_id: String,
     users: Mutex<Vec<String>>,
@@ -93,18 +78,12 @@ impl Rig {
         store: &Arc<dyn Store>,
         policy_config: &BTreeMap<String, String>,
     ) -> Self {
-        let down = Arc::new(AtomicBool::new(false));
-        let switch = Switch {
-            inner: Arc::clone(store),
-            down: Arc::clone(&down),
-        };
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos());
         Self {
             policy: policy.clone(),
-            tap: Tap::new(switch),
-            down,
+            tap: Tap::shared(Arc::clone(store)),
             policy_config: policy_config.clone(),
             run_id: format!("{:x}{:x}", nanos & 0xffff_ffff_ffff, std::process::id()),
             users: Mutex::new(Vec::new()),
@@ -125,9 +104,27 @@ impl Rig {
 
     /// A manager of the policy on the kit's store.
     pub(super) fn manager(&self, settings: Settings, loader: Loader) -> SessionManager {
+        self.manager_on(Arc::new(self.tap.clone()), settings, loader)
+    }
+
+    /// A manager of the policy on a store that cannot be reached.
+    pub(super) fn unreachable(&self) -> SessionManager {
+        self.manager_on(
+            Arc::new(Unreachable),
+            Self::settings(false),
+            Loader::Answers,
+        )
+    }
+
+    fn manager_on(
+        &self,
+        store: Arc<dyn Store>,
+        settings: Settings,
+        loader: Loader,
+    ) -> SessionManager {
         let builder = SessionManager::builder()
             .policy(self.policy.clone())
-            .shared_store(Arc::new(self.tap.clone()))
+            .shared_store(store)
             .settings(settings)
             .policy_config(self.policy_config.clone());
         let builder = match loader {
@@ -160,14 +157,8 @@ impl Rig {
         self.tap.counters().take()
     }
 
-    /// Takes the store down, or brings it back.
-    pub(super) fn store_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
     /// Revokes every token and user-info entry of the run's users.
     pub(super) async fn clean_up(&self) {
-        self.store_down(false);
         let manager = self.manager(Self::settings(false), Loader::Answers);
         let users = std::mem::take(&mut *self.users.lock().unwrap_or_else(|p| p.into_inner()));
         for user in users {

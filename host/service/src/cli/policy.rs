@@ -134,7 +134,10 @@ async fn test(
     policy_config: PolicyConfigArgs,
 ) -> anyhow::Result<Output> {
     let policy = Policy::load(file)?;
-    let mut kit = Kit::new(policy).policy_config(policy_config.pairs);
+    let mut kit = Kit::new(policy);
+    for (key, value) in policy_config.pairs {
+        kit = kit.policy_setting(key, value);
+    }
     let on = match store.config() {
         Some(config) => {
             let kind = config.kind();

@@ -163,12 +163,13 @@ impl Policy for Starter {
         else {
             return Ok(None);
         };
+        let detail = detail.resolve(self, user_id, replies.next())?;
         Ok(Some(User {
             id: user_id.to_owned(),
             token: token.to_owned(),
             token_remain_live_time: left,
             token_expire_time: expires,
-            detail: detail.resolve(self, user_id, replies.next())?,
+            detail,
         }))
     }
 
