@@ -198,7 +198,7 @@ impl Store for ClusterStore {
         let mut groups: BTreeMap<u16, Vec<Command>> = BTreeMap::new();
         // For each command, where its parts went: (slot, index in group).
         let mut parts: Vec<Vec<(u16, usize)>> = Vec::with_capacity(commands.len());
-        for command in &commands {
+        for command in commands {
             parts.push(
                 per_slot(command)
                     .into_iter()
