@@ -82,11 +82,11 @@ impl Request<'_> {
             values
         };
         // A command's own error (WRONGTYPE) fails the whole call.
-        let executed = match Value::Array(executed).extract_error() {
-            Ok(Value::Array(items)) => items,
-            Ok(other) => vec![other],
-            Err(error) => return Err(Failure::Redis(error)),
-        };
+        let executed = executed
+            .into_iter()
+            .map(Value::extract_error)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::Redis)?;
         let replies = replies(self.commands, executed).map_err(Failure::Store)?;
         if let Some(ack) = self.ack {
             ack.check(acknowledged).map_err(Failure::Store)?;

@@ -92,17 +92,14 @@ fn read_replies(
     asking: bool,
 ) -> Result<Vec<Reply>, StoreError> {
     let per_command = 1 + usize::from(asking);
-    let values: Vec<Value> = values
+    let values = values
         .into_iter()
         .skip(per_command)
         .skip(usize::from(asking))
         .step_by(per_command)
-        .collect();
-    let values = match Value::Array(values).extract_error() {
-        Ok(Value::Array(values)) => values,
-        Ok(other) => vec![other],
-        Err(error) => return Err(store_error(error)),
-    };
+        .map(Value::extract_error)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store_error)?;
     replies(reads, values)
 }
 
