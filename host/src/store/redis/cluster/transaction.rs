@@ -47,7 +47,7 @@ pub(super) async fn watch(
                     let replies = read_replies(&reads, values, asking)?;
                     let transaction = ClusterTransaction {
                         nodes: Arc::clone(nodes),
-                        dedicated: Some(dedicated),
+                        dedicated,
                         slot,
                         asking,
                     };
@@ -106,7 +106,7 @@ fn read_replies(
 /// Holds its dedicated connection, with its `WATCH`, until commit.
 struct ClusterTransaction {
     nodes: Arc<Nodes>,
-    dedicated: Option<Dedicated>,
+    dedicated: Dedicated,
     slot: u16,
     /// The slot is being imported by this node, which takes commands for
     /// it only after `ASKING`.
@@ -116,13 +116,10 @@ struct ClusterTransaction {
 #[async_trait]
 impl Transaction for ClusterTransaction {
     async fn commit(
-        mut self: Box<Self>,
+        self: Box<Self>,
         commands: Vec<Command>,
     ) -> Result<Option<Vec<Reply>>, StoreError> {
-        let mut dedicated = self
-            .dedicated
-            .take()
-            .ok_or_else(|| StoreError::new("transaction committed twice"))?;
+        let mut dedicated = self.dedicated;
         if commands.is_empty() {
             // UNWATCH ends the WATCH as an empty EXEC would.
             redis::cmd("UNWATCH")
