@@ -179,14 +179,8 @@ async fn the_admin_routes_need_the_admin_key() {
     }
     let denied = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
     assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
-    let allowed = send(
-        &app,
-        Method::POST,
-        "/v1/tokens",
-        &[("authorization", "Bearer s3cret")],
-        Some(body),
-    )
-    .await;
+    let admin = [("authorization", "Bearer s3cret")];
+    let allowed = send(&app, Method::POST, "/v1/tokens", &admin, Some(body)).await;
     assert_eq!(allowed.status, StatusCode::CREATED);
 }
 
@@ -216,14 +210,8 @@ async fn bad_bodies_get_clear_errors() {
     let missing = post(&app, "/v1/tokens", json!({ "ttl": 5 })).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
 
-    let plain = send(
-        &app,
-        Method::POST,
-        "/v1/tokens",
-        &[("content-type", "text/plain")],
-        None,
-    )
-    .await;
+    let text = [("content-type", "text/plain")];
+    let plain = send(&app, Method::POST, "/v1/tokens", &text, None).await;
     assert_eq!(plain.status, StatusCode::BAD_REQUEST);
 
     let huge = json!({ "user_id": "x".repeat(4096) }).to_string();
