@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dsession::store::{
-    ClusterConfig, ClusterStore, Command, Reply, SetArgs, SetCondition, StoreConfig, key_slot,
+    ClusterConfig, ClusterStore, Command, Reply, ServerSettings, SetArgs, SetCondition,
+    StoreConfig, key_slot,
 };
 use dsession::{Error, Policy, SessionManager, Settings, SlotLayoutError, check_slot_layout};
 use dsession_service::{ServeConfig, build_state};
@@ -47,16 +48,7 @@ fn user_on(cluster: &RedisCluster, port: u16, name: &str) -> String {
 
 fn serve_config(cluster: &RedisCluster, policy: Option<&str>) -> ServeConfig {
     let mut config = ServeConfig {
-        store: StoreConfig::Cluster {
-            nodes: cluster.urls(),
-            username: None,
-            password: None,
-            connect_timeout_ms: 1000,
-            command_timeout_ms: 1000,
-            min_replicas_ack: 0,
-            ack_timeout_ms: 1000,
-            tls: Default::default(),
-        },
+        store: StoreConfig::Cluster(cluster_config(cluster)),
         ..ServeConfig::default()
     };
     config.policy.path = policy.map(Into::into);
@@ -232,13 +224,10 @@ async fn a_master_killed_under_load_fails_over_and_durable_writes_lose_no_token(
     // The promoted replica has no replica of its own, so durable writes to
     // its slots fail from then on; recovery is measured on the env's
     // store, which waits for no replica.
-    let durable = ClusterStore::connect(ClusterConfig {
-        min_replicas_ack: 1,
-        ack_timeout: Duration::from_millis(500),
-        ..cluster_config(cluster)
-    })
-    .await
-    .unwrap();
+    let mut durable = cluster_config(cluster);
+    durable.server.min_replicas_ack = 1;
+    durable.server.ack_timeout = Duration::from_millis(500);
+    let durable = ClusterStore::connect(durable).await.unwrap();
     let durable = Arc::new(
         SessionManager::builder()
             .store(durable)
@@ -365,8 +354,11 @@ async fn a_cluster_serves_over_tls_as_an_acl_user_and_a_wrong_ca_is_a_clear_erro
         add_acl_user(&mut node.client().await, &["dsession:*"]).await;
     }
     let config = |ca: &str| ClusterConfig {
-        username: Some("dsession".into()),
-        password: Some("s3cret".into()),
+        server: ServerSettings {
+            username: Some("dsession".into()),
+            password: Some("s3cret".into()),
+            ..ServerSettings::default()
+        },
         tls: tls_client_files(&certificates, ca),
         ..ClusterConfig::new(cluster.tls_urls())
     };

@@ -23,12 +23,10 @@ const FAILOVER_LIMIT: Duration = Duration::from_secs(10);
 /// A store on `cluster` whose writes wait for one replica's
 /// acknowledgement, for `ack_timeout` when given.
 async fn durable_store(cluster: &SentinelCluster, ack_timeout: Option<Duration>) -> SentinelStore {
-    let mut config = SentinelConfig {
-        min_replicas_ack: 1,
-        ..sentinel_config(cluster)
-    };
+    let mut config = sentinel_config(cluster);
+    config.server.min_replicas_ack = 1;
     if let Some(ack_timeout) = ack_timeout {
-        config.ack_timeout = ack_timeout;
+        config.server.ack_timeout = ack_timeout;
     }
     SentinelStore::connect(config).await.unwrap()
 }

@@ -2,10 +2,14 @@
 //! real socket for hot swap under load.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode, header};
 use base64::Engine as _;
-use dsession::store::{Command, SetArgs, SetCondition, StoreConfig};
+use dsession::store::{
+    ClusterConfig, Command, RedisConfig, SentinelConfig, ServerSettings, SetArgs, SetCondition,
+    StoreConfig, TlsFiles,
+};
 use dsession_service::{AppState, Metrics, ServeConfig, app, build_state};
 use serde_json::{Value, json};
 
@@ -175,14 +179,8 @@ async fn the_admin_routes_need_the_admin_key() {
     }
     let denied = send(&app, Method::POST, "/admin/policy/reload", &[], None).await;
     assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
-    let allowed = send(
-        &app,
-        Method::POST,
-        "/v1/tokens",
-        &[("authorization", "Bearer s3cret")],
-        Some(body),
-    )
-    .await;
+    let admin = [("authorization", "Bearer s3cret")];
+    let allowed = send(&app, Method::POST, "/v1/tokens", &admin, Some(body)).await;
     assert_eq!(allowed.status, StatusCode::CREATED);
 }
 
@@ -212,14 +210,8 @@ async fn bad_bodies_get_clear_errors() {
     let missing = post(&app, "/v1/tokens", json!({ "ttl": 5 })).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
 
-    let plain = send(
-        &app,
-        Method::POST,
-        "/v1/tokens",
-        &[("content-type", "text/plain")],
-        None,
-    )
-    .await;
+    let text = [("content-type", "text/plain")];
+    let plain = send(&app, Method::POST, "/v1/tokens", &text, None).await;
     assert_eq!(plain.status, StatusCode::BAD_REQUEST);
 
     let huge = json!({ "user_id": "x".repeat(4096) }).to_string();
@@ -317,12 +309,11 @@ async fn sliding_expiry_extends_a_token_on_each_check() {
 async fn a_store_outage_is_503_never_401() {
     let mut redis = RedisServer::start();
     let config = ServeConfig {
-        store: StoreConfig::Redis {
-            url: redis.url(),
-            connect_timeout_ms: 300,
-            command_timeout_ms: 300,
-            tls: Default::default(),
-        },
+        store: StoreConfig::Redis(RedisConfig {
+            connect_timeout: Duration::from_millis(300),
+            command_timeout: Duration::from_millis(300),
+            ..RedisConfig::new(redis.url())
+        }),
         ..ServeConfig::default()
     };
     let (app, _) = service(config).await;
@@ -394,21 +385,68 @@ fn a_sentinel_store_is_configured_in_the_config_file() {
         "[store]\nkind = \"sentinel\"\nsentinels = [\"127.0.0.1:26379\"]\nmaster_name = \"mymaster\"\nmin_replicas_ack = 1\n",
     )
     .unwrap();
+    let mut expected = SentinelConfig::new(vec!["127.0.0.1:26379".into()], "mymaster");
+    expected.server.min_replicas_ack = 1;
     match config.store {
-        StoreConfig::Sentinel {
-            sentinels,
-            master_name,
-            min_replicas_ack,
-            db,
-            ..
-        } => {
-            assert_eq!(sentinels, vec!["127.0.0.1:26379".to_owned()]);
-            assert_eq!(
-                (master_name.as_str(), min_replicas_ack, db),
-                ("mymaster", 1, 0)
-            );
-        }
+        StoreConfig::Sentinel(config) => assert_eq!(config, expected),
         other => panic!("expected a sentinel store, got {other:?}"),
+    }
+}
+
+/// `[store]` from `text`.
+fn store_table(text: &str) -> Result<StoreConfig, toml::de::Error> {
+    toml::from_str::<ServeConfig>(&format!("[store]\n{text}")).map(|config| config.store)
+}
+
+#[test]
+fn every_key_of_the_sentinel_and_cluster_tables_is_read_and_a_misspelt_one_refused() {
+    let server = ServerSettings {
+        username: Some("dsession".into()),
+        password: Some("pw".into()),
+        connect_timeout: Duration::from_millis(200),
+        command_timeout: Duration::from_millis(300),
+        min_replicas_ack: 2,
+        ack_timeout: Duration::from_millis(400),
+    };
+    let shared = "username = \"dsession\"\npassword = \"pw\"\nconnect_timeout_ms = 200\n\
+                  command_timeout_ms = 300\nmin_replicas_ack = 2\nack_timeout_ms = 400\n";
+    let tls = TlsFiles {
+        ca_file: Some("ca.crt".into()),
+        ..TlsFiles::default()
+    };
+    let sentinel = format!(
+        "kind = \"sentinel\"\nsentinels = [\"s:26379\"]\nmaster_name = \"m\"\n\
+         sentinel_password = \"spw\"\ndb = 3\n{shared}[store.tls]\nca_file = \"ca.crt\"\n"
+    );
+    assert_eq!(
+        store_table(&sentinel).unwrap(),
+        StoreConfig::Sentinel(SentinelConfig {
+            sentinel_password: Some("spw".into()),
+            db: 3,
+            server: server.clone(),
+            tls: Some(tls.clone()),
+            ..SentinelConfig::new(vec!["s:26379".into()], "m")
+        })
+    );
+    let cluster = format!(
+        "kind = \"cluster\"\nnodes = [\"redis://n:7000\"]\n{shared}[store.tls]\nca_file = \"ca.crt\"\n"
+    );
+    assert_eq!(
+        store_table(&cluster).unwrap(),
+        StoreConfig::Cluster(ClusterConfig {
+            server,
+            tls,
+            ..ClusterConfig::new(vec!["redis://n:7000".into()])
+        })
+    );
+    for table in [
+        "kind = \"sentinel\"\nsentinels = []\nmaster_name = \"m\"\npasword = \"pw\"\n",
+        "kind = \"sentinel\"\nsentinels = []\nmaster_name = \"m\"\nnodes = []\n",
+        "kind = \"cluster\"\nnodes = []\nack_timeout = 5\n",
+        "kind = \"cluster\"\nnodes = []\ndb = 1\n",
+    ] {
+        let error = store_table(table).unwrap_err().to_string();
+        assert!(error.contains("unknown field"), "{table}: {error}");
     }
 }
 

@@ -1,12 +1,13 @@
 //! A Redis Cluster of six nodes.
 
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::{RedisServer, TestCertificates, free_port, poll_until, query};
+use crate::{POLL_INTERVAL, RedisServer, TestCertificates, free_port, poll_until, query};
 
-/// How long a Redis Cluster may take to agree on its slots and sync its
-/// replicas.
+/// How long `redis-cli --cluster create` may take, and then a Redis
+/// Cluster to agree on its slots and sync its replicas.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Three masters with one replica each, a Redis Cluster on free loopback
@@ -81,18 +82,11 @@ impl RedisCluster {
             }
             None => nodes.iter().map(RedisServer::port).collect(),
         };
-        let output = create
+        create
             .args(["--cluster", "create"])
             .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("cannot run redis-cli: is it installed? (apt-get install redis-tools)");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .args(["--cluster-replicas", "1", "--cluster-yes"]);
+        run_to_end(&mut create, "redis-cli --cluster create", CLUSTER_TIMEOUT);
         let cluster = Self {
             nodes,
             killed: Vec::new(),
@@ -279,5 +273,36 @@ impl RedisCluster {
                     .arg(&to_id),
             );
         }
+    }
+}
+
+/// Runs `command`, called `what` in messages, to its end, killing it past
+/// `timeout`; panics with its output when it fails or does not end in time.
+fn run_to_end(command: &mut Command, what: &str, timeout: Duration) {
+    let mut log = tempfile::tempfile().expect("a temporary file");
+    let mut child = command
+        .stdout(log.try_clone().expect("a second handle on the log"))
+        .stderr(log.try_clone().expect("a second handle on the log"))
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {what}: {error} (is redis-tools installed?)"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the state of a child process") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    let mut output = String::new();
+    log.seek(SeekFrom::Start(0))
+        .and_then(|_| log.read_to_string(&mut output))
+        .expect("the output of a child process");
+    match status {
+        Some(status) => assert!(status.success(), "{what} failed ({status}):\n{output}"),
+        None => panic!("{what} did not end within {timeout:?}:\n{output}"),
     }
 }

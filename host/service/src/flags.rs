@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
 use dsession::Settings;
-use dsession::store::{DEFAULT_TIMEOUT_MS, StoreConfig, TlsFiles};
+use dsession::store::{
+    ClusterConfig, RedisConfig, SentinelConfig, ServerSettings, StoreConfig, TlsFiles,
+};
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig};
 
 /// Where tokens live, how they are laid out, and where user detail comes
@@ -126,38 +128,35 @@ impl StoreArgs {
             client_key_file: self.redis_client_key.clone(),
         };
         if let Some(url) = &self.redis {
-            return Some(StoreConfig::Redis {
-                url: url.clone(),
-                connect_timeout_ms: DEFAULT_TIMEOUT_MS,
-                command_timeout_ms: DEFAULT_TIMEOUT_MS,
+            return Some(StoreConfig::Redis(RedisConfig {
                 tls,
-            });
+                ..RedisConfig::new(url)
+            }));
         }
         if !self.cluster.is_empty() {
-            return Some(StoreConfig::Cluster {
-                nodes: self.cluster.clone(),
-                username: std::env::var("DSESSION_REDIS_USERNAME").ok(),
-                password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
-                connect_timeout_ms: DEFAULT_TIMEOUT_MS,
-                command_timeout_ms: DEFAULT_TIMEOUT_MS,
-                min_replicas_ack: self.min_replicas_ack,
-                ack_timeout_ms: DEFAULT_TIMEOUT_MS,
+            return Some(StoreConfig::Cluster(ClusterConfig {
+                server: ServerSettings {
+                    username: std::env::var("DSESSION_REDIS_USERNAME").ok(),
+                    password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
+                    min_replicas_ack: self.min_replicas_ack,
+                    ..ServerSettings::default()
+                },
                 tls,
-            });
+                ..ClusterConfig::new(self.cluster.clone())
+            }));
         }
         let master_name = self.master_name.clone()?;
-        (!self.sentinel.is_empty()).then(|| StoreConfig::Sentinel {
-            sentinels: self.sentinel.clone(),
-            master_name,
-            username: None,
-            password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
-            sentinel_password: std::env::var("DSESSION_SENTINEL_PASSWORD").ok(),
-            db: 0,
-            connect_timeout_ms: DEFAULT_TIMEOUT_MS,
-            command_timeout_ms: DEFAULT_TIMEOUT_MS,
-            min_replicas_ack: self.min_replicas_ack,
-            ack_timeout_ms: DEFAULT_TIMEOUT_MS,
-            tls: self.redis_tls.then_some(tls),
+        (!self.sentinel.is_empty()).then(|| {
+            StoreConfig::Sentinel(SentinelConfig {
+                sentinel_password: std::env::var("DSESSION_SENTINEL_PASSWORD").ok(),
+                server: ServerSettings {
+                    password: std::env::var("DSESSION_REDIS_PASSWORD").ok(),
+                    min_replicas_ack: self.min_replicas_ack,
+                    ..ServerSettings::default()
+                },
+                tls: self.redis_tls.then_some(tls),
+                ..SentinelConfig::new(self.sentinel.clone(), master_name)
+            })
         })
     }
 }

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::{AppError, AppState, ErrorBody};
 use dsession::UserLoader as _;
@@ -49,6 +49,24 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
         let Path(value) = Path::<String>::from_request_parts(parts, state).await?;
         Ok(Self(value))
     }
+}
+
+/// The errors every `/v1` route may answer besides its own, for the
+/// OpenAPI document.
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "never built: it only lists responses")]
+enum ApiErrors {
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    #[response(
+        status = 500,
+        description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)"
+    )]
+    Failed(ErrorBody),
 }
 
 /// `POST /v1/tokens`.
@@ -170,9 +188,9 @@ pub struct Health {
 /// Issues a token.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     security(("admin_key" = [])),
-    responses((status = 201, body = IssuedToken), (status = 400, body = ErrorBody),
+    responses((status = 201, body = IssuedToken),
         (status = 409, description = "Single mode: racing logins kept winning (conflict); retrying is safe", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+        (status = 413, body = ErrorBody), ApiErrors))]
 pub async fn create_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateTokenRequest>,
@@ -187,8 +205,7 @@ pub async fn create_token(
 /// Checks a token, with the user's detail if asked.
 #[utoipa::path(post, path = "/v1/tokens/check", tag = "tokens", request_body = CheckTokenRequest,
     security(("admin_key" = [])),
-    responses((status = 200, body = CheckTokenResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 200, body = CheckTokenResponse), ApiErrors))]
 pub async fn check_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CheckTokenRequest>,
@@ -207,8 +224,7 @@ pub async fn check_token(
 /// Extends a live token.
 #[utoipa::path(post, path = "/v1/tokens/refresh", tag = "tokens", request_body = RefreshTokenRequest,
     security(("admin_key" = [])),
-    responses((status = 200, body = RefreshedToken), (status = 404, description = "Not live", body = ErrorBody),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 200, body = RefreshedToken), (status = 404, description = "Not live", body = ErrorBody), ApiErrors))]
 pub async fn refresh_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RefreshTokenRequest>,
@@ -223,8 +239,7 @@ pub async fn refresh_token(
 /// Revokes a token; revoking a dead one is fine.
 #[utoipa::path(post, path = "/v1/tokens/revoke", tag = "tokens", request_body = RevokeTokenRequest,
     security(("admin_key" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 204), ApiErrors))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RevokeTokenRequest>,
@@ -236,8 +251,7 @@ pub async fn revoke_token(
 /// Lists a user's live tokens.
 #[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_key" = [])),
-    responses((status = 200, body = TokenList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 200, body = TokenList), ApiErrors))]
 pub async fn list_user_tokens(
     State(state): State<AppState>,
     PathParam(id): PathParam,
@@ -249,8 +263,7 @@ pub async fn list_user_tokens(
 /// Revokes every token of a user.
 #[utoipa::path(delete, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_key" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 204), ApiErrors))]
 pub async fn revoke_user_tokens(
     State(state): State<AppState>,
     PathParam(id): PathParam,
@@ -262,8 +275,7 @@ pub async fn revoke_user_tokens(
 /// Loads a user into the user-info cache.
 #[utoipa::path(put, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     request_body = AddUserRequest, security(("admin_key" = [])),
-    responses((status = 200, body = UserInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 200, body = UserInfo), ApiErrors))]
 pub async fn add_user(
     State(state): State<AppState>,
     PathParam(id): PathParam,
@@ -276,8 +288,7 @@ pub async fn add_user(
 /// Removes a user's user-info cache entry.
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_key" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 204), ApiErrors))]
 pub async fn delete_user(
     State(state): State<AppState>,
     PathParam(id): PathParam,
@@ -289,8 +300,7 @@ pub async fn delete_user(
 /// Reloads the user-info cache of several users.
 #[utoipa::path(post, path = "/v1/users/refresh", tag = "users", request_body = RefreshUsersRequest,
     security(("admin_key" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 500, description = "The policy failed (policy_error: trapped, ran past its time or memory limit) or the store holds data it cannot read (corrupt_data)", body = ErrorBody)))]
+    responses((status = 204), ApiErrors))]
 pub async fn refresh_users(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RefreshUsersRequest>,

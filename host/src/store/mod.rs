@@ -19,7 +19,7 @@ pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{
     ClusterConfig, ClusterStore, DEFAULT_TIMEOUT_MS, RedisConfig, RedisStore, SentinelConfig,
-    SentinelStore, TlsFiles, key_slot,
+    SentinelStore, ServerSettings, TlsFiles, key_slot,
 };
 pub use self::tap::{Call, Counters, Counts, Tap};
 

@@ -106,27 +106,19 @@ pub(super) fn only_reads(commands: &[Command]) -> bool {
 /// `command` split into one command per group of its keys, `group` naming
 /// each key's: only `DEL` and `EXISTS` name several keys, and the counts
 /// they answer add up. Any other command is one group, its key's.
-pub(super) fn split_keys<G: Ord>(
-    command: &Command,
-    group: impl Fn(&str) -> G,
-) -> Vec<(G, Command)> {
-    let keys = match command {
-        Command::Del(keys) | Command::Exists(keys) => keys,
-        _ => return vec![(group(command.keys()[0]), command.clone())],
+pub(super) fn split_keys<G: Ord>(command: Command, group: impl Fn(&str) -> G) -> Vec<(G, Command)> {
+    let (keys, part): (_, fn(Vec<String>) -> Command) = match command {
+        Command::Del(keys) => (keys, Command::Del),
+        Command::Exists(keys) => (keys, Command::Exists),
+        whole => return vec![(group(whole.keys()[0]), whole)],
     };
     let mut groups: BTreeMap<G, Vec<String>> = BTreeMap::new();
     for key in keys {
-        groups.entry(group(key)).or_default().push(key.clone());
+        groups.entry(group(&key)).or_default().push(key);
     }
     groups
         .into_iter()
-        .map(|(group, keys)| {
-            let part = match command {
-                Command::Del(_) => Command::Del(keys),
-                _ => Command::Exists(keys),
-            };
-            (group, part)
-        })
+        .map(|(group, keys)| (group, part(keys)))
         .collect()
 }
 
@@ -432,18 +424,18 @@ mod tests {
     fn del_and_exists_split_by_group_and_other_commands_stay_whole() {
         let group = |key: &str| key.starts_with('a');
         assert_eq!(
-            split_keys(&Command::Del(strings(&["a1", "b1", "a2"])), group),
+            split_keys(Command::Del(strings(&["a1", "b1", "a2"])), group),
             [
                 (false, Command::Del(strings(&["b1"]))),
                 (true, Command::Del(strings(&["a1", "a2"]))),
             ]
         );
         assert_eq!(
-            split_keys(&Command::Exists(strings(&["b1"])), group),
+            split_keys(Command::Exists(strings(&["b1"])), group),
             [(false, Command::Exists(strings(&["b1"])))]
         );
         let get = Command::Get("a1".into());
-        assert_eq!(split_keys(&get, group), [(true, get.clone())]);
+        assert_eq!(split_keys(get.clone(), group), [(true, get)]);
     }
 
     #[test]

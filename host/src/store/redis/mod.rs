@@ -6,8 +6,9 @@
 //! `server` (the shared and dedicated connections to one server, batches,
 //! `MULTI`/`EXEC` and `WATCH`), `pool` (idle dedicated connections), `ack`
 //! (durable writes with `WAIT`), `error` (what a Redis failure means: an
-//! outage, corrupt data, a server gone; URLs without passwords) and `net`
-//! (plain TCP or TLS, node addresses, the default timeouts).
+//! outage, corrupt data, a server gone; URLs without passwords), `net`
+//! (plain TCP or TLS, node addresses, the default timeouts) and `settings`
+//! (what the sentinel and cluster stores are configured with alike).
 //!
 //! A single server is shared with every other service on it. Batches go
 //! over one auto-reconnecting multiplexed connection; a `WATCH` takes a
@@ -21,6 +22,7 @@ mod net;
 mod pool;
 mod sentinel;
 mod server;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,27 +31,42 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
 use self::error::{redact, setup_error};
-use self::net::{DEFAULT_TIMEOUT, timeouts};
+use self::net::{DEFAULT_TIMEOUT, default_timeout, millis, timeouts};
 pub use self::net::{DEFAULT_TIMEOUT_MS, TlsFiles};
 pub use self::sentinel::{SentinelConfig, SentinelStore};
 use self::server::Server;
+pub use self::settings::ServerSettings;
 use crate::error::SetupError;
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
-/// How to reach a Redis server.
-#[derive(Debug, Clone)]
+/// How to reach a Redis server; in a config file, the `[store]` table
+/// with `kind = "redis"`, each duration a `*_ms` key in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
-    /// How long connecting may take.
+    /// How long connecting may take (`connect_timeout_ms`).
+    #[serde(
+        rename = "connect_timeout_ms",
+        default = "default_timeout",
+        deserialize_with = "millis"
+    )]
     pub connect_timeout: Duration,
-    /// How long a round trip may take.
+    /// How long a round trip may take (`command_timeout_ms`).
+    #[serde(
+        rename = "command_timeout_ms",
+        default = "default_timeout",
+        deserialize_with = "millis"
+    )]
     pub command_timeout: Duration,
-    /// Certificates for a `rediss://` URL; without a CA file the system's
-    /// roots are trusted.
+    /// Certificates for a `rediss://` URL (`[store.tls]`); without a CA
+    /// file the system's roots are trusted.
+    #[serde(default)]
     pub tls: TlsFiles,
 }
 

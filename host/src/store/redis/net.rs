@@ -11,7 +11,7 @@ use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, IntoConnectionInfo, RedisConnectionInfo,
     RedisError, TlsCertificates,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// How long connecting to Redis, a round trip, and a durable write's wait
 /// for its replicas may each take unless configured: 1 s. The one default
@@ -22,6 +22,16 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 
 /// [`DEFAULT_TIMEOUT_MS`] as a duration.
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+
+/// [`DEFAULT_TIMEOUT`], for a `*_timeout_ms` key left out.
+pub(super) fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// A `*_timeout_ms` key: milliseconds, as a duration.
+pub(super) fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
+}
 
 /// Connections that take at most `connect` to open and `response` per round
 /// trip.

@@ -196,7 +196,7 @@ where
         let replies = replies(reads, values)?;
         let transaction = RedisTransaction {
             server: Arc::clone(self),
-            connection: Some(connection),
+            connection,
         };
         Ok((Box::new(transaction), replies))
     }
@@ -275,7 +275,7 @@ pub(super) async fn role(connection: &mut impl ConnectionLike) -> Result<String,
 /// connection goes with it and so does its `WATCH`.
 struct RedisTransaction<C> {
     server: Arc<Server<C>>,
-    connection: Option<MultiplexedConnection>,
+    connection: MultiplexedConnection,
 }
 
 #[async_trait]
@@ -284,13 +284,10 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     async fn commit(
-        mut self: Box<Self>,
+        self: Box<Self>,
         commands: Vec<Command>,
     ) -> Result<Option<Vec<Reply>>, StoreError> {
-        let mut connection = self
-            .connection
-            .take()
-            .ok_or_else(|| StoreError::new("transaction committed twice"))?;
+        let mut connection = self.connection;
         let outcome = if commands.is_empty() {
             // EXEC with nothing queued still ends the WATCH.
             redis::cmd("UNWATCH")

@@ -38,65 +38,50 @@ mod transaction;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::IntoConnectionInfo;
 use redis::cluster::ClusterClientBuilder;
+use serde::Deserialize;
 
 use self::nodes::Nodes;
 use self::request::Request;
 pub use self::slots::key_slot;
 use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
-use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::codec::{only_reads, text};
 use crate::store::redis::error::{redact, setup_error, store_error};
-use crate::store::redis::net::{Connector, DEFAULT_TIMEOUT, Dialer, TlsFiles, timeouts};
+use crate::store::redis::net::{Connector, Dialer, TlsFiles};
+use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
-/// How to reach a Redis Cluster.
-#[derive(Clone)]
+/// How to reach a Redis Cluster; in a config file, the `[store]` table
+/// with `kind = "cluster"`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+// Keys that neither the fields nor the flattened `server` take are still
+// refused: serde checks what is left (tests/server.rs pins it).
+#[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Seed nodes, `redis://host:port` or `rediss://host:port` (TLS); the
     /// store learns the other nodes from them.
     pub nodes: Vec<String>,
-    /// ACL user on every node; none for the default user (or the one in the
-    /// URLs).
-    pub username: Option<String>,
-    /// Password on every node.
-    pub password: Option<String>,
-    /// How long connecting to a node may take.
-    pub connect_timeout: Duration,
-    /// How long a call may take, redirections and retries included, besides
-    /// waiting for replicas.
-    pub command_timeout: Duration,
-    /// Durable writes: replicas of the master that took a write that must
-    /// acknowledge it (`WAIT`) before it succeeds; 0 (the default) turns
-    /// this off. Costs as on the sentinel store
-    /// ([`SentinelConfig::min_replicas_ack`](crate::store::SentinelConfig::min_replicas_ack)).
-    pub min_replicas_ack: usize,
-    /// How long a durable write waits for its replicas; at least 1 ms.
-    pub ack_timeout: Duration,
-    /// Certificates for `rediss://` nodes; without a CA file the system's
-    /// roots are trusted.
+    /// The user, timeouts and durable writes, on every node.
+    #[serde(flatten)]
+    pub server: ServerSettings,
+    /// Certificates for `rediss://` nodes (`[store.tls]`); without a CA
+    /// file the system's roots are trusted.
+    #[serde(default)]
     pub tls: TlsFiles,
 }
 
 impl ClusterConfig {
-    /// The cluster that `nodes` belong to, no credentials, the default
-    /// timeouts ([`DEFAULT_TIMEOUT_MS`](crate::store::DEFAULT_TIMEOUT_MS)
-    /// each), durable writes off.
+    /// The cluster that `nodes` belong to, with the default
+    /// [`ServerSettings`] and no certificates.
     pub fn new(nodes: Vec<String>) -> Self {
         Self {
             nodes,
-            username: None,
-            password: None,
-            connect_timeout: DEFAULT_TIMEOUT,
-            command_timeout: DEFAULT_TIMEOUT,
-            min_replicas_ack: 0,
-            ack_timeout: DEFAULT_TIMEOUT,
+            server: ServerSettings::default(),
             tls: TlsFiles::default(),
         }
     }
@@ -109,12 +94,7 @@ impl fmt::Debug for ClusterConfig {
                 "nodes",
                 &self.nodes.iter().map(|url| redact(url)).collect::<Vec<_>>(),
             )
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .field("min_replicas_ack", &self.min_replicas_ack)
-            .field("ack_timeout", &self.ack_timeout)
+            .field("server", &self.server)
             .field("tls", &self.tls)
             .finish()
     }
@@ -165,17 +145,11 @@ impl ClusterStore {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Credentials in the first URL serve every node, as redis-rs does.
-        let mut settings = infos[0].redis_settings().clone();
-        if let Some(username) = &config.username {
-            settings = settings.set_username(username);
-        }
-        if let Some(password) = &config.password {
-            settings = settings.set_password(password);
-        }
-        let ack = ReplicaAck::configured(config.min_replicas_ack, config.ack_timeout)?;
+        let settings = config.server.log_in(infos[0].redis_settings().clone());
+        let ack = config.server.ack()?;
         let mut builder = ClusterClientBuilder::new(infos)
-            .connection_timeout(config.connect_timeout)
-            .response_timeout(config.command_timeout)
+            .connection_timeout(config.server.connect_timeout)
+            .response_timeout(config.server.command_timeout)
             // This store decides which failures to retry, and how.
             .retries(0);
         if let Some(username) = settings.username() {
@@ -197,12 +171,9 @@ impl ClusterStore {
         let dialer = Dialer::new(
             Connector::new(secure.then_some(&config.tls))?,
             settings,
-            timeouts(
-                config.connect_timeout,
-                config.command_timeout + ReplicaAck::wait(ack),
-            ),
+            config.server.master_timeouts(ack),
         );
-        let nodes = Nodes::new(cluster, dialer, ack, config.command_timeout);
+        let nodes = Nodes::new(cluster, dialer, ack, config.server.command_timeout);
         nodes
             .refresh_masters()
             .await
@@ -227,7 +198,7 @@ impl Store for ClusterStore {
         let mut groups: BTreeMap<u16, Vec<Command>> = BTreeMap::new();
         // For each command, where its parts went: (slot, index in group).
         let mut parts: Vec<Vec<(u16, usize)>> = Vec::with_capacity(commands.len());
-        for command in &commands {
+        for command in commands {
             parts.push(
                 per_slot(command)
                     .into_iter()

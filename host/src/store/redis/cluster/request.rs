@@ -82,11 +82,11 @@ impl Request<'_> {
             values
         };
         // A command's own error (WRONGTYPE) fails the whole call.
-        let executed = match Value::Array(executed).extract_error() {
-            Ok(Value::Array(items)) => items,
-            Ok(other) => vec![other],
-            Err(error) => return Err(Failure::Redis(error)),
-        };
+        let executed = executed
+            .into_iter()
+            .map(Value::extract_error)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::Redis)?;
         let replies = replies(self.commands, executed).map_err(Failure::Store)?;
         if let Some(ack) = self.ack {
             ack.check(acknowledged).map_err(Failure::Store)?;
@@ -149,6 +149,24 @@ mod tests {
         ReplicaAck::configured(1, Duration::from_millis(5)).unwrap()
     }
 
+    /// `commands` inside `MULTI`/`EXEC`, then `WAIT` with `ack`.
+    fn transaction(commands: &[Command], ack: Option<ReplicaAck>) -> Request<'_> {
+        Request {
+            commands,
+            transaction: true,
+            ack,
+        }
+    }
+
+    /// `commands` as they are, waiting for no replica.
+    fn plain(commands: &[Command]) -> Request<'_> {
+        Request {
+            commands,
+            transaction: false,
+            ack: None,
+        }
+    }
+
     fn wire(reply: &str) -> Value {
         redis::parse_redis_value(format!("{reply}\r\n").as_bytes()).unwrap()
     }
@@ -156,11 +174,7 @@ mod tests {
     #[test]
     fn a_durable_transaction_after_ask_is_asking_multi_commands_exec_wait() {
         let commands = [set("{u}a"), Command::Get("{u}b".into())];
-        let request = Request {
-            commands: &commands,
-            transaction: true,
-            ack: ack(),
-        };
+        let request = transaction(&commands, ack());
         let (pipe, count) = request.pipeline(true).unwrap();
         let mut expected = redis::pipe();
         expected.cmd("ASKING").cmd("MULTI");
@@ -169,22 +183,13 @@ mod tests {
         assert_eq!(pipe.get_packed_pipeline(), expected.get_packed_pipeline());
         assert_eq!(count, 6);
 
-        let plain = Request {
-            commands: &commands,
-            transaction: false,
-            ack: None,
-        };
-        assert_eq!(plain.pipeline(false).unwrap().1, 2);
+        assert_eq!(plain(&commands).pipeline(false).unwrap().1, 2);
     }
 
     #[test]
     fn exec_gives_the_replies_or_none_when_a_watched_key_changed() {
         let commands = [set("{u}a"), Command::Get("{u}b".into())];
-        let request = Request {
-            commands: &commands,
-            transaction: true,
-            ack: None,
-        };
+        let request = transaction(&commands, None);
         let queued = || Value::SimpleString("QUEUED".into());
         let values = vec![
             Value::Okay,
@@ -203,11 +208,7 @@ mod tests {
     #[test]
     fn a_redirection_inside_a_transaction_is_a_redis_failure_to_retry() {
         let commands = [set("{u}a")];
-        let request = Request {
-            commands: &commands,
-            transaction: true,
-            ack: None,
-        };
+        let request = transaction(&commands, None);
         let values = vec![
             Value::Okay,
             wire("-MOVED 42 10.0.0.2:7001"),
@@ -224,11 +225,7 @@ mod tests {
     #[test]
     fn a_command_error_fails_the_call_and_wrong_type_is_corrupt() {
         let commands = [Command::Get("{u}a".into())];
-        let request = Request {
-            commands: &commands,
-            transaction: false,
-            ack: None,
-        };
+        let request = plain(&commands);
         let values = vec![wire("-WRONGTYPE Operation against a key")];
         match request.replies(false, values) {
             Err(Failure::Redis(error)) => {
@@ -242,11 +239,7 @@ mod tests {
     #[test]
     fn too_few_acknowledgements_fail_a_durable_write_after_it_applied() {
         let commands = [set("{u}a")];
-        let request = Request {
-            commands: &commands,
-            transaction: true,
-            ack: ack(),
-        };
+        let request = transaction(&commands, ack());
         let values = vec![
             Value::Okay,
             Value::SimpleString("QUEUED".into()),

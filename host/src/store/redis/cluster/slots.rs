@@ -62,7 +62,7 @@ fn cross_slot(what: &str, slots: &BTreeMap<&str, u16>) -> StoreError {
 
 /// Splits a command into one per slot of its keys (only `DEL` and `EXISTS`
 /// name several keys; their replies add up).
-pub(super) fn per_slot(command: &Command) -> Vec<(u16, Command)> {
+pub(super) fn per_slot(command: Command) -> Vec<(u16, Command)> {
     split_keys(command, key_slot)
 }
 
@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn del_over_two_slots_becomes_one_del_per_slot() {
         let keys = vec!["a".to_owned(), "{u}x".to_owned(), "{u}y".to_owned()];
-        let parts = per_slot(&Command::Del(keys));
+        let parts = per_slot(Command::Del(keys));
         assert_eq!(
             parts,
             [

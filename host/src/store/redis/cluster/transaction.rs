@@ -47,7 +47,7 @@ pub(super) async fn watch(
                     let replies = read_replies(&reads, values, asking)?;
                     let transaction = ClusterTransaction {
                         nodes: Arc::clone(nodes),
-                        dedicated: Some(dedicated),
+                        dedicated,
                         slot,
                         asking,
                     };
@@ -92,24 +92,21 @@ fn read_replies(
     asking: bool,
 ) -> Result<Vec<Reply>, StoreError> {
     let per_command = 1 + usize::from(asking);
-    let values: Vec<Value> = values
+    let values = values
         .into_iter()
         .skip(per_command)
         .skip(usize::from(asking))
         .step_by(per_command)
-        .collect();
-    let values = match Value::Array(values).extract_error() {
-        Ok(Value::Array(values)) => values,
-        Ok(other) => vec![other],
-        Err(error) => return Err(store_error(error)),
-    };
+        .map(Value::extract_error)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store_error)?;
     replies(reads, values)
 }
 
 /// Holds its dedicated connection, with its `WATCH`, until commit.
 struct ClusterTransaction {
     nodes: Arc<Nodes>,
-    dedicated: Option<Dedicated>,
+    dedicated: Dedicated,
     slot: u16,
     /// The slot is being imported by this node, which takes commands for
     /// it only after `ASKING`.
@@ -119,13 +116,10 @@ struct ClusterTransaction {
 #[async_trait]
 impl Transaction for ClusterTransaction {
     async fn commit(
-        mut self: Box<Self>,
+        self: Box<Self>,
         commands: Vec<Command>,
     ) -> Result<Option<Vec<Reply>>, StoreError> {
-        let mut dedicated = self
-            .dedicated
-            .take()
-            .ok_or_else(|| StoreError::new("transaction committed twice"))?;
+        let mut dedicated = self.dedicated;
         if commands.is_empty() {
             // UNWATCH ends the WATCH as an empty EXEC would.
             redis::cmd("UNWATCH")

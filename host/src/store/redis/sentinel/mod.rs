@@ -23,22 +23,26 @@ mod master;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::RedisConnectionInfo;
+use serde::Deserialize;
 
 use self::discovery::Sentinels;
 use self::master::{Follower, Master};
 use crate::error::SetupError;
-use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::codec::only_reads;
 use crate::store::redis::error::setup_error;
-use crate::store::redis::net::{Connector, DEFAULT_TIMEOUT, Dialer, TlsFiles, timeouts};
+use crate::store::redis::net::{Connector, Dialer, TlsFiles, timeouts};
+use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
-/// How to find the master through Redis Sentinel.
-#[derive(Clone)]
+/// How to find the master through Redis Sentinel; in a config file, the
+/// `[store]` table with `kind = "sentinel"`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+// Keys that neither the fields nor the flattened `server` take are still
+// refused: serde checks what is left (tests/server.rs pins it).
+#[serde(deny_unknown_fields)]
 pub struct SentinelConfig {
     /// The sentinels, as `host:port`, asked in turn; the one that last named
     /// a working master is asked first.
@@ -46,61 +50,33 @@ pub struct SentinelConfig {
     /// The name the sentinels monitor the master under
     /// (`sentinel monitor NAME …`).
     pub master_name: String,
-    /// ACL user on the master; none for the default user.
-    pub username: Option<String>,
-    /// Password on the master.
-    pub password: Option<String>,
     /// Password on the sentinels, when they have `requirepass`.
+    #[serde(default)]
     pub sentinel_password: Option<String>,
     /// Database number on the master.
+    #[serde(default)]
     pub db: i64,
-    /// How long connecting to a sentinel or to the master may take.
-    pub connect_timeout: Duration,
-    /// How long a round trip may take, besides waiting for replicas.
-    pub command_timeout: Duration,
-    /// Durable writes: how many replicas must acknowledge each write before
-    /// it succeeds; 0 (the default) turns this off.
-    ///
-    /// Every atomic batch and transaction commit that writes (set-token,
-    /// refresh-token, delete-token and delete-user-token in the default
-    /// policy) is followed, in the same round trip, by
-    /// `WAIT min_replicas_ack ack_timeout`, and fails with a store error when
-    /// fewer replicas acknowledged in time. A revocation that succeeded then
-    /// survives a failover to one of those replicas.
-    ///
-    /// Cost: those writes take as long as the slowest of the required
-    /// replicas needs to apply them (well under a millisecond on one host, a
-    /// network round trip or more between hosts), and each holds a
-    /// connection of its own meanwhile (`WAIT` blocks its connection), so
-    /// concurrent writes open more connections to the master. While fewer
-    /// replicas than required are up, every such write waits the whole
-    /// `ack_timeout` and then fails, although the master applied it. Plain
-    /// batches (the user-info cache, pruning of dead index entries) are not
-    /// waited for.
-    pub min_replicas_ack: usize,
-    /// How long a durable write waits for its replicas; at least 1 ms.
-    pub ack_timeout: Duration,
-    /// TLS to the sentinels and the master; none for plain TCP.
+    /// The user and durable writes on the master, the timeouts also with
+    /// the sentinels.
+    #[serde(flatten)]
+    pub server: ServerSettings,
+    /// TLS to the sentinels and the master (`[store.tls]`); none for plain
+    /// TCP.
+    #[serde(default)]
     pub tls: Option<TlsFiles>,
 }
 
 impl SentinelConfig {
     /// The master called `master_name` behind `sentinels` (`host:port`),
-    /// database 0, no passwords, the default timeouts
-    /// ([`DEFAULT_TIMEOUT_MS`](crate::store::DEFAULT_TIMEOUT_MS) each),
-    /// durable writes off.
+    /// database 0, no password on the sentinels, the default
+    /// [`ServerSettings`], plain TCP.
     pub fn new(sentinels: Vec<String>, master_name: impl Into<String>) -> Self {
         Self {
             sentinels,
             master_name: master_name.into(),
-            username: None,
-            password: None,
             sentinel_password: None,
             db: 0,
-            connect_timeout: DEFAULT_TIMEOUT,
-            command_timeout: DEFAULT_TIMEOUT,
-            min_replicas_ack: 0,
-            ack_timeout: DEFAULT_TIMEOUT,
+            server: ServerSettings::default(),
             tls: None,
         }
     }
@@ -108,18 +84,15 @@ impl SentinelConfig {
 
 impl fmt::Debug for SentinelConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |password: &Option<String>| password.as_ref().map(|_| "***");
         f.debug_struct("SentinelConfig")
             .field("sentinels", &self.sentinels)
             .field("master_name", &self.master_name)
-            .field("username", &self.username)
-            .field("password", &redacted(&self.password))
-            .field("sentinel_password", &redacted(&self.sentinel_password))
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .field("db", &self.db)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("command_timeout", &self.command_timeout)
-            .field("min_replicas_ack", &self.min_replicas_ack)
-            .field("ack_timeout", &self.ack_timeout)
+            .field("server", &self.server)
             .field("tls", &self.tls)
             .finish()
     }
@@ -159,23 +132,15 @@ impl SentinelStore {
             &config.sentinels,
             config.sentinel_password.as_deref(),
             &connector,
-            timeouts(config.connect_timeout, config.command_timeout),
+            timeouts(config.server.connect_timeout, config.server.command_timeout),
         )?;
-        let mut master_settings = RedisConnectionInfo::default().set_db(config.db);
-        if let Some(username) = &config.username {
-            master_settings = master_settings.set_username(username);
-        }
-        if let Some(password) = &config.password {
-            master_settings = master_settings.set_password(password);
-        }
-        let ack = ReplicaAck::configured(config.min_replicas_ack, config.ack_timeout)?;
+        let ack = config.server.ack()?;
         let masters = Dialer::new(
             connector,
-            master_settings,
-            timeouts(
-                config.connect_timeout,
-                config.command_timeout + ReplicaAck::wait(ack),
-            ),
+            config
+                .server
+                .log_in(RedisConnectionInfo::default().set_db(config.db)),
+            config.server.master_timeouts(ack),
         );
         let follower = Arc::new(Follower::new(sentinels, masters, ack));
         follower.master().await?;
