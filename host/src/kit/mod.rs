@@ -27,7 +27,10 @@
 //! ```
 
 mod cases;
+mod operations;
+mod races;
 mod rig;
+mod run;
 
 use std::collections::BTreeMap;
 use std::fmt;
