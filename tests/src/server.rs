@@ -3,10 +3,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 
 use tempfile::TempDir;
 
-use crate::{START_TIMEOUT, free_port, poll_until, query};
+use crate::{POLL_INTERVAL, START_TIMEOUT, free_port, poll_until, query};
 
 /// Where a server writes its log, in its directory.
 pub(crate) const LOG_FILE: &str = "redis.log";
@@ -34,27 +35,43 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let port = free_port();
-        let mut args: Vec<OsString> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        args.push("--dir".into());
-        args.push(dir.path().into());
-        args.push("--logfile".into());
-        args.push(dir.path().join(LOG_FILE).into());
-        args.extend(extra.iter().map(OsString::from));
-        Self::launch(dir, port, args)
+        // A port found free may be taken before the server binds it (by
+        // another test's server, or as a client's local port): try again
+        // on fresh ports, the cluster bus port too.
+        for attempt in 1.. {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let port = free_port();
+            let mut args: Vec<OsString> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect();
+            args.push("--dir".into());
+            args.push(dir.path().into());
+            args.push("--logfile".into());
+            args.push(dir.path().join(LOG_FILE).into());
+            args.extend(with_fresh_bus_port(extra, attempt));
+            let mut server = Self {
+                child: Self::spawn(&args),
+                port,
+                dir,
+                args,
+            };
+            match server.ready() {
+                Ok(()) => return server,
+                Err(failure) if attempt < PORT_ATTEMPTS && failure.contains(PORT_TAKEN) => {}
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+        unreachable!("the attempts are counted up to PORT_ATTEMPTS")
     }
 
     /// Spawns `redis-server` with `args` and waits until it answers.
@@ -79,26 +96,35 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self) {
-        let (port, log) = (self.port, self.log_path());
-        let child = &mut self.child;
-        poll_until(
-            START_TIMEOUT,
-            || {
-                if let Some(status) = child.try_wait().expect("redis-server status") {
-                    panic!(
-                        "redis-server on port {port} exited with {status}:\n{}",
-                        read_log(&log)
-                    );
-                }
-                query::<String>(port, &redis::cmd("PING")).is_some()
-            },
-            || {
-                format!(
-                    "redis-server on port {port} did not start:\n{}",
-                    read_log(&log)
-                )
-            },
-        );
+        if let Err(failure) = self.ready() {
+            panic!("{failure}");
+        }
+    }
+
+    /// Waits until the server answers; why not, with its log, when it
+    /// exits or does not answer in time.
+    fn ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("redis-server status") {
+                return Err(format!(
+                    "redis-server on port {} exited with {status}:\n{}",
+                    self.port,
+                    self.log()
+                ));
+            }
+            if query::<String>(self.port, &redis::cmd("PING")).is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "redis-server on port {} did not start:\n{}",
+                    self.port,
+                    self.log()
+                ));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
     }
 
     /// The port it listens on, on 127.0.0.1.
@@ -176,4 +202,23 @@ impl Drop for RedisServer {
             );
         }
     }
+}
+
+/// How often [`RedisServer::start_with`] tries fresh ports.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// What redis-server logs when a port it was given is taken.
+const PORT_TAKEN: &str = "Address already in use";
+
+/// `extra`, with the value of a `--cluster-port` replaced by a fresh free
+/// port after the first attempt.
+fn with_fresh_bus_port(extra: &[&str], attempt: u32) -> Vec<OsString> {
+    let mut args: Vec<OsString> = extra.iter().map(OsString::from).collect();
+    if attempt > 1
+        && let Some(at) = extra.iter().position(|arg| *arg == "--cluster-port")
+        && let Some(value) = args.get_mut(at + 1)
+    {
+        *value = free_port().to_string().into();
+    }
+    args
 }
