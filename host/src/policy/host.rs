@@ -1,7 +1,7 @@
 //! What a policy instance runs against: its state (the manager's store
-//! and loader, a WASI context with clocks and randomness only, the memory
-//! limiter), the host's side of the `store` and `user-loader` imports, the
-//! linker that joins a component to them, and the instance itself.
+//! and loader, a sandboxed WASI context, the memory limiter), the host's
+//! side of the `store` and `user-loader` imports, the linker that joins a
+//! component to them, and the instance itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,8 +42,8 @@ pub(crate) struct Imports {
 }
 
 /// What an instance can reach: its manager's store and loader, and a WASI
-/// context that offers clocks and randomness but no files, sockets or
-/// environment. Built once per instance.
+/// context ([`sandbox`]) that offers clocks and randomness but no files,
+/// sockets or environment. Built once per instance.
 pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -68,7 +68,7 @@ impl CallState {
         } = imports;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         Self {
-            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            wasi: sandbox(stderr.clone()),
             table: ResourceTable::new(),
             limiter: Limiter::new(memory_bytes),
             stderr,
@@ -78,6 +78,26 @@ impl CallState {
             config,
         }
     }
+}
+
+/// The WASI context of an instance. Every WASI 0.2 interface is linked,
+/// since toolchains other than rustc (componentize-py, ComponentizeJS)
+/// import them all, but only clocks and randomness give anything: no
+/// preopened directory, no environment variable, no argument, an empty
+/// stdin, stdout discarded, stderr kept in `stderr`, and no network (TCP,
+/// UDP and name lookup refused, every socket address denied). Each of these
+/// is also wasmtime-wasi's default; saying so here keeps a change of
+/// default from opening anything.
+fn sandbox(stderr: MemoryOutputPipe) -> WasiCtx {
+    WasiCtx::builder()
+        .stdin(tokio::io::empty())
+        .stdout(tokio::io::empty())
+        .stderr(stderr)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
 }
 
 impl WasiView for CallState {
@@ -164,8 +184,9 @@ impl wit::user_loader::Host for CallState {
     }
 }
 
-/// WASI (clocks and randomness are all a policy gets) plus the host's
-/// `store` and `user-loader`.
+/// All of WASI 0.2 (in the [`sandbox`], clocks and randomness are all a
+/// policy gets from it), `wasi:config/store`, and the host's `store` and
+/// `user-loader`.
 fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
     type Host = HasSelf<CallState>;
     let mut linker = Linker::<CallState>::new(engine);
@@ -319,5 +340,65 @@ impl Instance {
     pub(crate) fn stderr(&self) -> String {
         let stderr = self.store.data().stderr.contents();
         String::from_utf8_lossy(&stderr).trim().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use wasmtime_wasi::cli::WasiCliView as _;
+    use wasmtime_wasi::filesystem::WasiFilesystemView as _;
+    use wasmtime_wasi::p2::bindings::cli::environment::Host as _;
+    use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+    use wasmtime_wasi::p2::bindings::sockets::instance_network::Host as _;
+    use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::Host as _;
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddressFamily};
+    use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as _;
+    use wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host as _;
+    use wasmtime_wasi::sockets::WasiSocketsView as _;
+
+    use super::*;
+    use crate::policy::describe;
+    use crate::store::MemoryStore;
+
+    fn state() -> CallState {
+        let imports = Imports {
+            store: Arc::new(MemoryStore::new()),
+            loader: None,
+            config: describe::variables(&BTreeMap::new()),
+        };
+        CallState::new(imports, 1 << 20)
+    }
+
+    #[tokio::test]
+    async fn the_wasi_context_gives_no_files_environment_or_network() {
+        let mut state = state();
+        assert!(state.filesystem().get_directories().unwrap().is_empty());
+        let mut cli = state.cli();
+        assert!(cli.get_environment().unwrap().is_empty());
+        assert!(cli.get_arguments().unwrap().is_empty());
+        assert_eq!(cli.initial_cwd().unwrap(), None);
+
+        let mut sockets = state.sockets();
+        for family in [IpAddressFamily::Ipv4, IpAddressFamily::Ipv6] {
+            let tcp = sockets.create_tcp_socket(family).map(drop).unwrap_err();
+            assert_eq!(tcp.downcast().unwrap(), ErrorCode::AccessDenied);
+            let udp = sockets
+                .create_udp_socket(family)
+                .await
+                .map(drop)
+                .unwrap_err();
+            assert_eq!(udp.downcast().unwrap(), ErrorCode::AccessDenied);
+        }
+        let network = sockets.instance_network().unwrap();
+        let lookup = sockets
+            .resolve_addresses(network, "localhost".into())
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(
+            lookup.downcast().unwrap(),
+            ErrorCode::PermanentResolverFailure
+        );
     }
 }
