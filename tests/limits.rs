@@ -212,3 +212,43 @@ fn what_is_not_a_policy_is_rejected_with_the_reason() {
     let imports_more = br#"(component (import "evil:net/socket" (func)))"#;
     assert!(reason(imports_more).contains("imports something the host does not provide"));
 }
+
+#[test]
+fn every_import_the_host_lacks_is_named_with_its_package_and_version() {
+    let imports = br#"(component
+        (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+        (import "wasi:cli/environment@0.2.3" (instance))
+        (import "wasi:random/random@0.2.3" (instance
+            (export "get-random-bytes" (func (param "len" u64) (result string)))))
+        (import "acme:cache/lookup" (instance
+            (export "get" (func (param "key" string) (result string)))))
+    )"#;
+    let refused = format!("{:#}", Policy::from_bytes(imports).unwrap_err());
+    let lines: Vec<&str> = refused.lines().collect();
+    assert_eq!(lines.len(), 5, "{refused}");
+    assert!(lines[0].ends_with("the component imports something the host does not provide:"));
+    assert!(
+        lines[1].starts_with(
+            "  wasi:http/outgoing-handler@0.2.0 (interface outgoing-handler of package \
+             wasi:http, version 0.2.0): instance export `handle`"
+        ),
+        "{refused}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "  wasi:random/random@0.2.3 (interface random of package wasi:random, version \
+             0.2.3): instance export `get-random-bytes` has the wrong type"
+        ),
+        "a provided interface of another shape: {refused}"
+    );
+    assert!(
+        lines[3].starts_with(
+            "  acme:cache/lookup (interface lookup of package acme:cache, no version):"
+        ),
+        "{refused}"
+    );
+    assert!(
+        lines[4].starts_with("this host provides WASI 0.2"),
+        "{refused}"
+    );
+}

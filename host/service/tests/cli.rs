@@ -291,6 +291,18 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let rejected = dsession(&["policy", "check", manifest]);
     assert_error_says(&rejected, "not a valid wasm component");
+
+    let wants_http = write_file(
+        &dir,
+        "wants_http.wat",
+        r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func)))))"#,
+    );
+    let rejected = dsession(&["policy", "check", wants_http.to_str().unwrap()]);
+    assert_error_says(
+        &rejected,
+        "the host does not provide:\n  wasi:http/outgoing-handler@0.2.0 (interface \
+         outgoing-handler of package wasi:http, version 0.2.0)",
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 use super::convert;
-use super::describe::{CONTRACT_VERSION, other_contract_version};
+use super::describe::{CONTRACT_VERSION, other_contract_version, unprovided};
 use super::limits::Limiter;
 use crate::error::SetupError;
 use crate::loader::UserLoader;
@@ -184,6 +184,13 @@ impl wit::user_loader::Host for CallState {
     }
 }
 
+/// What [`linker`] gives a component, for the error that names an import
+/// it does not.
+const HOST_PROVIDES: &str = "WASI 0.2.12, which any 0.2.x import matches (wasi:io, \
+     wasi:clocks, wasi:random, wasi:cli, wasi:filesystem, wasi:sockets; no files, environment \
+     or network are reachable through them), wasi:config/store@0.2.0-rc.1, and \
+     dsession:session/types, store and user-loader @0.3.0";
+
 /// All of WASI 0.2 (in the [`sandbox`], clocks and randomness are all a
 /// policy gets from it), `wasi:config/store`, and the host's `store` and
 /// `user-loader`.
@@ -227,10 +234,19 @@ impl Compiled {
         }
         let linker = linker(engine).map_err(|e| failed("cannot link the host interfaces", e))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
-            failed(
-                "the component imports something the host does not provide",
-                e,
-            )
+            let missing = unprovided(&linker, &component);
+            if missing.is_empty() {
+                return failed(
+                    "the component imports something the host does not provide",
+                    e,
+                );
+            }
+            let list: Vec<String> = missing.iter().map(|m| format!("\n  {m}")).collect();
+            SetupError::Policy(format!(
+                "the component imports something the host does not provide:{}\nthis host \
+                 provides {HOST_PROVIDES}",
+                list.concat()
+            ))
         })?;
         let describe = PolicyDescriptionIndices::new(&pre).ok();
         let indices = PolicyIndices::new(&pre)
