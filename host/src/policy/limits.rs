@@ -47,9 +47,13 @@ pub enum InstanceReuse {
     /// write to stderr, a resource left open, linear memory past
     /// `max_memory_bytes`, or `max_calls` calls.
     Pooled {
-        /// Calls one instance serves before it is replaced.
+        /// Calls one instance serves before it is replaced. Default 10,000.
         max_calls: u32,
         /// Linear memory past which an instance is replaced after its call.
+        /// Default 8 MiB, well above what a policy built by rustc grows to.
+        /// A policy on an interpreter starts above it (componentize-py's
+        /// at about 13 MiB) and needs more, or it is instantiated anew for
+        /// every call; the service's `limits.policy_instance_max_memory_mib`.
         max_memory_bytes: usize,
     },
 }

@@ -51,11 +51,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--concurrency must be positive"
     );
     let ops = args.ops();
-    let limits = Limits {
-        reuse: match args.instances {
-            Instances::Pooled => InstanceReuse::default(),
-            Instances::Fresh => InstanceReuse::Fresh,
+    let reuse = match (args.instances, InstanceReuse::default()) {
+        (
+            Instances::Pooled,
+            InstanceReuse::Pooled {
+                max_calls,
+                max_memory_bytes,
+            },
+        ) => InstanceReuse::Pooled {
+            max_calls,
+            max_memory_bytes: args
+                .policy_instance_max_memory_mib
+                .map_or(max_memory_bytes, |mib| mib << 20),
         },
+        _ => InstanceReuse::Fresh,
+    };
+    let limits = Limits {
+        reuse,
         ..Limits::default()
     };
     let config = args.store.config();
@@ -129,6 +141,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         store: kind,
         policy: args.policy.display().to_string(),
         instances: args.instances,
+        instance_max_memory_mib: match limits.reuse {
+            InstanceReuse::Pooled {
+                max_memory_bytes, ..
+            } => Some(max_memory_bytes >> 20),
+            InstanceReuse::Fresh => None,
+        },
         seconds: duration.as_secs_f64(),
         figures,
         footprint,

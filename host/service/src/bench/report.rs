@@ -38,6 +38,8 @@ pub(super) struct Report {
     /// The policy as the flag named it.
     pub(super) policy: String,
     pub(super) instances: Instances,
+    /// Pooled instances: the linear memory past which one is replaced.
+    pub(super) instance_max_memory_mib: Option<usize>,
     pub(super) seconds: f64,
     pub(super) figures: Vec<Figure>,
     pub(super) footprint: Option<Value>,
@@ -79,6 +81,7 @@ impl Report {
             "store": self.store,
             "policy": self.policy,
             "instances": self.instances.name(),
+            "instance_max_memory_mib": self.instance_max_memory_mib,
             "seconds_per_figure": self.seconds,
             "figures": figures,
             "footprint": self.footprint,
@@ -88,8 +91,12 @@ impl Report {
     pub(super) fn text(&self) -> String {
         use std::fmt::Write as _;
         let machine = machine();
+        let bound = self
+            .instance_max_memory_mib
+            .map(|mib| format!(" (replaced past {mib} MiB)"))
+            .unwrap_or_default();
         let mut out = format!(
-            "dsession bench: {} store, {} policy, {} instances, {:.1} s per figure, {} cores ({})\n",
+            "dsession bench: {} store, {} policy, {} instances{bound}, {:.1} s per figure, {} cores ({})\n",
             self.store,
             self.policy,
             self.instances.name(),

@@ -37,14 +37,22 @@ pub struct LimitsConfig {
     pub policy_fresh_instances: bool,
     /// Calls one reused policy instance serves before it is replaced.
     pub policy_instance_max_calls: u32,
+    /// Linear memory, in MiB, past which a reused policy instance is
+    /// replaced after its call. A policy on an interpreter (componentize-py
+    /// starts at about 13 MiB) needs more than the default, or it is
+    /// instantiated anew for every call.
+    pub policy_instance_max_memory_mib: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         let limits = Limits::default();
-        let max_calls = match limits.reuse {
-            InstanceReuse::Pooled { max_calls, .. } => max_calls,
-            InstanceReuse::Fresh => 1,
+        let (max_calls, max_memory_bytes) = match limits.reuse {
+            InstanceReuse::Pooled {
+                max_calls,
+                max_memory_bytes,
+            } => (max_calls, max_memory_bytes),
+            InstanceReuse::Fresh => (1, 0),
         };
         Self {
             body_bytes: 64 * 1024,
@@ -58,6 +66,7 @@ impl Default for LimitsConfig {
             policy_memory_mib: limits.memory_bytes >> 20,
             policy_fresh_instances: matches!(limits.reuse, InstanceReuse::Fresh),
             policy_instance_max_calls: max_calls,
+            policy_instance_max_memory_mib: max_memory_bytes >> 20,
         }
     }
 }
@@ -66,14 +75,13 @@ impl LimitsConfig {
     /// The policy limits these settings describe.
     pub fn policy_limits(&self) -> Limits {
         let defaults = Limits::default();
-        let reuse = match defaults.reuse {
+        let reuse = if self.policy_fresh_instances {
+            InstanceReuse::Fresh
+        } else {
             InstanceReuse::Pooled {
-                max_memory_bytes, ..
-            } if !self.policy_fresh_instances => InstanceReuse::Pooled {
                 max_calls: self.policy_instance_max_calls,
-                max_memory_bytes,
-            },
-            _ => InstanceReuse::Fresh,
+                max_memory_bytes: self.policy_instance_max_memory_mib << 20,
+            }
         };
         Limits {
             call_timeout: Duration::from_millis(self.policy_call_timeout_ms),
@@ -81,5 +89,27 @@ impl LimitsConfig {
             reuse,
             ..defaults
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reuse_bounds_reach_the_policy_limits_and_default_to_the_library_s() {
+        assert_eq!(LimitsConfig::default().policy_limits(), Limits::default());
+        let config: LimitsConfig =
+            toml::from_str("policy_instance_max_memory_mib = 32\npolicy_instance_max_calls = 7")
+                .unwrap();
+        assert_eq!(
+            config.policy_limits().reuse,
+            InstanceReuse::Pooled {
+                max_calls: 7,
+                max_memory_bytes: 32 << 20
+            }
+        );
+        let fresh: LimitsConfig = toml::from_str("policy_fresh_instances = true").unwrap();
+        assert_eq!(fresh.policy_limits().reuse, InstanceReuse::Fresh);
     }
 }

@@ -245,6 +245,10 @@ impl ServeConfig {
             self.limits.policy_instance_max_calls > 0,
             "limits.policy_instance_max_calls must be positive"
         );
+        anyhow::ensure!(
+            self.limits.policy_instance_max_memory_mib > 0,
+            "limits.policy_instance_max_memory_mib must be positive"
+        );
         self.loader.validate(&self.limits)?;
         if let Some(seconds) = self.auth.sliding_expiry {
             anyhow::ensure!(seconds > 0, "auth.sliding_expiry must be positive");
