@@ -25,14 +25,16 @@ ensure_build_tools() {
     apt_install "${missing[@]}"
 }
 
-# Debian packages the tests talk to: redis-server, the gateways, and
-# openssl for the TLS tests' certificates.
+# Debian packages the tests talk to: redis-server, the gateways, openssl
+# for the TLS tests' certificates, and a Python with venv for
+# examples/policy-python/build.sh (which installs componentize-py itself).
 ensure_test_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v nginx >/dev/null || missing+=(nginx)
     command -v caddy >/dev/null || missing+=(caddy)
     command -v openssl >/dev/null || missing+=(openssl)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
     apt_install "${missing[@]}"
 }
 
