@@ -9,7 +9,7 @@ use std::time::Instant;
 use dsession::Policy;
 use dsession_tests::RedisServer;
 
-use super::{ServeProcess, code, dsession, reloads, serve, stderr, stdout, wait_for, words};
+use super::{auth, code, dsession, issue, reloads, serve, stderr, stdout, wait_for};
 
 /// The repository's SDK crate, for `--sdk`.
 fn sdk() -> PathBuf {
@@ -46,44 +46,6 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
         started.elapsed().as_secs_f64()
     );
     out
-}
-
-/// One request with `headers`: its status.
-fn status(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let headers: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A token for `user` issued by `policy` on `url`'s Redis, as another
-/// service would issue it.
-fn issue(url: &str, policy: &str, user: &str) -> String {
-    let created = dsession(&words(&format!(
-        "token create --user {user} --redis {url} --policy {policy} --json"
-    )));
-    assert_eq!(code(&created), 0, "{created:?}");
-    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
-    created["token"].as_str().unwrap().to_owned()
-}
-
-fn auth(process: &ServeProcess, token: &str) -> u16 {
-    let bearer = format!("Bearer {token}");
-    status(process.port, "GET", "/auth", &[("Authorization", &bearer)])
 }
 
 #[test]
