@@ -4,6 +4,8 @@
 mod python;
 #[path = "cli/scaffold.rs"]
 mod scaffold;
+#[path = "cli/serving.rs"]
+mod serving;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use std::process::{Command, Output};
 use dsession::Policy;
 use dsession_tests::{RedisCluster, RedisServer};
 use serde_json::Value;
+
+use self::serving::{http, reloads, serve, signal, wait_for};
 
 fn dsession(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dsession"))
@@ -50,6 +54,21 @@ fn assert_error_says(output: &Output, message: &str) {
     assert_eq!(code(output), 2);
     let stderr = stderr(output);
     assert!(stderr.contains(message), "{stderr}");
+}
+
+/// Runs `dsession policy test` on `component` in memory, where its
+/// single-mode line must say `single_mode`, and on a Redis it starts:
+/// that server, for more.
+fn passes_the_kit(component: &str, single_mode: &str) -> RedisServer {
+    let in_memory = dsession(&["policy", "test", component]);
+    let lines = stdout(&in_memory);
+    assert_eq!(code(&in_memory), 0, "{lines}");
+    assert!(lines.contains("pass  refresh-revoke race"), "{lines}");
+    assert!(lines.contains(single_mode), "{lines}");
+    let redis = RedisServer::start();
+    let on_redis = dsession(&["policy", "test", component, "--redis", &redis.url()]);
+    assert_eq!(code(&on_redis), 0, "{}", stdout(&on_redis));
+    redis
 }
 
 /// `contents` written to the file `name` in `dir`: its path.
@@ -342,125 +361,6 @@ fn policy_config_flags_reach_the_hardened_policy() {
         "{create} max_sessions=2 --policy-config key_prefix=shop"
     )));
     assert_eq!(code(&created), 0, "{created:?}");
-}
-
-/// A `dsession serve` process, killed on drop.
-struct ServeProcess {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, body).
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn serve(args: &[&str], envs: &[(&str, String)], port: u16) -> ServeProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_dsession"))
-        .arg("serve")
-        .args(args)
-        .env_remove("DSESSION_REDIS_URL")
-        .env_remove("DSESSION_POLICY")
-        .env_remove("DSESSION_LISTEN")
-        .envs(envs.iter().map(|(k, v)| (k, v)))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run dsession serve");
-    let process = ServeProcess { child, port };
-    wait_for(
-        || matches!(http(port, "GET", "/healthz"), Ok((200, _))),
-        "dsession serve did not start",
-    );
-    process
-}
-
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ready() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-fn reloads(port: u16) -> u64 {
-    let (_, metrics) = http(port, "GET", "/metrics").unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("dsession_policy_reloads_total "))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
-/// One request with `headers`: its status.
-fn status(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let headers: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A token for `user` issued by `policy` on `url`'s Redis, as another
-/// service would issue it.
-fn issue(url: &str, policy: &str, user: &str) -> String {
-    let created = dsession(&words(&format!(
-        "token create --user {user} --redis {url} --policy {policy} --json"
-    )));
-    assert_eq!(code(&created), 0, "{created:?}");
-    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
-    created["token"].as_str().unwrap().to_owned()
-}
-
-fn auth(process: &ServeProcess, token: &str) -> u16 {
-    let bearer = format!("Bearer {token}");
-    status(process.port, "GET", "/auth", &[("Authorization", &bearer)])
-}
-
-fn signal(process: &ServeProcess, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(process.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]

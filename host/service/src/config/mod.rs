@@ -230,25 +230,22 @@ impl ServeConfig {
                 "limits.max_connections",
                 limits.max_connections.map_or(1, |n| n as u64),
             ),
+            (
+                "limits.policy_call_timeout_ms",
+                limits.policy_call_timeout_ms,
+            ),
+            ("limits.policy_memory_mib", limits.policy_memory_mib as u64),
+            (
+                "limits.policy_instance_max_calls",
+                u64::from(limits.policy_instance_max_calls),
+            ),
+            (
+                "limits.policy_instance_max_memory_mib",
+                limits.policy_instance_max_memory_mib as u64,
+            ),
         ] {
             anyhow::ensure!(value > 0, "{name} must be positive");
         }
-        anyhow::ensure!(
-            self.limits.policy_call_timeout_ms > 0,
-            "limits.policy_call_timeout_ms must be positive"
-        );
-        anyhow::ensure!(
-            self.limits.policy_memory_mib > 0,
-            "limits.policy_memory_mib must be positive"
-        );
-        anyhow::ensure!(
-            self.limits.policy_instance_max_calls > 0,
-            "limits.policy_instance_max_calls must be positive"
-        );
-        anyhow::ensure!(
-            self.limits.policy_instance_max_memory_mib > 0,
-            "limits.policy_instance_max_memory_mib must be positive"
-        );
         self.loader.validate(&self.limits)?;
         if let Some(seconds) = self.auth.sliding_expiry {
             anyhow::ensure!(seconds > 0, "auth.sliding_expiry must be positive");

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dsession::Policy;
-use dsession_tests::RedisServer;
 
-use super::{auth, code, dsession, issue, reloads, serve, stderr, stdout, write_file};
+use super::serving::{auth, issue, reloads, serve_watching, status_of};
+use super::{code, dsession, passes_the_kit, stderr, stdout, write_file};
 
 /// Clients sending `GET /auth` at once during the swaps.
 const CLIENTS: usize = 4;
@@ -91,11 +91,7 @@ fn check(connection: &mut BufReader<TcpStream>, token: &str) -> std::io::Result<
     connection.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     connection.read_line(&mut line)?;
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
+    let status = status_of(&line);
     let mut length = 0;
     loop {
         line.clear();
@@ -182,45 +178,19 @@ fn the_python_policy_builds_from_the_wit_alone_passes_the_kit_and_swaps_in_and_o
         assert!(text.contains(import), "no {import} in:\n{text}");
     }
 
-    let in_memory = dsession(&["policy", "test", &python_arg]);
-    let lines = stdout(&in_memory);
-    assert_eq!(code(&in_memory), 0, "{lines}");
-    assert!(lines.contains("pass  refresh-revoke race"), "{lines}");
-    assert!(lines.contains("pass  single mode"), "{lines}");
-
-    let redis = RedisServer::start();
+    let redis = passes_the_kit(&python_arg, "pass  single mode");
     let url = redis.url();
-    let on_redis = dsession(&["policy", "test", &python_arg, "--redis", &url]);
-    assert_eq!(code(&on_redis), 0, "{}", stdout(&on_redis));
 
     // A service on the Rust default policy, with room for an interpreter's
     // instance to be reused.
-    let serving = dir.path().join("serving.wasm");
-    std::fs::write(&serving, Policy::builtin_component()).unwrap();
-    let serving_arg = serving.display().to_string();
     let config = write_file(
         &dir,
         "dsession.toml",
         "[limits]\npolicy_instance_max_memory_mib = 32\n",
     );
     let config_arg = config.display().to_string();
-    let port = dsession_tests::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let process = serve(
-        &[
-            "--config",
-            &config_arg,
-            "--listen",
-            &listen,
-            "--redis",
-            &url,
-            "--policy",
-            &serving_arg,
-            "--watch-policy",
-        ],
-        &[],
-        port,
-    );
+    let (process, serving) = serve_watching(dir.path(), &url, &["--config", &config_arg]);
+    let port = process.port;
     // Both policies keep gosession's layout: a token of either is valid
     // under the other, so every check of this one must pass throughout.
     let token = issue(&url, "default", "alice");

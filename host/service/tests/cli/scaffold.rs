@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use dsession::Policy;
-use dsession_tests::RedisServer;
-
-use super::{auth, code, dsession, issue, reloads, serve, stderr, stdout, wait_for};
+use super::serving::{auth, issue, reloads, serve_watching, wait_for};
+use super::{code, dsession, passes_the_kit, stderr, stdout};
 
 /// The repository's SDK crate, for `--sdk`.
 fn sdk() -> PathBuf {
@@ -97,16 +95,8 @@ fn a_scaffolded_policy_builds_passes_the_kit_and_swaps_into_a_running_service() 
     assert_eq!(code(&checked), 0, "{checked:?}");
     assert!(stdout(&checked).contains("self-check with the default settings: passed"));
 
-    let in_memory = dsession(&["policy", "test", &component_arg]);
-    assert_eq!(code(&in_memory), 0, "{}", stdout(&in_memory));
-    let lines = stdout(&in_memory);
-    assert!(lines.contains("pass  refresh-revoke race"), "{lines}");
-    assert!(lines.contains("skip  single mode"), "{lines}");
-
-    let redis = RedisServer::start();
+    let redis = passes_the_kit(&component_arg, "skip  single mode");
     let url = redis.url();
-    let on_redis = dsession(&["policy", "test", &component_arg, "--redis", &url]);
-    assert_eq!(code(&on_redis), 0, "{}", stdout(&on_redis));
 
     // The crate's own test builds the component and runs the kit.
     let tested = run(&root, "cargo", &["test"]);
@@ -116,24 +106,8 @@ fn a_scaffolded_policy_builds_passes_the_kit_and_swaps_into_a_running_service() 
     );
 
     // A service on the default policy, then the new one swapped in.
-    let serving = outside.path().join("serving.wasm");
-    std::fs::write(&serving, Policy::builtin_component()).unwrap();
-    let serving_arg = serving.display().to_string();
-    let port = dsession_tests::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let process = serve(
-        &[
-            "--listen",
-            &listen,
-            "--redis",
-            &url,
-            "--policy",
-            &serving_arg,
-            "--watch-policy",
-        ],
-        &[],
-        port,
-    );
+    let (process, serving) = serve_watching(outside.path(), &url, &[]);
+    let port = process.port;
     let before = issue(&url, "default", "alice");
     assert_eq!(auth(&process, &before), 200);
 
