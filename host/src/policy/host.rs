@@ -19,8 +19,7 @@ use crate::error::SetupError;
 use crate::loader::UserLoader;
 use crate::store::{self, Store};
 use crate::wit::{
-    self, PolicyDescription, PolicyDescriptionIndices, PolicyIndices, WitError, describe,
-    token_manage,
+    self, PolicyDescription, PolicyDescriptionIndices, PolicyIndices, WitError, token_manage,
 };
 
 /// Bytes of a policy's stderr kept to explain a trap.
@@ -186,10 +185,14 @@ impl wit::user_loader::Host for CallState {
 
 /// What [`linker`] gives a component, for the error that names an import
 /// it does not.
-const HOST_PROVIDES: &str = "WASI 0.2.12, which any 0.2.x import matches (wasi:io, \
-     wasi:clocks, wasi:random, wasi:cli, wasi:filesystem, wasi:sockets; no files, environment \
-     or network are reachable through them), wasi:config/store@0.2.0-rc.1, and \
-     dsession:session/types, store and user-loader @0.3.0";
+fn host_provides() -> String {
+    format!(
+        "WASI 0.2.12, which any 0.2.x import matches (wasi:io, wasi:clocks, wasi:random, \
+         wasi:cli, wasi:filesystem, wasi:sockets; no files, environment or network are \
+         reachable through them), wasi:config/store@0.2.0-rc.1, and dsession:session/types, \
+         store and user-loader @{CONTRACT_VERSION}"
+    )
+}
 
 /// All of WASI 0.2 (in the [`sandbox`], clocks and randomness are all a
 /// policy gets from it), `wasi:config/store`, and the host's `store` and
@@ -244,8 +247,9 @@ impl Compiled {
             let list: Vec<String> = missing.iter().map(|m| format!("\n  {m}")).collect();
             SetupError::Policy(format!(
                 "the component imports something the host does not provide:{}\nthis host \
-                 provides {HOST_PROVIDES}",
-                list.concat()
+                 provides {}",
+                list.concat(),
+                host_provides()
             ))
         })?;
         let describe = PolicyDescriptionIndices::new(&pre).ok();
@@ -291,13 +295,13 @@ impl Compiled {
         store.set_epoch_deadline(1);
         let instance = self.pre.instantiate_async(&mut store).await?;
         let policy = self.indices.load(&mut store, &instance)?;
-        let describe = match &self.describe {
-            Some(describe) => Some(describe.load(&mut store, &instance)?),
-            None => None,
-        };
         Ok(Instance {
             store,
-            exports: Exports { policy, describe },
+            exports: Exports {
+                policy,
+                instance,
+                describe: self.describe.clone(),
+            },
         })
     }
 }
@@ -305,7 +309,10 @@ impl Compiled {
 /// What an instance exports.
 pub(crate) struct Exports {
     policy: wit::Policy,
-    describe: Option<PolicyDescription>,
+    instance: wasmtime::component::Instance,
+    /// Where `describe` is, when the component exports it; looked up in an
+    /// instance only when asked, since only `dsession policy check` asks.
+    describe: Option<PolicyDescriptionIndices>,
 }
 
 impl Exports {
@@ -314,11 +321,15 @@ impl Exports {
         self.policy.dsession_session_token_manage()
     }
 
-    /// The optional `describe` interface.
-    pub(crate) fn describe(&self) -> Option<&describe::Guest> {
+    /// The optional `describe` interface, looked up in `store`.
+    pub(crate) fn describe(
+        &self,
+        store: &mut PolicyStore,
+    ) -> wasmtime::Result<Option<PolicyDescription>> {
         self.describe
             .as_ref()
-            .map(PolicyDescription::dsession_session_describe)
+            .map(|indices| indices.load(store, &self.instance))
+            .transpose()
     }
 }
 

@@ -58,11 +58,18 @@ pub enum InstanceReuse {
     },
 }
 
+impl InstanceReuse {
+    /// The default [`InstanceReuse::Pooled`] `max_calls`.
+    pub const DEFAULT_MAX_CALLS: u32 = 10_000;
+    /// The default [`InstanceReuse::Pooled`] `max_memory_bytes`: 8 MiB.
+    pub const DEFAULT_MAX_MEMORY_BYTES: usize = 8 << 20;
+}
+
 impl Default for InstanceReuse {
     fn default() -> Self {
         Self::Pooled {
-            max_calls: 10_000,
-            max_memory_bytes: 8 << 20,
+            max_calls: Self::DEFAULT_MAX_CALLS,
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }

@@ -161,8 +161,12 @@ impl Policy {
         };
         let instances = self.instances(fresh, Arc::new(MemoryStore::new()), None, &BTreeMap::new());
         let keys = instances
-            .call(async |exports, store| match exports.describe() {
-                Some(describe) => describe.call_config_keys(store).await.map(Ok),
+            .call(async |exports, store| match exports.describe(store)? {
+                Some(described) => described
+                    .dsession_session_describe()
+                    .call_config_keys(store)
+                    .await
+                    .map(Ok),
                 None => Ok(Ok(Vec::new())),
             })
             .await?;

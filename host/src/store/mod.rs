@@ -55,9 +55,9 @@ impl Command {
     }
 
     /// The keys the command touches, in order.
-    pub fn keys(&self) -> Vec<&str> {
-        match self {
-            Self::Del(keys) | Self::Exists(keys) => keys.iter().map(String::as_str).collect(),
+    pub fn keys(&self) -> impl Iterator<Item = &str> + Clone {
+        let keys: &[String] = match self {
+            Self::Del(keys) | Self::Exists(keys) => keys,
             Self::Get(key)
             | Self::Ttl(key)
             | Self::HashGetAll(key)
@@ -67,8 +67,9 @@ impl Command {
             | Self::HashDelete(HashDeleteArgs { key, .. })
             | Self::HashExists(HashExistsArgs { key, .. })
             | Self::GetExpire(GetExpireArgs { key, .. })
-            | Self::HashGet(HashGetArgs { key, .. }) => vec![key.as_str()],
-        }
+            | Self::HashGet(HashGetArgs { key, .. }) => std::slice::from_ref(key),
+        };
+        keys.iter().map(String::as_str)
     }
 
     /// Whether the command only reads (`GET`, `EXISTS`, `TTL`, `HGETALL`,

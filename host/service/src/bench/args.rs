@@ -29,11 +29,11 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Instances::Pooled)]
     pub(super) instances: Instances,
     /// Pooled instances: linear memory in MiB past which an instance is
-    /// replaced after its call, as `limits.policy_instance_max_memory_mib`
-    /// (default 8). A policy on an interpreter needs more (32 for
-    /// componentize-py), or every call instantiates it.
-    #[arg(long)]
-    pub(super) policy_instance_max_memory_mib: Option<usize>,
+    /// replaced after its call, as `limits.policy_instance_max_memory_mib`.
+    /// A policy on an interpreter needs more (32 for componentize-py), or
+    /// every call instantiates it.
+    #[arg(long, default_value_t = dsession::InstanceReuse::DEFAULT_MAX_MEMORY_BYTES >> 20)]
+    pub(super) policy_instance_max_memory_mib: usize,
     /// Also report the memory N live sessions take (host RSS on the memory
     /// store, `used_memory` on Redis).
     #[arg(long, default_value_t = 0)]

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsession::store::{MemoryStore, Store, Tap};
-use dsession::{InstanceReuse, Limits, Policy, Settings};
-use dsession_service::{AppState, Metrics, ServeConfig};
+use dsession::{Policy, Settings};
+use dsession_service::{AppState, LimitsConfig, Metrics, ServeConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -51,25 +51,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--concurrency must be positive"
     );
     let ops = args.ops();
-    let reuse = match (args.instances, InstanceReuse::default()) {
-        (
-            Instances::Pooled,
-            InstanceReuse::Pooled {
-                max_calls,
-                max_memory_bytes,
-            },
-        ) => InstanceReuse::Pooled {
-            max_calls,
-            max_memory_bytes: args
-                .policy_instance_max_memory_mib
-                .map_or(max_memory_bytes, |mib| mib << 20),
-        },
-        _ => InstanceReuse::Fresh,
-    };
-    let limits = Limits {
-        reuse,
-        ..Limits::default()
-    };
+    anyhow::ensure!(
+        args.policy_instance_max_memory_mib > 0,
+        "--policy-instance-max-memory-mib must be positive"
+    );
+    let limits = LimitsConfig {
+        policy_fresh_instances: args.instances == Instances::Fresh,
+        policy_instance_max_memory_mib: args.policy_instance_max_memory_mib,
+        ..LimitsConfig::default()
+    }
+    .policy_limits();
     let config = args.store.config();
     let kind = config.as_ref().map_or("memory", |config| config.kind());
     let inner: Arc<dyn Store> = match &config {
@@ -141,12 +132,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         store: kind,
         policy: args.policy.display().to_string(),
         instances: args.instances,
-        instance_max_memory_mib: match limits.reuse {
-            InstanceReuse::Pooled {
-                max_memory_bytes, ..
-            } => Some(max_memory_bytes >> 20),
-            InstanceReuse::Fresh => None,
-        },
+        instance_max_memory_mib: (args.instances == Instances::Pooled)
+            .then_some(args.policy_instance_max_memory_mib),
         seconds: duration.as_secs_f64(),
         figures,
         footprint,

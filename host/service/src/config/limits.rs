@@ -47,13 +47,6 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         let limits = Limits::default();
-        let (max_calls, max_memory_bytes) = match limits.reuse {
-            InstanceReuse::Pooled {
-                max_calls,
-                max_memory_bytes,
-            } => (max_calls, max_memory_bytes),
-            InstanceReuse::Fresh => (1, 0),
-        };
         Self {
             body_bytes: 64 * 1024,
             body_timeout_ms: 10_000,
@@ -65,8 +58,8 @@ impl Default for LimitsConfig {
                 .unwrap_or(u64::MAX),
             policy_memory_mib: limits.memory_bytes >> 20,
             policy_fresh_instances: matches!(limits.reuse, InstanceReuse::Fresh),
-            policy_instance_max_calls: max_calls,
-            policy_instance_max_memory_mib: max_memory_bytes >> 20,
+            policy_instance_max_calls: InstanceReuse::DEFAULT_MAX_CALLS,
+            policy_instance_max_memory_mib: InstanceReuse::DEFAULT_MAX_MEMORY_BYTES >> 20,
         }
     }
 }

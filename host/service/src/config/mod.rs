@@ -206,7 +206,9 @@ impl ServeConfig {
     }
 
     /// Rejects what cannot be served safely: an open admin API on a
-    /// non-loopback address, an empty admin key, a useless limit.
+    /// non-loopback address, an empty admin key, a useless limit. The
+    /// loader's config is checked by [`Self::open`], which every command
+    /// that builds a manager goes through.
     pub fn validate(&self) -> anyhow::Result<()> {
         match self.admin_key() {
             Some("") => anyhow::bail!("admin_key must not be empty"),
@@ -246,7 +248,6 @@ impl ServeConfig {
         ] {
             anyhow::ensure!(value > 0, "{name} must be positive");
         }
-        self.loader.validate(&self.limits)?;
         if let Some(seconds) = self.auth.sliding_expiry {
             anyhow::ensure!(seconds > 0, "auth.sliding_expiry must be positive");
         }

@@ -110,7 +110,13 @@ pub(super) fn split_keys<G: Ord>(command: Command, group: impl Fn(&str) -> G) ->
     let (keys, part): (_, fn(Vec<String>) -> Command) = match command {
         Command::Del(keys) => (keys, Command::Del),
         Command::Exists(keys) => (keys, Command::Exists),
-        whole => return vec![(group(whole.keys()[0]), whole)],
+        whole => {
+            let key = whole
+                .keys()
+                .next()
+                .expect("every other command names one key");
+            return vec![(group(key), whole)];
+        }
     };
     let mut groups: BTreeMap<G, Vec<String>> = BTreeMap::new();
     for key in keys {

@@ -103,9 +103,9 @@ impl ServerSettings {
         ReplicaAck::configured(self.min_replicas_ack, self.ack_timeout)
     }
 
-    /// The timeouts of a connection to a master, whose round trips may
-    /// also wait for `ack`.
-    pub(super) fn master_timeouts(&self, ack: Option<ReplicaAck>) -> AsyncConnectionConfig {
+    /// The timeouts of a connection whose round trips may also wait for
+    /// `ack` (a master's with durable writes; none for a sentinel's).
+    pub(super) fn timeouts(&self, ack: Option<ReplicaAck>) -> AsyncConnectionConfig {
         timeouts(
             self.connect_timeout,
             self.command_timeout + ReplicaAck::wait(ack),

@@ -171,7 +171,7 @@ impl ClusterStore {
         let dialer = Dialer::new(
             Connector::new(secure.then_some(&config.tls))?,
             settings,
-            config.server.master_timeouts(ack),
+            config.server.timeouts(ack),
         );
         let nodes = Nodes::new(cluster, dialer, ack, config.server.command_timeout);
         nodes

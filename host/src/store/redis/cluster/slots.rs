@@ -30,16 +30,17 @@ pub fn key_slot(key: &str) -> u16 {
 }
 
 /// The one slot of `keys`, or an error naming each key's slot.
-pub(super) fn one_slot<'k>(
-    what: &str,
-    keys: impl IntoIterator<Item = &'k str>,
-) -> Result<u16, StoreError> {
-    let keys: Vec<&str> = keys.into_iter().collect();
-    let Some(first) = keys.first() else {
+pub(super) fn one_slot<'k, K>(what: &str, keys: K) -> Result<u16, StoreError>
+where
+    K: IntoIterator<Item = &'k str>,
+    K::IntoIter: Clone,
+{
+    let keys = keys.into_iter();
+    let Some(first) = keys.clone().next() else {
         return Err(StoreError::new(format!("{what} names no key")));
     };
     let slot = key_slot(first);
-    if keys.iter().all(|key| key_slot(key) == slot) {
+    if keys.clone().all(|key| key_slot(key) == slot) {
         return Ok(slot);
     }
     // Only a refusal needs each key's slot, to name them.

@@ -33,7 +33,7 @@ use self::master::{Follower, Master};
 use crate::error::SetupError;
 use crate::store::redis::codec::only_reads;
 use crate::store::redis::error::setup_error;
-use crate::store::redis::net::{Connector, Dialer, TlsFiles, timeouts};
+use crate::store::redis::net::{Connector, Dialer, TlsFiles};
 use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
@@ -132,7 +132,7 @@ impl SentinelStore {
             &config.sentinels,
             config.sentinel_password.as_deref(),
             &connector,
-            timeouts(config.server.connect_timeout, config.server.command_timeout),
+            config.server.timeouts(None),
         )?;
         let ack = config.server.ack()?;
         let masters = Dialer::new(
@@ -140,7 +140,7 @@ impl SentinelStore {
             config
                 .server
                 .log_in(RedisConnectionInfo::default().set_db(config.db)),
-            config.server.master_timeouts(ack),
+            config.server.timeouts(ack),
         );
         let follower = Arc::new(Follower::new(sentinels, masters, ack));
         follower.master().await?;
