@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use dsession::loader::{HttpLoader, HttpLoaderConfig, SqlLoader, SqlLoaderConfig};
-use dsession::store::{Command, Reply};
+use dsession::store::{Command, RedisConfig, Reply, StoreConfig};
 use dsession::{Error, LoaderError, LoaderOptions, SessionManager, UserLoader};
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig, app, build_state};
 use serde_json::{Value, json};
 
 use crate::support::databases::{Database, UsersTable, mysql_url, postgres_url};
 use crate::support::http::get;
-use crate::support::served::{issue, raw};
+use crate::support::served::{Served, issue, raw};
 use crate::support::user_service::{Answer, SeenRequest, UserService};
-use crate::support::{Env, Kind, free_port};
+use crate::support::{Env, Kind, RedisServer, free_port};
 
 fn http_config(template: String) -> LoaderConfig {
     LoaderConfig {
@@ -360,6 +360,43 @@ async fn concurrent_checks_of_one_uncached_user_make_one_loader_call() {
             .iter()
             .all(|detail| detail == &Some(json!({ "id": "popular" })))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_over_http_of_one_uncached_user_make_one_call_to_a_200_ms_loader_every_run() {
+    let redis = RedisServer::start();
+    let service = UserService::start().await;
+    service.answer(Answer::Detail(Duration::from_millis(200)));
+    let served = Served::start(ServeConfig {
+        store: StoreConfig::Redis(RedisConfig::new(redis.url())),
+        loader: http_config(service.template()),
+        ..ServeConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for run in 0..20 {
+        let user = format!("popular-{run}");
+        let token = served.create_token(&client, &user).await;
+        let before = service.calls();
+        // Spread over 300 ms, as clients arrive: some read the cache while
+        // the first load's answer is being written there.
+        let checks: Vec<_> = (0..100)
+            .map(|i| {
+                let request = client
+                    .post(served.url("/v1/tokens/check"))
+                    .json(&json!({ "token": token, "load_user": true }));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(3 * i)).await;
+                    let checked: Value = request.send().await.unwrap().json().await.unwrap();
+                    checked["user"]["detail"]["id"].clone()
+                })
+            })
+            .collect();
+        for check in checks {
+            assert_eq!(check.await.unwrap(), json!(user), "run {run}");
+        }
+        assert_eq!(service.calls() - before, 1, "loader calls in run {run}");
+    }
 }
 
 async fn sql_loader_reads_a_json_column_or_makes_an_object_of_columns(database: Database) {

@@ -1,5 +1,6 @@
 //! The front every loader is called through: one load per user at a time,
-//! a short memory of "no detail", a timeout, and counts.
+//! a short memory of each answer (longer for "no detail"), a timeout, and
+//! counts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,13 @@ pub struct LoaderOptions {
     /// that a missing user cannot hammer the source; zero turns it off.
     /// Default 5 s.
     pub no_detail_ttl: Duration,
+    /// How long a load's answer, detail or none, is handed to the loads of
+    /// the same user that ask after it finished, in this process. A check
+    /// that found the user-info cache empty just before the first load's
+    /// answer was written there asks the loader too: within this time it
+    /// gets that answer instead of a second call. Zero turns it off.
+    /// Default 1 s.
+    pub answer_ttl: Duration,
 }
 
 impl Default for LoaderOptions {
@@ -31,13 +39,14 @@ impl Default for LoaderOptions {
         Self {
             timeout: Duration::from_secs(2),
             no_detail_ttl: Duration::from_secs(5),
+            answer_ttl: Duration::from_secs(1),
         }
     }
 }
 
-/// The most users remembered as having no detail; past it, new answers are
-/// not remembered until old ones expire, so memory stays bounded.
-const NO_DETAIL_CAPACITY: usize = 100_000;
+/// The most users whose answer is remembered; past it, new answers are not
+/// remembered until old ones expire, so memory stays bounded.
+const ANSWERS_CAPACITY: usize = 100_000;
 
 /// What one load gave, as every waiter receives it.
 type Outcome = Result<Option<Value>, String>;
@@ -46,8 +55,8 @@ type Outcome = Result<Option<Value>, String>;
 struct Book {
     /// Loads in flight, by user id; waiters watch for the outcome.
     flights: HashMap<String, watch::Receiver<Option<Outcome>>>,
-    /// Users known to have no detail, until when.
-    no_detail: HashMap<String, Instant>,
+    /// The answers of finished loads, by user id, until when they hold.
+    answers: HashMap<String, (Option<Value>, Instant)>,
 }
 
 /// The wrapped loader, its options, and the book of loads in flight and
@@ -61,8 +70,9 @@ struct WrappedLoader {
 }
 
 /// Wraps any [`UserLoader`] so that concurrent loads of one user make one
-/// call (the others wait for its outcome), "no detail" is remembered for
-/// [`LoaderOptions::no_detail_ttl`], each load is bounded by
+/// call (the others wait for its outcome), its answer is handed to later
+/// loads for [`LoaderOptions::answer_ttl`] ("no detail" for
+/// [`LoaderOptions::no_detail_ttl`] if longer), each load is bounded by
 /// [`LoaderOptions::timeout`], and calls, latency, errors and coalesced
 /// waits are counted. Failures are never remembered. Cloning is cheap.
 ///
@@ -138,14 +148,18 @@ impl WrappedLoader {
             let mut book = self.book();
             book.flights.remove(&user_id);
             landing.landed = true;
-            if matches!(outcome, Ok(None)) && !self.options.no_detail_ttl.is_zero() {
+            let ttl = match &outcome {
+                Ok(None) => self.options.no_detail_ttl.max(self.options.answer_ttl),
+                Ok(Some(_)) => self.options.answer_ttl,
+                Err(_) => Duration::ZERO,
+            };
+            if let (Ok(detail), false) = (&outcome, ttl.is_zero()) {
                 let now = Instant::now();
-                if book.no_detail.len() >= NO_DETAIL_CAPACITY {
-                    book.no_detail.retain(|_, until| *until > now);
+                if book.answers.len() >= ANSWERS_CAPACITY {
+                    book.answers.retain(|_, (_, until)| *until > now);
                 }
-                if book.no_detail.len() < NO_DETAIL_CAPACITY {
-                    book.no_detail
-                        .insert(user_id, now + self.options.no_detail_ttl);
+                if book.answers.len() < ANSWERS_CAPACITY {
+                    book.answers.insert(user_id, (detail.clone(), now + ttl));
                 }
             }
         }
@@ -175,8 +189,8 @@ impl UserLoader for CoalescingLoader {
     async fn load(&self, user_id: &str) -> Result<Option<Value>, LoaderError> {
         let mut flight = {
             let mut book = self.0.book();
-            match book.no_detail.get(user_id) {
-                Some(until) if *until > Instant::now() => {
+            match book.answers.get(user_id) {
+                Some((None, until)) if *until > Instant::now() => {
                     self.0
                         .metrics
                         .no_detail_hits
@@ -184,8 +198,16 @@ impl UserLoader for CoalescingLoader {
                     self.0.observer.loader_no_detail_hit();
                     return Ok(None);
                 }
+                Some((Some(detail), until)) if *until > Instant::now() => {
+                    self.0
+                        .metrics
+                        .coalesced_waits
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.0.observer.loader_coalesced_wait();
+                    return Ok(Some(detail.clone()));
+                }
                 Some(_) => {
-                    book.no_detail.remove(user_id);
+                    book.answers.remove(user_id);
                 }
                 None => {}
             }
@@ -244,7 +266,8 @@ impl LoaderMetrics {
         self.errors.load(Ordering::Relaxed)
     }
 
-    /// Loads that waited for another load of the same user.
+    /// Loads that waited for another load of the same user, or took the
+    /// detail one had just loaded.
     pub fn coalesced_waits(&self) -> u64 {
         self.coalesced_waits.load(Ordering::Relaxed)
     }
@@ -328,8 +351,25 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(loader.metrics().coalesced_waits(), 19);
+    }
+
+    #[tokio::test]
+    async fn a_load_just_after_another_finished_takes_its_detail_for_the_answer_ttl_only() {
+        let (inner, calls) = counting(Some(serde_json::json!({ "a": 1 })), Duration::ZERO);
+        let options = LoaderOptions {
+            answer_ttl: Duration::from_millis(200),
+            ..LoaderOptions::default()
+        };
+        let loader = CoalescingLoader::new(inner, options);
         loader.load("alice").await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "detail is not remembered");
+        assert_eq!(
+            loader.load("alice").await.unwrap(),
+            Some(serde_json::json!({ "a": 1 }))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        loader.load("alice").await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "detail is not kept longer");
     }
 
     #[tokio::test]
@@ -337,6 +377,7 @@ mod tests {
         let (inner, calls) = counting(None, Duration::ZERO);
         let options = LoaderOptions {
             no_detail_ttl: Duration::from_millis(200),
+            answer_ttl: Duration::from_millis(50),
             ..LoaderOptions::default()
         };
         let loader = CoalescingLoader::new(inner, options);

@@ -128,6 +128,7 @@ impl LoaderConfig {
         LoaderOptions {
             timeout: Duration::from_millis(self.timeout_ms),
             no_detail_ttl: Duration::from_millis(self.no_detail_cache_ms),
+            ..LoaderOptions::default()
         }
     }
 
