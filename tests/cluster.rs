@@ -216,6 +216,34 @@ async fn the_config_file_names_a_cluster_by_its_seed_nodes() {
     }
 }
 
+#[tokio::test]
+async fn seed_nodes_may_be_host_port_or_urls_and_a_malformed_one_names_both_forms() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let bare = urls[0].trim_start_matches("redis://").to_owned();
+    let text = format!("kind = \"cluster\"\nnodes = [{bare:?}, {:?}]\n", urls[1]);
+    let config: StoreConfig = toml::from_str(&text).unwrap();
+    let store = config.open().await.unwrap();
+    let replies = store
+        .batch(vec![set("{seeds}a", "1"), Command::Get("{seeds}a".into())])
+        .await
+        .unwrap();
+    assert_eq!(replies, [Reply::Ok, Reply::Text("1".into())]);
+
+    for malformed in ["127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:7000"] {
+        let error = ClusterStore::connect(ClusterConfig::new(vec![malformed.into()]))
+            .await
+            .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("{malformed:?}"))
+                && message.contains("host:port")
+                && message.contains("redis://host:port"),
+            "{malformed}: {message}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_killed_under_load_fails_over_and_durable_writes_lose_no_token() {
     let mut env = Env::new(Kind::Cluster).await.with_policy(hardened_policy());

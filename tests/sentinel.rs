@@ -12,7 +12,7 @@ use crate::support::failover::{
     Failover, Load, Seen, assert_nothing_lost, first_success, revoked_tokens,
 };
 use crate::support::{
-    Env, Kind, RedisServer, SentinelCluster, free_port, redis_store, sentinel_config,
+    Env, Kind, MASTER_NAME, RedisServer, SentinelCluster, free_port, redis_store, sentinel_config,
 };
 
 /// How long a failover may take, from killing the master to the first call
@@ -226,6 +226,35 @@ async fn a_master_name_the_sentinels_do_not_know_is_a_clear_error() {
         message.contains("the sentinels do not know a redis master named \"nosuchmaster\""),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn sentinels_may_be_named_as_redis_urls_and_a_malformed_one_names_both_forms() {
+    let env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_ref().unwrap();
+    let urls = cluster
+        .sentinel_addresses()
+        .iter()
+        .map(|address| format!("redis://{address}"))
+        .collect();
+    let store = SentinelStore::connect(SentinelConfig::new(urls, MASTER_NAME))
+        .await
+        .unwrap();
+    store.ready().await.unwrap();
+
+    for malformed in ["127.0.0.1", "redis://127.0.0.1", "http://127.0.0.1:26379"] {
+        let error =
+            SentinelStore::connect(SentinelConfig::new(vec![malformed.into()], MASTER_NAME))
+                .await
+                .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("{malformed:?}"))
+                && message.contains("host:port")
+                && message.contains("redis://host:port"),
+            "{malformed}: {message}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,15 +67,16 @@ pub(crate) struct StoreArgs {
     /// Redis URL, `redis://[user:password@]host:port/db`.
     #[arg(long, env = "DSESSION_REDIS_URL")]
     redis: Option<String>,
-    /// A Redis Cluster through these seed nodes,
-    /// `redis://host:port,redis://host:port,…` (`rediss://` for TLS); the
+    /// A Redis Cluster through these seed nodes, `host:port,host:port,…` or
+    /// `redis://host:port,…` (`rediss://` for TLS); the
     /// ACL user and password come from DSESSION_REDIS_USERNAME and
     /// DSESSION_REDIS_PASSWORD. Needs a policy that keeps each user's keys
     /// in one slot, such as `--policy hardened`.
     #[arg(long, env = "DSESSION_CLUSTER_NODES", value_delimiter = ',')]
     cluster: Vec<String>,
-    /// Redis behind these sentinels, `host:port,host:port,…`; passwords come
-    /// from DSESSION_REDIS_PASSWORD and DSESSION_SENTINEL_PASSWORD.
+    /// Redis behind these sentinels, `host:port,host:port,…` (or
+    /// `redis://host:port`); passwords come from DSESSION_REDIS_PASSWORD and
+    /// DSESSION_SENTINEL_PASSWORD.
     #[arg(
         long,
         env = "DSESSION_SENTINELS",

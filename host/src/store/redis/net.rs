@@ -95,6 +95,37 @@ pub(super) fn host_and_port(address: &str) -> Option<(&str, u16)> {
     Some((host, port.parse().ok()?))
 }
 
+/// How a cluster node or a sentinel may be named, for the error that
+/// refuses another name.
+pub(super) const ADDRESS_FORMS: &str = "host:port or redis://host:port";
+
+/// The host and port of a sentinel named `host:port` or `redis://host:port`
+/// (a trailing `/` allowed; no user, database or other scheme: TLS comes
+/// from `[store.tls]`).
+pub(super) fn sentinel_address(address: &str) -> Option<(&str, u16)> {
+    let bare = match address.strip_prefix("redis://") {
+        Some(rest) => rest.strip_suffix('/').unwrap_or(rest),
+        None => address,
+    };
+    if bare.contains(['@', '/']) {
+        return None;
+    }
+    host_and_port(bare)
+}
+
+/// A cluster node's URL for redis-rs: `host:port` is
+/// `redis://host:port`; a `redis://` or `rediss://` URL is kept. None for
+/// anything else.
+pub(super) fn node_url(node: &str) -> Option<String> {
+    if node.starts_with("redis://") || node.starts_with("rediss://") {
+        Some(node.to_owned())
+    } else if !node.contains(['@', '/']) && host_and_port(node).is_some() {
+        Some(format!("redis://{node}"))
+    } else {
+        None
+    }
+}
+
 /// `host:port`, with an IPv6 host in brackets: the reverse of
 /// [`host_and_port`].
 pub(super) fn address(host: &str, port: impl std::fmt::Display) -> String {
@@ -211,6 +242,22 @@ mod tests {
         assert_eq!(host_and_port("127.0.0.1"), None);
         assert_eq!(host_and_port("127.0.0.1:port"), None);
         assert_eq!(address("::1", 6379), "[::1]:6379");
+        assert_eq!(
+            sentinel_address("redis://[::1]:26379/"),
+            Some(("::1", 26379))
+        );
+        assert_eq!(
+            sentinel_address("127.0.0.1:26379"),
+            Some(("127.0.0.1", 26379))
+        );
+        assert_eq!(sentinel_address("redis://u@127.0.0.1:26379"), None);
+        assert_eq!(sentinel_address("rediss://127.0.0.1:26379"), None);
+        assert_eq!(
+            node_url("127.0.0.1:7000").unwrap(),
+            "redis://127.0.0.1:7000"
+        );
+        assert_eq!(node_url("rediss://h:7000").unwrap(), "rediss://h:7000");
+        assert_eq!(node_url("http://h:7000"), None);
         assert_eq!(address("127.0.0.1", 6379), "127.0.0.1:6379");
     }
 

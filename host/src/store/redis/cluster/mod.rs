@@ -52,7 +52,7 @@ use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
 use crate::store::redis::codec::{only_reads, text};
 use crate::store::redis::error::{redact, setup_error, store_error};
-use crate::store::redis::net::{Connector, Dialer, TlsFiles};
+use crate::store::redis::net::{ADDRESS_FORMS, Connector, Dialer, TlsFiles, node_url};
 use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, Reply, Store, StoreError, Transaction};
 
@@ -63,8 +63,8 @@ use crate::store::{Command, Reply, Store, StoreError, Transaction};
 // refused: serde checks what is left (tests/server.rs pins it).
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Seed nodes, `redis://host:port` or `rediss://host:port` (TLS); the
-    /// store learns the other nodes from them.
+    /// Seed nodes, `host:port`, `redis://host:port` or `rediss://host:port`
+    /// (TLS); the store learns the other nodes from them.
     pub nodes: Vec<String>,
     /// The user, timeouts and durable writes, on every node.
     #[serde(flatten)]
@@ -126,22 +126,30 @@ impl ClusterStore {
     async fn open(config: ClusterConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(!config.nodes.is_empty(), "no cluster nodes given");
         let seeds: Vec<String> = config.nodes.iter().map(|url| redact(url)).collect();
-        let secure = config.nodes.iter().all(|url| url.starts_with("rediss://"));
+        let urls = config
+            .nodes
+            .iter()
+            .map(|node| {
+                node_url(node).with_context(|| {
+                    format!("cluster node {:?} is not {ADDRESS_FORMS}", redact(node))
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let secure = urls.iter().all(|url| url.starts_with("rediss://"));
         anyhow::ensure!(
-            secure || !config.nodes.iter().any(|url| url.starts_with("rediss://")),
+            secure || !urls.iter().any(|url| url.starts_with("rediss://")),
             "the cluster nodes mix rediss:// and redis:// URLs: {seeds:?}"
         );
         anyhow::ensure!(
             secure || config.tls == TlsFiles::default(),
             "TLS certificates are configured, but the cluster nodes are not rediss:// URLs"
         );
-        let infos = config
-            .nodes
+        let infos = urls
             .iter()
             .map(|url| {
-                url.as_str()
-                    .into_connection_info()
-                    .with_context(|| format!("invalid cluster node URL {:?}", redact(url)))
+                url.as_str().into_connection_info().with_context(|| {
+                    format!("cluster node {:?} is not {ADDRESS_FORMS}", redact(url))
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Credentials in the first URL serve every node, as redis-rs does.

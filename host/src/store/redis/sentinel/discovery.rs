@@ -11,7 +11,7 @@ use redis::{AsyncConnectionConfig, Client, RedisConnectionInfo, RedisError, Valu
 
 use crate::store::StoreError;
 use crate::store::redis::codec::text;
-use crate::store::redis::net::{Connector, host_and_port};
+use crate::store::redis::net::{ADDRESS_FORMS, Connector, sentinel_address};
 
 /// The sentinels that monitor one master.
 pub(super) struct Sentinels {
@@ -45,7 +45,8 @@ impl fmt::Display for Answer {
 }
 
 impl Sentinels {
-    /// The sentinels at `addresses` (`host:port`) that monitor the master
+    /// The sentinels at `addresses` (`host:port` or `redis://host:port`)
+    /// that monitor the master
     /// called `master_name`, reached through `connector` with `password`.
     pub(super) fn new(
         master_name: String,
@@ -61,8 +62,9 @@ impl Sentinels {
         let sentinels = addresses
             .iter()
             .map(|address| {
-                let (host, port) = host_and_port(address)
-                    .with_context(|| format!("sentinel address {address:?} is not host:port"))?;
+                let (host, port) = sentinel_address(address).with_context(|| {
+                    format!("sentinel address {address:?} is not {ADDRESS_FORMS}")
+                })?;
                 let client = connector
                     .client(host, port, &settings)
                     .with_context(|| format!("invalid sentinel address {address:?}"))?;

@@ -44,8 +44,8 @@ use crate::store::{Command, Reply, Store, StoreError, Transaction};
 // refused: serde checks what is left (tests/server.rs pins it).
 #[serde(deny_unknown_fields)]
 pub struct SentinelConfig {
-    /// The sentinels, as `host:port`, asked in turn; the one that last named
-    /// a working master is asked first.
+    /// The sentinels, as `host:port` or `redis://host:port`, asked in turn;
+    /// the one that last named a working master is asked first.
     pub sentinels: Vec<String>,
     /// The name the sentinels monitor the master under
     /// (`sentinel monitor NAME …`).
