@@ -180,17 +180,138 @@ async fn every_error_has_the_documented_json_shape() {
 }
 
 #[tokio::test]
+async fn a_json_body_with_a_duplicate_key_is_refused_on_every_route() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let token = token(&app, "alice").await;
+    let routes = [
+        (
+            Method::POST,
+            "/v1/tokens",
+            r#"{"user_id":"a","user_id":"b"}"#.to_owned(),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens",
+            r#"{"user_id":"a","ttl":60,"ttl":600}"#.to_owned(),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/check",
+            format!(r#"{{"token":"{token}","token":"{token}"}}"#),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/refresh",
+            format!(r#"{{"token":"{token}","ttl":1,"ttl":2}}"#),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/revoke",
+            format!(r#"{{"token":"x","token":"{token}"}}"#),
+        ),
+        (
+            Method::PUT,
+            "/v1/users/alice",
+            r#"{"ttl":1,"ttl":2}"#.to_owned(),
+        ),
+        (
+            Method::POST,
+            "/v1/users/refresh",
+            r#"{"ids":["a"],"ids":["b"]}"#.to_owned(),
+        ),
+    ];
+    for (method, uri, body) in routes {
+        let answer = send(&app, method.clone(), uri, &[], Some(&body)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {uri} {body}"
+        );
+        assert_eq!(error_code(&answer), "invalid_argument");
+        assert!(
+            error_message(&answer).contains("duplicate field"),
+            "{}",
+            error_message(&answer)
+        );
+    }
+    let checked = post(&app, "/v1/tokens/check", json!({ "token": token })).await;
+    assert_eq!(checked.body["valid"], true, "the revoke above was refused");
+}
+
+#[tokio::test]
+async fn requests_schemathesis_found_are_answered_as_the_schema_says() {
+    let (app, _) = service(ServeConfig::default()).await;
+    let created = send(
+        &app,
+        Method::POST,
+        "/v1/tokens",
+        &[],
+        Some(r#"{"user_id":"a","ttl":6810.0}"#),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "an integral float is an integer"
+    );
+    let fractional = send(
+        &app,
+        Method::POST,
+        "/v1/tokens",
+        &[],
+        Some(r#"{"user_id":"a","ttl":1.5}"#),
+    )
+    .await;
+    assert_eq!(fractional.status, StatusCode::BAD_REQUEST);
+    let token = created.body["token"].as_str().unwrap();
+    for load_user in [false, true] {
+        let checked = post(
+            &app,
+            "/v1/tokens/check",
+            json!({ "token": token, "load_user": load_user, "user_ttl": -1 }),
+        )
+        .await;
+        assert_eq!(
+            checked.status,
+            StatusCode::BAD_REQUEST,
+            "load_user {load_user}"
+        );
+        assert!(
+            error_message(&checked).contains("user_ttl"),
+            "{:?}",
+            checked.body
+        );
+    }
+    let escaped = send(&app, Method::GET, "/v1/users/%zz/tokens", &[], None).await;
+    assert_eq!(escaped.status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&escaped).contains("percent-escape"));
+    let empty = post(&app, "/v1/tokens/check", json!({ "token": "" })).await;
+    assert_eq!(
+        empty.status,
+        StatusCode::BAD_REQUEST,
+        "README: an empty token is invalid-argument"
+    );
+    let malformed = post(&app, "/v1/tokens/check", json!({ "token": "not a token" })).await;
+    assert_eq!(malformed.body, json!({ "valid": false, "user": null }));
+}
+
+#[tokio::test]
 async fn the_openapi_document_states_what_the_server_enforces() {
     let (app, _) = service(ServeConfig::default()).await;
     let document = send(&app, Method::GET, "/openapi.json", &[], None)
         .await
         .body;
-    let create = &document["components"]["schemas"]["CreateTokenRequest"]["properties"];
-    assert_eq!(create["user_id"]["minLength"], 1);
+    let schemas = &document["components"]["schemas"];
+    let create = &schemas["CreateTokenRequest"]["properties"];
+    assert_eq!(create["user_id"]["$ref"], "#/components/schemas/UserId");
+    assert_eq!(schemas["UserId"]["minLength"], 1);
+    assert!(schemas["UserId"]["pattern"].is_string());
     assert_eq!(create["ttl"]["minimum"], 0);
     assert_eq!(create["ttl"]["maximum"], 315360000);
     let auth = document["paths"]["/auth"].as_object().unwrap();
-    for method in ["get", "head", "post", "put", "delete", "patch", "options"] {
+    for method in [
+        "get", "head", "post", "put", "delete", "patch", "options", "trace",
+    ] {
         assert!(auth.contains_key(method), "/auth lacks {method}");
     }
     let responses = &document["paths"]["/v1/tokens/check"]["post"]["responses"];
@@ -225,6 +346,114 @@ async fn a_huge_content_length_is_refused_from_the_header_alone() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large"), "{answer}");
+}
+
+/// What a client read of its oversized request: the status and the body,
+/// or the error it met instead.
+type Answer = Result<(u16, String), String>;
+
+/// A client sending an oversized body to the port.
+type OversizedClient = fn(u16, usize) -> Answer;
+
+/// `POST /v1/tokens` with a body of `bytes` bytes from Python's `urllib`.
+fn oversized_from_urllib(port: u16, bytes: usize) -> Answer {
+    let script = "import sys, urllib.request, urllib.error\n\
+        request = urllib.request.Request(sys.argv[1], data=b'x' * int(sys.argv[2]),\n\
+            headers={'content-type': 'application/json'})\n\
+        try:\n    answer = urllib.request.urlopen(request)\n\
+        except urllib.error.HTTPError as error:\n    answer = error\n\
+        except Exception as error:\n    sys.exit(repr(error))\n\
+        print(answer.status)\nprint(answer.read().decode())\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &format!("http://127.0.0.1:{port}/v1/tokens")])
+        .arg(bytes.to_string())
+        .output()
+        .expect("python3 runs");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, body) = stdout.split_once('\n').ok_or_else(|| stdout.clone())?;
+    Ok((status.parse().map_err(|_| stdout.clone())?, body.to_owned()))
+}
+
+/// The same with curl, its body from a file.
+fn oversized_from_curl(port: u16, bytes: usize) -> Answer {
+    let dir = tempfile::tempdir().unwrap();
+    let (body, answer) = (dir.path().join("body.json"), dir.path().join("answer"));
+    std::fs::write(&body, vec![b'x'; bytes]).unwrap();
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "content-type: application/json",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg("-o")
+        .arg(&answer)
+        .arg(format!("http://127.0.0.1:{port}/v1/tokens"))
+        .output()
+        .expect("curl runs");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let status = String::from_utf8_lossy(&output.stdout).into_owned();
+    Ok((
+        status.parse().map_err(|_| status.clone())?,
+        std::fs::read_to_string(answer).unwrap_or_default(),
+    ))
+}
+
+/// The same from a client that writes the whole request before it reads.
+fn oversized_sent_whole(port: u16, bytes: usize) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST /v1/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         connection: close\r\ncontent-length: {bytes}\r\n\r\n"
+    )
+    .into_bytes();
+    request.resize(request.len() + bytes, b'x');
+    stream
+        .write_all(&request)
+        .map_err(|error| format!("write: {error}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|error| format!("read: {error}"))?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok());
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned());
+    status.zip(body).ok_or(answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_reads_the_413_of_a_body_over_the_limit() {
+    let served = Served::start(ServeConfig::default()).await;
+    let port = served.port();
+    let clients: [(&str, OversizedClient); 3] = [
+        ("urllib", oversized_from_urllib),
+        ("curl", oversized_from_curl),
+        ("a client that sends it all first", oversized_sent_whole),
+    ];
+    for (client, send) in clients {
+        for bytes in [3_000_000, 3_000_000, 3_000_000, 10_000_000, 10_000_000] {
+            let answer = tokio::task::spawn_blocking(move || send(port, bytes))
+                .await
+                .unwrap();
+            assert!(
+                matches!(&answer, Ok((413, body)) if body.contains("payload_too_large")),
+                "{client}, {bytes} bytes: {answer:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ mod behaviour;
 mod cluster;
 mod compat;
 mod concurrency;
+mod conformance;
 mod embedding;
 mod gateways;
 mod hardened;

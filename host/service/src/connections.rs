@@ -1,6 +1,6 @@
 //! The accept loop: a cap on connections, header-read and idle time-outs,
-//! and a graceful shutdown with a deadline, so that idle or slow clients
-//! can neither exhaust descriptors nor hold the process up.
+//! a lingering close, and a graceful shutdown with a deadline, so that idle
+//! or slow clients can neither exhaust descriptors nor hold the process up.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +26,11 @@ use tower::ServiceExt as _;
 const RESERVED_DESCRIPTORS: u64 = 64;
 /// The default cap, however many descriptors the process may open.
 const DEFAULT_MAX_CONNECTIONS: u64 = 16_384;
+/// The most a closing connection reads and discards of what the client is
+/// still sending.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+/// The longest a closing connection reads what the client is still sending.
+const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// How connections are accepted, timed out and closed.
 #[derive(Debug, Clone)]
@@ -124,6 +129,7 @@ async fn serve_connection(
     let io = TokioIo::new(Tracked {
         stream,
         activity: Arc::clone(&activity),
+        linger: None,
     });
     let service = TowerToHyperService::new(
         router.map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
@@ -179,10 +185,50 @@ impl Activity {
     }
 }
 
-/// A TCP stream that records when it last read or wrote.
+/// A TCP stream that records when it last read or wrote, and closes as
+/// nginx's `lingering_close` does.
 struct Tracked {
     stream: TcpStream,
     activity: Arc<Activity>,
+    /// Set once the write side is shut down.
+    linger: Option<Linger>,
+}
+
+/// What a closing connection may still read and discard, and until when.
+struct Linger {
+    left: usize,
+    until: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Tracked {
+    /// Reads and discards what the client still sends until it closes, for
+    /// at most [`LINGER_BYTES`] and [`LINGER_TIME`]. A response sent before
+    /// the request was read whole (a 413 from `Content-Length`) would
+    /// otherwise be lost: closing a socket with unread bytes sends a reset,
+    /// and a client still writing its body never reads the answer.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let linger = self.linger.get_or_insert_with(|| Linger {
+            left: LINGER_BYTES,
+            until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+        });
+        let mut discard = [0; 8192];
+        loop {
+            if linger.until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut discard);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(()))
+                    if !buf.filled().is_empty() && buf.filled().len() < linger.left =>
+                {
+                    linger.left -= buf.filled().len();
+                }
+                // End of file, a reset, or enough read.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+            }
+        }
+    }
 }
 
 impl AsyncRead for Tracked {
@@ -218,6 +264,11 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        if self.linger.is_none() {
+            // The answer is out: the client sees its end, then the rest of
+            // what it sends is drained.
+            std::task::ready!(Pin::new(&mut self.stream).poll_shutdown(cx))?;
+        }
+        self.poll_linger(cx)
     }
 }

@@ -31,9 +31,10 @@ pub async fn require_admin_key(
 /// for a valid token, else 401 with `WWW-Authenticate: Bearer`. A store
 /// failure is a 503, never a 401.
 #[utoipa::path(
-    method(get, head, post, put, delete, patch, options),
+    method(get, head, post, put, delete, patch, options, trace),
     path = "/auth",
     tag = "forward-auth",
+    security(("session_bearer" = []), ("session_header" = []), ("session_cookie" = [])),
     description = "Takes any method, as gateways forward the original request's. The token comes from `Authorization: Bearer`, `X-Session-Token` or the session cookie (percent-decoded), read as UTF-8. `X-User-Id` is the user id's UTF-8 bytes with every byte that is not visible ASCII, and `%` and `,`, percent-encoded as `%XX`.",
     responses(
         (status = 200, description = "Valid token; headers X-User-Id and, if configured, X-User-Detail"),

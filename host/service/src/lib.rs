@@ -12,6 +12,7 @@ mod forward_auth;
 mod metrics;
 mod openapi;
 mod routes;
+mod strict_json;
 
 use std::future::Future;
 use std::path::PathBuf;

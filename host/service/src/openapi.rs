@@ -1,19 +1,30 @@
 //! The OpenAPI 3.1 document, generated from the routes' annotations.
 
 use utoipa::openapi::OpenApi as Document;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{forward_auth as auth, routes};
 
-struct AdminKey;
+/// The admin key guarding `/v1` and `/admin`, and the three places
+/// `/auth` reads a session token from (the cookie's name is `auth.cookie`,
+/// by default `dsession_token`).
+struct SecuritySchemes;
 
-impl Modify for AdminKey {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer =
+            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        components.add_security_scheme("admin_key", bearer());
+        components.add_security_scheme("session_bearer", bearer());
         components.add_security_scheme(
-            "admin_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "session_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Session-Token"))),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("dsession_token"))),
         );
     }
 }
@@ -41,7 +52,7 @@ impl Modify for AdminKey {
         routes::metrics,
         routes::openapi_json,
     ),
-    modifiers(&AdminKey)
+    modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
 

@@ -7,22 +7,26 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{IntoResponses, ToSchema};
 
+use crate::strict_json::StrictValue;
 use crate::{AppError, AppState, ErrorBody};
 use dsession::UserLoader as _;
 use dsession::{IssuedToken, TokenEntry, User, UserInfo};
 
-/// A JSON object body whose rejections (bad JSON, not an object, unknown
-/// fields, too large, too slow) become errors in the service's shape.
+/// A JSON object body, read as [`StrictValue`] does, whose rejections (bad
+/// JSON, a duplicate key, not an object, unknown fields, too large, too
+/// slow) become errors in the service's shape.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let read = Json::<serde_json::Value>::from_request(request, state);
-        let Json(value) = tokio::time::timeout(state.0.body_timeout, read)
+        let read = Json::<StrictValue>::from_request(request, state);
+        let Json(StrictValue(value)) = tokio::time::timeout(state.0.body_timeout, read)
             .await
             .map_err(|_| AppError::RequestTimeout)??;
         // serde reads a struct from an array too (`["alice",60]`): only an
@@ -38,18 +42,65 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// A path parameter whose rejection (say, `%FF`, not UTF-8) is an error in
-/// the service's shape.
+/// A path parameter whose rejection (say, `%FF`, not UTF-8, or `%zz`, not
+/// an escape) is an error in the service's shape.
 pub struct PathParam(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // The decoder would keep `%zz` as it is: another id than was meant.
+        let path = parts.uri.path().as_bytes();
+        let escape = |at: usize| {
+            path.get(at..at + 2)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+        };
+        if let Some(at) = (0..path.len()).find(|&at| path[at] == b'%' && !escape(at + 1)) {
+            return Err(AppError::BadRequest(format!(
+                "the path holds a malformed percent-escape at byte {at}: `%` must be followed by two hex digits"
+            )));
+        }
         let Path(value) = Path::<String>::from_request_parts(parts, state).await?;
         Ok(Self(value))
     }
 }
+
+/// A user id as the built-in policies take it, for the OpenAPI document
+/// (never built): see [`UserId::DESCRIPTION`].
+struct UserId;
+
+impl UserId {
+    const DESCRIPTION: &str = "A user id as the built-in policies take it: 1 to 1024 bytes of UTF-8, \
+        no control character, no white space at either end, and for the default policy none ending \
+        in `_` and 32 hex digits. Which ids are valid is policy-defined; other policies may take others.";
+    /// A first and last character that is neither a control character
+    /// (Unicode Cc) nor white space (Unicode White_Space), and none
+    /// between that is a control character.
+    const PATTERN: &str = concat!(
+        r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        r"([^\x00-\x1f\x7f-\x9f]*",
+        r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$"
+    );
+}
+
+impl utoipa::PartialSchema for UserId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(Self::DESCRIPTION))
+            .min_length(Some(1))
+            .max_length(Some(1024))
+            .pattern(Some(Self::PATTERN))
+            .into()
+    }
+}
+
+impl ToSchema for UserId {}
+
+/// The longest TTL, in seconds, the built-in policies take (ten years), as
+/// the OpenAPI document states it.
+const MAX_TTL_SECONDS: i64 = 315_360_000;
 
 /// The errors every `/v1` route may answer besides its own, for the
 /// OpenAPI document.
@@ -73,11 +124,8 @@ enum ApiErrors {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
-    /// The user to log in. Which ids are valid is policy-defined; the
-    /// built-in policies take 1 to 1024 bytes of UTF-8, no control
-    /// characters, no white space at either end (and the default policy
-    /// none ending in `_` and 32 hex digits).
-    #[schema(min_length = 1)]
+    /// The user to log in.
+    #[schema(value_type = UserId)]
     pub user_id: String,
     /// Lifetime in seconds; 0 or absent means the default.
     #[serde(default)]
@@ -96,6 +144,7 @@ pub struct CheckTokenRequest {
     #[serde(default)]
     pub load_user: bool,
     /// How long loaded detail is cached, in seconds; 0 means the default.
+    /// Checked also when `load_user` is false.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 315360000)]
     pub user_ttl: i64,
@@ -162,6 +211,7 @@ pub struct AddUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefreshUsersRequest {
     /// The users whose user-info entries to reload.
+    #[schema(value_type = Vec<UserId>)]
     pub ids: Vec<String>,
     /// How long the entries live, in seconds; 0 or absent means the default.
     #[serde(default)]
@@ -210,6 +260,14 @@ pub async fn check_token(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CheckTokenRequest>,
 ) -> Result<Json<CheckTokenResponse>, AppError> {
+    // The policy sees user_ttl only when it loads: the bounds are checked
+    // here, so that a request is refused or taken whatever load_user says.
+    if !(0..=MAX_TTL_SECONDS).contains(&request.user_ttl) {
+        return Err(AppError::BadRequest(format!(
+            "user_ttl must be between 0 and {MAX_TTL_SECONDS} seconds, got {}",
+            request.user_ttl
+        )));
+    }
     let user_ttl = request.load_user.then_some(request.user_ttl);
     let user = state
         .authenticator()
@@ -249,7 +307,7 @@ pub async fn revoke_token(
 }
 
 /// Lists a user's live tokens.
-#[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
+#[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = UserId, Path, description = "User id")),
     security(("admin_key" = [])),
     responses((status = 200, body = TokenList), ApiErrors))]
 pub async fn list_user_tokens(
@@ -261,7 +319,7 @@ pub async fn list_user_tokens(
 }
 
 /// Revokes every token of a user.
-#[utoipa::path(delete, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path, description = "User id")),
+#[utoipa::path(delete, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = UserId, Path, description = "User id")),
     security(("admin_key" = [])),
     responses((status = 204), ApiErrors))]
 pub async fn revoke_user_tokens(
@@ -272,10 +330,12 @@ pub async fn revoke_user_tokens(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Loads a user into the user-info cache.
-#[utoipa::path(put, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+/// Loads a user into the user-info cache; without a user loader, 400.
+#[utoipa::path(put, path = "/v1/users/{id}", tag = "users", params(("id" = UserId, Path, description = "User id")),
     request_body = AddUserRequest, security(("admin_key" = [])),
-    responses((status = 200, body = UserInfo), ApiErrors))]
+    responses((status = 200, body = UserInfo),
+        (status = 400, description = "Invalid argument, or no user loader is configured (invalid_argument)", body = ErrorBody),
+        ApiErrors))]
 pub async fn add_user(
     State(state): State<AppState>,
     PathParam(id): PathParam,
@@ -286,7 +346,7 @@ pub async fn add_user(
 }
 
 /// Removes a user's user-info cache entry.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = UserId, Path, description = "User id")),
     security(("admin_key" = [])),
     responses((status = 204), ApiErrors))]
 pub async fn delete_user(
@@ -297,10 +357,13 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Reloads the user-info cache of several users.
+/// Reloads the user-info cache of several users; without a user loader,
+/// 400.
 #[utoipa::path(post, path = "/v1/users/refresh", tag = "users", request_body = RefreshUsersRequest,
     security(("admin_key" = [])),
-    responses((status = 204), ApiErrors))]
+    responses((status = 204),
+        (status = 400, description = "Invalid argument, or no user loader is configured (invalid_argument)", body = ErrorBody),
+        ApiErrors))]
 pub async fn refresh_users(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RefreshUsersRequest>,
