@@ -9,7 +9,7 @@ use std::time::Instant;
 use tracing::Instrument as _;
 
 use crate::error::{Error, Result, SetupError};
-use crate::loader::{CoalescingLoader, LoaderOptions, UserLoader};
+use crate::loader::{self, CoalescingLoader, LoaderOptions, UserLoader};
 use crate::observe::{Observer, Operation, Outcome, Unobserved};
 use crate::policy::host::{PolicyStore, Returned};
 use crate::policy::limits::Limits;
@@ -457,10 +457,10 @@ impl SessionManager {
 
     /// Reloads the user-info cache of each user from the loader.
     pub async fn refresh_user(&self, user_ids: &[String], user_ttl_seconds: i64) -> Result<()> {
-        self.call(Operation::RefreshUser, async |api, store| {
+        loader::fresh(self.call(Operation::RefreshUser, async |api, store| {
             api.call_refresh_user(store, &self.0.settings, user_ids, user_ttl_seconds)
                 .await
-        })
+        }))
         .await
     }
 
@@ -475,10 +475,10 @@ impl SessionManager {
     /// Loads a user from the loader into the user-info cache for
     /// `user_ttl_seconds` and returns what was cached.
     pub async fn add_user(&self, user_id: &str, user_ttl_seconds: i64) -> Result<UserInfo> {
-        self.call(Operation::AddUser, async |api, store| {
+        loader::fresh(self.call(Operation::AddUser, async |api, store| {
             api.call_add_user(store, &self.0.settings, user_id, user_ttl_seconds)
                 .await
-        })
+        }))
         .await
         .and_then(UserInfo::try_from)
     }

@@ -26,7 +26,8 @@ pub struct LoaderOptions {
     /// Default 5 s.
     pub no_detail_ttl: Duration,
     /// How long a load's answer, detail or none, is handed to the loads of
-    /// the same user that ask after it finished, in this process. A check
+    /// the same user that ask after it finished, in this process (a detail
+    /// never to add-user and refresh-user, which reload it). A check
     /// that found the user-info cache empty just before the first load's
     /// answer was written there asks the loader too: within this time it
     /// gets that answer instead of a second call. Zero turns it off.
@@ -47,6 +48,21 @@ impl Default for LoaderOptions {
 /// The most users whose answer is remembered; past it, new answers are not
 /// remembered until old ones expire, so memory stays bounded.
 const ANSWERS_CAPACITY: usize = 100_000;
+
+tokio::task_local! {
+    /// Set while an operation runs that reloads users from the source
+    /// (add-user, refresh-user): the detail other loads just had is not
+    /// handed to it.
+    static FRESH: ();
+}
+
+/// Runs `operation` so that its loads never take the detail another load
+/// just had, as [`LoaderOptions::answer_ttl`] would hand it: add-user and
+/// refresh-user reload from the source. They still wait for a load in
+/// flight.
+pub(crate) async fn fresh<F: std::future::Future>(operation: F) -> F::Output {
+    FRESH.scope((), operation).await
+}
 
 /// What one load gave, as every waiter receives it.
 type Outcome = Result<Option<Value>, String>;
@@ -198,7 +214,9 @@ impl UserLoader for CoalescingLoader {
                     self.0.observer.loader_no_detail_hit();
                     return Ok(None);
                 }
-                Some((Some(detail), until)) if *until > Instant::now() => {
+                Some((Some(detail), until))
+                    if *until > Instant::now() && FRESH.try_with(|()| ()).is_err() =>
+                {
                     self.0
                         .metrics
                         .coalesced_waits
@@ -367,9 +385,15 @@ mod tests {
             Some(serde_json::json!({ "a": 1 }))
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        fresh(loader.load("alice")).await.unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "a fresh load asks the source"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         loader.load("alice").await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "detail is not kept longer");
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "detail is not kept longer");
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ mod http;
 #[cfg(feature = "loader-sql")]
 mod sql;
 
+pub(crate) use self::coalesce::fresh;
 pub use self::coalesce::{CoalescingLoader, LoaderMetrics, LoaderOptions};
 #[cfg(feature = "loader-http")]
 pub use self::http::{HttpLoader, HttpLoaderConfig};
