@@ -5,6 +5,7 @@ mod cluster;
 mod compat;
 mod concurrency;
 mod embedding;
+mod envoy;
 mod gateways;
 mod hardened;
 mod hostile_clients;

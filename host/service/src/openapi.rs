@@ -36,6 +36,7 @@ impl Modify for AdminKey {
         routes::refresh_users,
         routes::reload_policy,
         auth::forward_auth,
+        auth::forward_auth_prefixed,
         routes::healthz,
         routes::readyz,
         routes::metrics,
