@@ -177,8 +177,10 @@ fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
     }
     assert_eq!(figure("check-token")["commands_per_op"], 3.0);
     assert_eq!(figure("baseline: GET")["commands_per_op"], 1.0);
-    assert_eq!(figure("GET /auth")["baseline"], "baseline: GET /healthz");
-    assert_eq!(figure("GET /auth")["round_trips_per_op"], 1.0);
+    for name in ["GET /auth", "gRPC Check"] {
+        assert_eq!(figure(name)["baseline"], "baseline: GET /healthz", "{name}");
+        assert_eq!(figure(name)["round_trips_per_op"], 1.0, "{name}");
+    }
     assert_eq!(figure("baseline: GET /healthz")["round_trips_per_op"], 0.0);
 }
 
