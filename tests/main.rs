@@ -6,6 +6,7 @@ mod compat;
 mod concurrency;
 mod conformance;
 mod embedding;
+mod envoy;
 mod gateways;
 mod hardened;
 mod hostile_clients;

@@ -151,6 +151,7 @@ async fn probes_metrics_and_openapi_need_no_key() {
         "/v1/users/refresh",
         "/admin/policy/reload",
         "/auth",
+        "/auth/{path}",
         "/healthz",
         "/readyz",
         "/metrics",

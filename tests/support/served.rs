@@ -1,6 +1,7 @@
 //! `dsession serve` under test: in-process for `oneshot`, or on a real
 //! socket; and policy files to serve and swap.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,6 +13,8 @@ use dsession::store::{Command, Reply};
 use dsession_service::{AppState, ServeConfig, app, build_state};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::http::post;
 
@@ -66,30 +69,66 @@ pub fn serving(path: &Path, policy_config: &[(&str, &str)]) -> ServeConfig {
     config
 }
 
-/// The service on a real socket, on a free loopback port; shut down
+/// The service on a real socket, on a free loopback port, and with
+/// [`Self::start_with_grpc`] its gRPC `ext_authz` on another; shut down
 /// gracefully on drop.
 pub struct Served {
-    address: std::net::SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    address: SocketAddr,
+    grpc: Option<SocketAddr>,
+    _shutdown: watch::Sender<()>,
+}
+
+/// Resolves when `shutdown` is dropped.
+async fn dropped(mut shutdown: watch::Receiver<()>) {
+    let _ = shutdown.changed().await;
 }
 
 impl Served {
     pub async fn start(config: ServeConfig) -> Self {
+        Self::launch(config, false).await
+    }
+
+    /// The service with its gRPC listener too.
+    pub async fn start_with_grpc(config: ServeConfig) -> Self {
+        Self::launch(config, true).await
+    }
+
+    async fn launch(config: ServeConfig, grpc: bool) -> Self {
         let state = build_state(&config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (shutdown, stopped) = watch::channel(());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(dsession_service::serve_on(listener, state, async {
-            let _ = stop.await;
-        }));
+        tokio::spawn(dsession_service::serve_on(
+            listener,
+            state.clone(),
+            dropped(stopped.clone()),
+        ));
+        let grpc = if grpc {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(dsession_service::serve_grpc_on(
+                listener,
+                state,
+                dropped(stopped),
+            ));
+            Some(address)
+        } else {
+            None
+        };
         Self {
             address,
-            shutdown: Some(shutdown),
+            grpc,
+            _shutdown: shutdown,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// The gRPC listener's URL, for a tonic channel.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc.expect("started with gRPC"))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -152,13 +191,5 @@ impl Served {
             task.await.unwrap();
         }
         (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
     }
 }

@@ -2,13 +2,15 @@
 //! `dsession` library's public API.
 //!
 //! [`app`] builds the router (tests drive it directly); [`serve`] builds
-//! the state from a [`ServeConfig`], listens, reloads the policy on SIGHUP
-//! or file change, and shuts down gracefully.
+//! the state from a [`ServeConfig`], listens (and, with `grpc_listen`,
+//! serves Envoy's gRPC `ext_authz` beside it), reloads the policy on
+//! SIGHUP or file change, and shuts down gracefully.
 
 mod config;
 mod connections;
 mod error;
 mod forward_auth;
+mod grpc;
 mod metrics;
 mod openapi;
 mod routes;
@@ -33,6 +35,7 @@ pub use self::config::{
 };
 pub use self::connections::ConnectionLimits;
 pub use self::error::AppError;
+pub use self::grpc::serve_grpc_on;
 pub use self::metrics::Metrics;
 pub use self::openapi::openapi;
 pub use self::routes::{CheckTokenResponse, RefreshedToken, TokenList};
@@ -191,6 +194,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(admin)
         .route("/auth", any(forward_auth::forward_auth))
+        // A catch-all never matches an empty rest: `/auth/` is Envoy's call
+        // for the client's `/`.
+        .route("/auth/", any(forward_auth::forward_auth_prefixed))
+        .route("/auth/{*path}", any(forward_auth::forward_auth_prefixed))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -258,7 +265,9 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Runs the service described by `config` until `shutdown` resolves.
+/// Runs the service described by `config` until `shutdown` resolves: HTTP
+/// on `listen` and, when `grpc_listen` is set, gRPC `ext_authz` there; both
+/// stop together.
 pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -271,6 +280,34 @@ pub async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, store = config.store.kind(), "dsession listening");
-    serve_on(listener, state, shutdown).await
+    let Some(grpc_listen) = config.grpc_listen else {
+        tracing::info!(address = %listener.local_addr()?, store = config.store.kind(), "dsession listening");
+        return serve_on(listener, state, shutdown).await;
+    };
+    let grpc = TcpListener::bind(grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {grpc_listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        grpc = %grpc.local_addr()?,
+        store = config.store.kind(),
+        "dsession listening"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    let stopping = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            // A dropped sender stops the listeners too.
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    };
+    tokio::try_join!(
+        serve_on(listener, state.clone(), stopping()),
+        serve_grpc_on(grpc, state, stopping()),
+    )?;
+    Ok(())
 }

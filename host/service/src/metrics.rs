@@ -38,6 +38,8 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
+    grpc_checks: IntCounterVec,
+    grpc_check_seconds: Histogram,
     policy_calls: IntCounterVec,
     policy_seconds: HistogramVec,
     store_errors: IntCounter,
@@ -54,6 +56,11 @@ pub struct Metrics {
 const LOADER_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// What a gRPC `Check` answered: allowed, denied, or which failure
+/// (`unavailable`: store, loader or no instance free; `internal`: the
+/// policy failed or the data is corrupt).
+pub(crate) const GRPC_CHECK_OUTCOMES: [&str; 4] = ["ok", "denied", "unavailable", "internal"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -109,6 +116,18 @@ impl Default for Metrics {
                 "dsession_http_request_duration_seconds",
                 "HTTP request latency by route.",
                 &["route"],
+            ),
+            grpc_checks: counter_vec(
+                &registry,
+                "dsession_grpc_checks_total",
+                "gRPC ext_authz checks by outcome (ok, denied, unavailable, internal).",
+                &["outcome"],
+            ),
+            grpc_check_seconds: histogram(
+                &registry,
+                "dsession_grpc_check_duration_seconds",
+                "gRPC ext_authz check latency.",
+                LATENCY_BUCKETS,
             ),
             policy_calls: counter_vec(
                 &registry,
@@ -180,6 +199,9 @@ impl Default for Metrics {
                     .with_label_values(&[operation.as_str(), outcome.label()]);
             }
         }
+        for outcome in GRPC_CHECK_OUTCOMES {
+            metrics.grpc_checks.with_label_values(&[outcome]);
+        }
         for outcome in LoadOutcome::LABELS {
             metrics.loader_calls.with_label_values(&[outcome]);
         }
@@ -199,6 +221,15 @@ impl Metrics {
             .inc();
         self.request_seconds
             .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Records one gRPC `Check`; `outcome` is one of
+    /// [`GRPC_CHECK_OUTCOMES`].
+    pub(crate) fn grpc_check(&self, outcome: &'static str, started: Instant) {
+        debug_assert!(GRPC_CHECK_OUTCOMES.contains(&outcome), "{outcome}");
+        self.grpc_checks.with_label_values(&[outcome]).inc();
+        self.grpc_check_seconds
             .observe(started.elapsed().as_secs_f64());
     }
 

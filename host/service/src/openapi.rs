@@ -47,6 +47,7 @@ impl Modify for SecuritySchemes {
         routes::refresh_users,
         routes::reload_policy,
         auth::forward_auth,
+        auth::forward_auth_prefixed,
         routes::healthz,
         routes::readyz,
         routes::metrics,

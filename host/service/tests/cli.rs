@@ -177,8 +177,10 @@ fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
     }
     assert_eq!(figure("check-token")["commands_per_op"], 3.0);
     assert_eq!(figure("baseline: GET")["commands_per_op"], 1.0);
-    assert_eq!(figure("GET /auth")["baseline"], "baseline: GET /healthz");
-    assert_eq!(figure("GET /auth")["round_trips_per_op"], 1.0);
+    for name in ["GET /auth", "gRPC Check"] {
+        assert_eq!(figure(name)["baseline"], "baseline: GET /healthz", "{name}");
+        assert_eq!(figure(name)["round_trips_per_op"], 1.0, "{name}");
+    }
     assert_eq!(figure("baseline: GET /healthz")["round_trips_per_op"], 0.0);
 }
 
@@ -409,6 +411,78 @@ fn serve_layers_config_file_then_environment_then_flags() {
         from_flag,
     );
     assert_eq!(http(process.port, "GET", "/healthz").unwrap().0, 200);
+}
+
+/// The HTTP status of the denial a gRPC `Check` without a token gets from
+/// the gRPC listener on `port`.
+fn grpc_denial_status(port: u16) -> i32 {
+    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = AuthorizationClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let response = client.check(CheckRequest::default()).await.unwrap();
+        match response.into_inner().http_response {
+            Some(HttpResponse::DeniedResponse(denied)) => denied.status.unwrap().code,
+            other => panic!("not a denial: {other:?}"),
+        }
+    })
+}
+
+#[test]
+fn serve_answers_grpc_check_on_grpc_listen_from_file_environment_or_flag_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let [from_file, from_env, from_flag] = [(); 3].map(|()| dsession_tests::free_port());
+    let config = write_file(
+        &dir,
+        "dsession.toml",
+        format!("grpc_listen = \"127.0.0.1:{from_file}\"\n[limits]\nshutdown_timeout_ms = 500\n"),
+    );
+    let config = config.display().to_string();
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+
+    let port = dsession_tests::free_port();
+    let process = serve(&["--config", &config, "--listen", &listen(port)], &[], port);
+    assert_eq!(grpc_denial_status(from_file), 401);
+    drop(process);
+
+    let env = ("DSESSION_GRPC_LISTEN", listen(from_env));
+    let port = dsession_tests::free_port();
+    let process = serve(
+        &["--config", &config, "--listen", &listen(port)],
+        std::slice::from_ref(&env),
+        port,
+    );
+    assert_eq!(grpc_denial_status(from_env), 401);
+    drop(process);
+
+    let port = dsession_tests::free_port();
+    let flag = listen(from_flag);
+    let mut process = serve(
+        &[
+            "--config",
+            &config,
+            "--listen",
+            &listen(port),
+            "--grpc-listen",
+            &flag,
+        ],
+        &[env],
+        port,
+    );
+    assert_eq!(grpc_denial_status(from_flag), 401);
+    signal(&process, "TERM");
+    wait_for(
+        || process.child.try_wait().unwrap().is_some(),
+        "SIGTERM did not stop the service",
+    );
+    assert!(process.child.wait().unwrap().success());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", from_flag)).is_err(),
+        "the gRPC listener outlived the service"
+    );
 }
 
 #[test]

@@ -92,9 +92,11 @@ pub(super) enum Op {
     List,
     /// `GET /auth` with a valid token through the service.
     Auth,
+    /// Envoy's gRPC `Check` with a valid token through the service.
+    Grpc,
 }
 
-const ALL_OPS: [Op; 8] = [
+const ALL_OPS: [Op; 9] = [
     Op::Check,
     Op::CheckUser,
     Op::CheckUserCold,
@@ -103,6 +105,7 @@ const ALL_OPS: [Op; 8] = [
     Op::Refresh,
     Op::List,
     Op::Auth,
+    Op::Grpc,
 ];
 
 /// How policy instances are used.

@@ -37,6 +37,7 @@ impl Target {
             Self::Op(Op::Refresh) => "refresh-token",
             Self::Op(Op::List) => "list-user-token (10 tokens)",
             Self::Op(Op::Auth) => "GET /auth",
+            Self::Op(Op::Grpc) => "gRPC Check",
             Self::Store(Baseline::Get) => "baseline: GET",
             Self::Store(Baseline::GetTtl) => "baseline: GET+TTL pipelined",
             Self::Store(Baseline::Set) => "baseline: SET",
@@ -51,7 +52,7 @@ impl Target {
                 Some(Self::Store(Baseline::Get))
             }
             Self::Op(Op::Set | Op::SetSingle | Op::Refresh) => Some(Self::Store(Baseline::Set)),
-            Self::Op(Op::Auth) => Some(Self::Healthz),
+            Self::Op(Op::Auth | Op::Grpc) => Some(Self::Healthz),
             Self::Store(_) | Self::Healthz => None,
         }
     }

@@ -3,13 +3,14 @@
 //! client at the same concurrency, so that the ratios hold on any machine.
 //!
 //! `args` holds the flags, `baselines` what each figure measures, `runner`
-//! runs one figure, `http` is the client of the service's figures,
+//! runs one figure, `http` and `grpc` are the clients of the service's figures,
 //! `footprint` the memory per session and `report` prints it all. Commands
 //! and round trips are counted by [`dsession::store::Tap`].
 
 mod args;
 mod baselines;
 mod footprint;
+mod grpc;
 mod http;
 mod report;
 mod runner;
@@ -89,21 +90,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ..Settings::default()
         })
         .build()?;
-    let (stop_service, service) = if ops.contains(&Op::Auth) {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let address = listener.local_addr()?;
+    // The service runs for the /auth and Check figures and their baseline;
+    // dropping `stop_service` stops it.
+    let (stop_service, service, grpc) = if ops.contains(&Op::Auth) || ops.contains(&Op::Grpc) {
         let state = AppState::new(
             builder().build()?,
             &ServeConfig::default(),
             Metrics::default(),
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(dsession_service::serve_on(listener, state, async {
-            let _ = stopped.await;
-        }));
-        (Some(stop), Some(address))
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let stopping = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.changed().await;
+            }
+        };
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(dsession_service::serve_on(
+            listener,
+            state.clone(),
+            stopping(),
+        ));
+        let grpc = if ops.contains(&Op::Grpc) {
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let address = listener.local_addr()?;
+            tokio::spawn(dsession_service::serve_grpc_on(listener, state, stopping()));
+            Some(address)
+        } else {
+            None
+        };
+        (Some(stop), Some(address), grpc)
     } else {
-        (None, None)
+        (None, None, None)
     };
     let bench = Arc::new(Bench {
         run: run_id(),
@@ -111,6 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sessions,
         single,
         service,
+        grpc,
     });
 
     let mut figures = Vec::new();
@@ -125,9 +145,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         0 => None,
         count => Some(footprint::footprint(&args, &bench.run, &policy, count, limits).await?),
     };
-    if let Some(stop) = stop_service {
-        let _ = stop.send(());
-    }
+    drop(stop_service);
     let report = Report {
         store: kind,
         policy: args.policy.display().to_string(),

@@ -139,7 +139,7 @@ impl Report {
         let _ = writeln!(
             out,
             "ratio: ops/s against the baseline above it at the same concurrency \
-             (GET for checks and lists, SET for writes, /healthz for /auth)"
+             (GET for checks and lists, SET for writes, /healthz for /auth and Check)"
         );
         if let Some(footprint) = &self.footprint {
             let _ = writeln!(

@@ -12,6 +12,7 @@ use dsession::store::Tap;
 
 use super::args::Op;
 use super::baselines::{Baseline, Target};
+use super::grpc::Grpc;
 use super::http::Http;
 use super::report::Figure;
 
@@ -31,6 +32,7 @@ pub(super) struct Bench {
     pub(super) sessions: SessionManager,
     pub(super) single: SessionManager,
     pub(super) service: Option<SocketAddr>,
+    pub(super) grpc: Option<SocketAddr>,
 }
 
 /// One task's keys, tokens and connection, made before the clock starts.
@@ -39,6 +41,7 @@ struct Task {
     user: String,
     key: String,
     http: Option<Http>,
+    grpc: Option<Grpc>,
 }
 
 /// What one task measured.
@@ -58,10 +61,13 @@ impl Bench {
             user: format!("{}-{figure}-{index}", self.run),
             key: format!("dsession-bench:{index}"),
             http: None,
+            grpc: None,
         };
         let sessions = &self.sessions;
         match target {
-            Target::Op(Op::Check | Op::CheckUser | Op::CheckUserCold | Op::Refresh | Op::Auth) => {
+            Target::Op(
+                Op::Check | Op::CheckUser | Op::CheckUserCold | Op::Refresh | Op::Auth | Op::Grpc,
+            ) => {
                 task.token = sessions.set_token(&task.user, TOKEN_TTL).await?.token;
                 if target == Target::Op(Op::CheckUser) {
                     sessions
@@ -90,6 +96,10 @@ impl Bench {
                 "/auth"
             };
             task.http = Some(Http::connect(address, path, &task.token).await?);
+        }
+        if target == Target::Op(Op::Grpc) {
+            let address = self.grpc.context("the gRPC listener is not running")?;
+            task.grpc = Some(Grpc::connect(address, &task.token).await?);
         }
         Ok(task)
     }
@@ -147,6 +157,13 @@ impl Bench {
                 let status = http.get().await.map_err(|e| e.to_string())?;
                 if status != 200 {
                     return Err(format!("HTTP status {status}"));
+                }
+            }
+            Target::Op(Op::Grpc) => {
+                let grpc = task.grpc.as_mut().ok_or("no gRPC channel")?;
+                let code = grpc.check().await.map_err(|e| e.to_string())?;
+                if code != 0 {
+                    return Err(format!("Check answered status {code}"));
                 }
             }
             Target::Store(baseline) => {

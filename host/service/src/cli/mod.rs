@@ -24,8 +24,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the token service (JSON API and forward-auth). Without a config
-    /// file: memory store, built-in policy, http://127.0.0.1:7480.
+    /// Run the token service (JSON API and forward-auth, and with
+    /// --grpc-listen Envoy's gRPC ext_authz). Without a config file: memory
+    /// store, built-in policy, http://127.0.0.1:7480.
     Serve(ServeArgs),
     /// Issue, check, refresh, list and revoke tokens.
     #[command(subcommand)]
@@ -57,6 +58,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "DSESSION_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// Also serve Envoy's gRPC ext_authz (`envoy.service.auth.v3.Authorization/Check`)
+    /// on this address.
+    #[arg(long, env = "DSESSION_GRPC_LISTEN")]
+    grpc_listen: Option<std::net::SocketAddr>,
     /// Reload the policy when its file changes.
     #[arg(long, env = "DSESSION_WATCH_POLICY")]
     watch_policy: bool,
@@ -73,6 +78,9 @@ impl ServeArgs {
         }
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(grpc_listen) = self.grpc_listen {
+            config.grpc_listen = Some(grpc_listen);
         }
         config.policy.watch |= self.watch_policy;
         Ok(config)

@@ -33,6 +33,11 @@ const RENAMED_KEYS: [(&str, &str, &str); 2] = [
 pub struct ServeConfig {
     /// Where to listen; a non-loopback address needs `admin_key`.
     pub listen: SocketAddr,
+    /// Where to serve Envoy's external authorization over gRPC
+    /// (`envoy.service.auth.v3.Authorization/Check`); absent, it is not
+    /// served. It answers token checks only, so any address may be given
+    /// without `admin_key`.
+    pub grpc_listen: Option<SocketAddr>,
     /// Bearer key for `/v1/*` and `/admin/*`. Without it those routes are
     /// open, which `serve` allows only on a loopback address.
     pub admin_key: Option<String>,
@@ -44,7 +49,7 @@ pub struct ServeConfig {
     pub policy: PolicyConfig,
     /// Where user detail comes from.
     pub loader: LoaderConfig,
-    /// How `GET /auth` answers gateways.
+    /// How `/auth` and the gRPC `Check` answer gateways.
     pub auth: AuthConfig,
     /// Request and policy limits.
     pub limits: LimitsConfig,
@@ -54,6 +59,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            grpc_listen: None,
             admin_key: None,
             store: StoreConfig::default(),
             settings: Settings::default(),

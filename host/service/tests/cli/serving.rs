@@ -47,6 +47,7 @@ pub(super) fn serve(args: &[&str], envs: &[(&str, String)], port: u16) -> ServeP
         .env_remove("DSESSION_REDIS_URL")
         .env_remove("DSESSION_POLICY")
         .env_remove("DSESSION_LISTEN")
+        .env_remove("DSESSION_GRPC_LISTEN")
         .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
