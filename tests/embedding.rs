@@ -215,6 +215,63 @@ async fn an_idle_instance_of_one_manager_leaves_a_stack_for_another() {
     first.set_token("carol", 60).await.unwrap();
 }
 
+/// A second runtime on the same compile cache, as a second process would
+/// be, loads a component from it instead of compiling it; a file there that
+/// is not a compiled component is compiled over, not loaded.
+#[tokio::test]
+async fn a_compile_cache_serves_the_next_runtime_and_survives_a_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cached = || {
+        Runtime::builder()
+            .compile_cache(dir.path())
+            .build()
+            .unwrap()
+    };
+    let stats = |runtime: &Runtime| {
+        let stats = runtime.compile_cache_stats().unwrap();
+        (stats.hits, stats.misses)
+    };
+    let first = cached();
+    first.builtin_policy("hardened").unwrap();
+    assert_eq!(stats(&first), (0, 1));
+    let second = cached();
+    let policy = second.builtin_policy("hardened").unwrap();
+    assert_eq!(stats(&second), (1, 0));
+    let sessions = SessionManager::builder()
+        .runtime(second.clone())
+        .policy(policy)
+        .build_checked()
+        .await
+        .unwrap();
+    let issued = sessions.set_token("alice", 60).await.unwrap();
+    let user = sessions.check_token(&issued.token).await.unwrap().unwrap();
+    assert_eq!(user.id, "alice");
+
+    // The compiled code; beside it the cache keeps `.stats` files, and
+    // lock files in the root.
+    let files: Vec<_> = walk(&dir.path().join("modules"))
+        .into_iter()
+        .filter(|path| path.extension().is_none())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::write(&files[0], b"not machine code").unwrap();
+    let third = cached();
+    third.builtin_policy("hardened").unwrap();
+    assert_eq!(stats(&third), (0, 1));
+    assert!(Runtime::shared().unwrap().compile_cache_stats().is_none());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() { walk(&path) } else { vec![path] }
+        })
+        .collect()
+}
+
 /// Counts what the library reports.
 #[derive(Default)]
 struct Recorder {

@@ -88,7 +88,8 @@ pub use loader::{LoaderError, LoaderOptions, UserLoader};
 pub use manager::{SessionManager, SessionManagerBuilder};
 pub use policy::describe::ConfigKey;
 pub use policy::limits::{InstanceReuse, Limits};
+pub use policy::pool::InstanceStats;
 #[cfg(feature = "redis")]
 pub use policy::slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
-pub use policy::{BUILTIN_POLICIES, Policy, Runtime, RuntimeBuilder};
+pub use policy::{BUILTIN_POLICIES, CompileCacheStats, Policy, Runtime, RuntimeBuilder};
 pub use types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};

@@ -13,7 +13,7 @@ use crate::loader::{self, CoalescingLoader, LoaderOptions, UserLoader};
 use crate::observe::{Observer, Operation, Outcome, Unobserved};
 use crate::policy::host::{PolicyStore, Returned};
 use crate::policy::limits::Limits;
-use crate::policy::pool::Instances;
+use crate::policy::pool::{InstanceStats, Instances};
 use crate::policy::{Policy, Runtime, convert};
 use crate::store::{MemoryStore, Store};
 use crate::types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};
@@ -241,6 +241,11 @@ impl SessionManager {
     /// The policy serving now.
     pub fn policy(&self) -> Policy {
         self.current().policy.clone()
+    }
+
+    /// The current policy's idle instances and the memory they hold.
+    pub fn policy_instances(&self) -> InstanceStats {
+        self.current().instances.stats()
     }
 
     fn current(&self) -> Arc<Serving> {

@@ -9,7 +9,7 @@ use dsession::Settings;
 use dsession::store::{
     ClusterConfig, RedisConfig, SentinelConfig, ServerSettings, StoreConfig, TlsFiles,
 };
-use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, ServeConfig};
+use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, PolicyConfig, ServeConfig};
 
 /// Where tokens live, how they are laid out, and where user detail comes
 /// from: a config file, overridden by `DSESSION_*` environment variables,
@@ -29,6 +29,8 @@ pub(crate) struct ConfigArgs {
     policy: Option<PathBuf>,
     #[command(flatten)]
     policy_config: PolicyConfigArgs,
+    #[command(flatten)]
+    compile_cache: CompileCacheArgs,
     #[command(flatten)]
     settings: SettingsArgs,
     #[command(flatten)]
@@ -53,6 +55,7 @@ impl ConfigArgs {
             .policy
             .config
             .extend(self.policy_config.pairs.iter().cloned());
+        self.compile_cache.apply(&mut config.policy);
         self.settings.apply(&mut config.settings);
         self.loader.apply(&mut config.loader)?;
         Ok(config)
@@ -159,6 +162,38 @@ impl StoreArgs {
                 ..SentinelConfig::new(self.sentinel.clone(), master_name)
             })
         })
+    }
+}
+
+/// Where compiled policies are kept (`[policy] compile_cache`,
+/// `compile_cache_dir`).
+#[derive(Debug, Default, Args)]
+pub(crate) struct CompileCacheArgs {
+    /// Keep compiled policies in DIR instead of the default
+    /// (`$XDG_CACHE_HOME/dsession/compiled` or `~/.cache/dsession/compiled`).
+    #[arg(long, env = "DSESSION_COMPILE_CACHE_DIR", value_name = "DIR")]
+    compile_cache_dir: Option<PathBuf>,
+    /// Compile the policy on every start and reload, keeping nothing on disk.
+    #[arg(long, env = "DSESSION_NO_COMPILE_CACHE")]
+    no_compile_cache: bool,
+}
+
+impl CompileCacheArgs {
+    /// Lays the flags over `policy`.
+    pub(crate) fn apply(&self, policy: &mut PolicyConfig) {
+        if let Some(dir) = &self.compile_cache_dir {
+            policy.compile_cache_dir = Some(dir.clone());
+        }
+        if self.no_compile_cache {
+            policy.compile_cache = false;
+        }
+    }
+
+    /// The default policy config with the flags laid over it.
+    pub(crate) fn policy_config(&self) -> PolicyConfig {
+        let mut policy = PolicyConfig::default();
+        self.apply(&mut policy);
+        policy
     }
 }
 

@@ -8,7 +8,7 @@ mod scaffold;
 mod serving;
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dsession::Policy;
@@ -56,17 +56,23 @@ fn assert_error_says(output: &Output, message: &str) {
     assert!(stderr.contains(message), "{stderr}");
 }
 
-/// Runs `dsession policy test` on `component` in memory, where its
-/// single-mode line must say `single_mode`, and on a Redis it starts:
-/// that server, for more.
-fn passes_the_kit(component: &str, single_mode: &str) -> RedisServer {
-    let in_memory = dsession(&["policy", "test", component]);
+/// Runs `dsession policy test` on `component` with `flags` in memory,
+/// where its single-mode line must say `single_mode`, and on a Redis it
+/// starts: that server, for more.
+fn passes_the_kit(component: &str, single_mode: &str, flags: &[&str]) -> RedisServer {
+    let with = |args: &[&str]| {
+        let mut all = vec!["policy", "test", component];
+        all.extend(args);
+        all.extend(flags);
+        dsession(&all)
+    };
+    let in_memory = with(&[]);
     let lines = stdout(&in_memory);
     assert_eq!(code(&in_memory), 0, "{lines}");
     assert!(lines.contains("pass  refresh-revoke race"), "{lines}");
     assert!(lines.contains(single_mode), "{lines}");
     let redis = RedisServer::start();
-    let on_redis = dsession(&["policy", "test", component, "--redis", &redis.url()]);
+    let on_redis = with(&["--redis", &redis.url()]);
     assert_eq!(code(&on_redis), 0, "{}", stdout(&on_redis));
     redis
 }
@@ -76,6 +82,46 @@ fn write_file(dir: &tempfile::TempDir, name: &str, contents: impl AsRef<[u8]>) -
     let path = dir.path().join(name);
     std::fs::write(&path, contents).unwrap();
     path
+}
+
+/// `dsession policy check` with `args`, the cache directory from the
+/// environment being `env_dir`: what it says of the load.
+fn loaded(args: &[&str], env_dir: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_dsession"))
+        .args(["policy", "check", "hardened"])
+        .args(args)
+        .env("DSESSION_COMPILE_CACHE_DIR", env_dir)
+        .output()
+        .expect("run dsession");
+    assert_eq!(code(&output), 0, "{output:?}");
+    let text = stdout(&output);
+    text.lines()
+        .find_map(|line| line.strip_prefix("loaded: "))
+        .unwrap_or_else(|| panic!("no load line in:\n{text}"))
+        .to_owned()
+}
+
+#[test]
+fn a_compiled_policy_is_kept_for_the_next_process_unless_the_cache_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_env = dir.path().join("from-env");
+    let flagged = dir.path().join("flagged");
+    let flagged_arg = flagged.display().to_string();
+
+    let first = loaded(&[], &from_env);
+    assert!(first.starts_with("compiled in"), "{first}");
+    assert!(first.contains(&from_env.display().to_string()), "{first}");
+    let second = loaded(&[], &from_env);
+    assert!(second.starts_with("from the compile cache"), "{second}");
+
+    let first = loaded(&["--compile-cache-dir", &flagged_arg], &from_env);
+    assert!(first.contains(&flagged_arg), "{first}");
+    assert!(flagged.join("modules").is_dir());
+
+    let off = dir.path().join("off");
+    let uncached = loaded(&["--no-compile-cache"], &off);
+    assert!(uncached.ends_with("(no compile cache)"), "{uncached}");
+    assert!(!off.exists());
 }
 
 #[test]

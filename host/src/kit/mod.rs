@@ -37,6 +37,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::policy::Policy;
+use crate::policy::limits::Limits;
 use crate::store::{MemoryStore, Store};
 
 /// How a case ended.
@@ -95,12 +96,14 @@ impl KitReport {
 
 /// The conformance kit for one policy: on the in-memory store unless
 /// [`Kit::store`] names another, with the policy settings of
-/// [`Kit::policy_setting`] (none by default).
+/// [`Kit::policy_setting`] (none by default) and the default [`Limits`]
+/// unless [`Kit::limits`] gives others.
 #[derive(Debug)]
 pub struct Kit {
     policy: Policy,
     store: Backing,
     policy_config: BTreeMap<String, String>,
+    limits: Limits,
 }
 
 /// The store a kit runs on.
@@ -119,6 +122,7 @@ impl Kit {
             policy,
             store: Backing(Arc::new(MemoryStore::new())),
             policy_config: BTreeMap::new(),
+            limits: Limits::default(),
         }
     }
 
@@ -141,10 +145,18 @@ impl Kit {
         self
     }
 
+    /// The limits of every manager the kit makes, e.g. a reuse bound above
+    /// the instance memory of a policy on an interpreter, which would
+    /// otherwise be instantiated anew for every call.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Runs every case, handing each to `each` as it ends, and then
     /// revokes what the run issued.
     pub async fn run(&self, mut each: impl FnMut(&CaseReport)) -> KitReport {
-        let rig = rig::Rig::new(&self.policy, &self.store.0, &self.policy_config);
+        let rig = rig::Rig::new(&self.policy, &self.store.0, &self.policy_config, self.limits);
         let mut report = KitReport::default();
         cases::run(&rig, &mut |case| {
             each(&case);

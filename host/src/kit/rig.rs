@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::loader::{LoadFailure, LoaderError};
 use crate::manager::SessionManager;
 use crate::policy::Policy;
+use crate::policy::limits::Limits;
 use crate::store::{Command, Counts, Reply, Store, StoreError, Tap, Transaction};
 use crate::types::Settings;
 
@@ -68,6 +69,7 @@ pub(super) struct Rig {
     policy: Policy,
     tap: Tap,
     policy_config: BTreeMap<String, String>,
+    limits: Limits,
     run_id: String,
     users: Mutex<Vec<String>>,
 }
@@ -77,6 +79,7 @@ impl Rig {
         policy: &Policy,
         store: &Arc<dyn Store>,
         policy_config: &BTreeMap<String, String>,
+        limits: Limits,
     ) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -85,6 +88,7 @@ impl Rig {
             policy: policy.clone(),
             tap: Tap::shared(Arc::clone(store)),
             policy_config: policy_config.clone(),
+            limits,
             run_id: format!("{:x}{:x}", nanos & 0xffff_ffff_ffff, std::process::id()),
             users: Mutex::new(Vec::new()),
         }
@@ -126,6 +130,7 @@ impl Rig {
             .policy(self.policy.clone())
             .shared_store(store)
             .settings(settings)
+            .limits(self.limits)
             .policy_config(self.policy_config.clone());
         let builder = match loader {
             Loader::Answers => builder.loader(|user_id: String| async move {

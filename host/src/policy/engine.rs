@@ -1,13 +1,17 @@
 //! The wasm engine policies run on: a pooling allocator sized for the
-//! runtime's instances, the slots that bound the calls running at once,
-//! the count of idle instances, and the thread that ticks the epoch.
+//! runtime's instances, the compile cache if any, the slots that bound the
+//! calls running at once, the count of idle instances, and the thread that
+//! ticks the epoch.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 use crate::error::{Error, SetupError};
 
@@ -25,18 +29,32 @@ pub(crate) struct Engine {
     idle: AtomicUsize,
     max_idle: usize,
     max_memory_bytes: usize,
+    /// The compile cache the engine reads and writes, kept for its counts.
+    cache: Option<Cache>,
+}
+
+/// What a runtime's compile cache has served; see
+/// [`crate::Runtime::compile_cache_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileCacheStats {
+    /// Components loaded from the cache instead of compiled.
+    pub hits: usize,
+    /// Components compiled and written to the cache.
+    pub misses: usize,
 }
 
 impl Engine {
     /// Creates the engine for `max_instances` running and
     /// `max_idle_instances` idle instances (each at most [`MAX_COUNT`]) of
-    /// at most `max_memory_bytes`, and starts its epoch thread, which ends
-    /// when the last clone of the wasm engine is dropped.
+    /// at most `max_memory_bytes`, compiling through the cache in
+    /// `compile_cache` if one is named, and starts its epoch thread, which
+    /// ends when the last clone of the wasm engine is dropped.
     pub(crate) fn start(
         max_instances: u32,
         max_idle_instances: u32,
         max_memory_bytes: usize,
         epoch_tick: Duration,
+        compile_cache: Option<&Path>,
     ) -> Result<Self, SetupError> {
         let mut pool = PoolingAllocationConfig::default();
         let instances = max_instances + max_idle_instances;
@@ -62,6 +80,8 @@ impl Engine {
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let cache = compile_cache.map(open_cache).transpose()?;
+        config.cache(cache.clone());
         let wasm = wasmtime::Engine::new(&config)
             .map_err(|e| SetupError::Runtime(format!("cannot create the wasm engine: {e:#}")))?;
         let ticker = wasm.weak();
@@ -81,6 +101,15 @@ impl Engine {
             idle: AtomicUsize::new(0),
             max_idle: max_idle_instances as usize,
             max_memory_bytes,
+            cache,
+        })
+    }
+
+    /// Loads of the compile cache so far, if there is one.
+    pub(crate) fn compile_cache_stats(&self) -> Option<CompileCacheStats> {
+        self.cache.as_ref().map(|cache| CompileCacheStats {
+            hits: cache.cache_hits(),
+            misses: cache.cache_misses(),
         })
     }
 
@@ -131,4 +160,21 @@ impl Engine {
     pub(crate) fn release_idle(&self, count: usize) {
         self.idle.fetch_sub(count, Ordering::Relaxed);
     }
+}
+
+/// wasmtime's compile cache in `dir`, made if missing. Its files are
+/// compressed and named by a hash of the component, the wasmtime version
+/// and the engine's settings; its worker thread trims the directory past
+/// its default bounds (65,536 files, 512 MiB).
+fn open_cache(dir: &Path) -> Result<Cache, SetupError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        SetupError::Runtime(format!(
+            "cannot use {} as the compile cache: {e}",
+            dir.display()
+        ))
+    };
+    let dir = std::path::absolute(dir).map_err(|e| failed(&e))?;
+    let mut config = CacheConfig::new();
+    config.with_directory(dir);
+    Cache::new(config).map_err(|e| failed(&format!("{e:#}")))
 }

@@ -25,11 +25,12 @@ pub(crate) mod pool;
 pub(crate) mod slot_layout;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use self::describe::ConfigKey;
+pub use self::engine::CompileCacheStats;
 use self::engine::{Engine, MAX_COUNT};
 use self::host::{Compiled, Imports};
 use self::limits::{InstanceReuse, Limits};
@@ -195,13 +196,15 @@ impl Policy {
     }
 }
 
-/// Sizes and timing of a [`Runtime`]; see [`Runtime::builder`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Sizes, timing and the compile cache of a [`Runtime`]; see
+/// [`Runtime::builder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeBuilder {
     max_instances: u32,
     max_idle_instances: u32,
     max_memory_bytes: usize,
     epoch_tick: Duration,
+    compile_cache: Option<PathBuf>,
 }
 
 impl Default for RuntimeBuilder {
@@ -211,6 +214,7 @@ impl Default for RuntimeBuilder {
             max_idle_instances: 256,
             max_memory_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(10),
+            compile_cache: None,
         }
     }
 }
@@ -246,6 +250,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keeps each compiled component in `dir` (made if missing; a relative
+    /// path is taken from the current directory), so that the next runtime
+    /// with the same wasmtime and settings loads it in a fraction of the
+    /// compile time: once per machine rather than once per process. Off by
+    /// default. What is in `dir` is loaded as machine code, so it must be
+    /// writable only by this process's user, like the binary itself. A file
+    /// that does not match is compiled again and replaced.
+    pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.compile_cache = Some(dir.into());
+        self
+    }
+
     /// Creates the engine and starts its epoch thread, which ends when the
     /// last clone of the runtime (and of every policy on it) is dropped.
     pub fn build(self) -> Result<Runtime, SetupError> {
@@ -254,6 +270,7 @@ impl RuntimeBuilder {
             self.max_idle_instances,
             self.max_memory_bytes,
             self.epoch_tick,
+            self.compile_cache.as_deref(),
         )?;
         Ok(Runtime(Arc::new(Shared {
             engine: Arc::new(engine),
@@ -314,6 +331,11 @@ impl Runtime {
         let runtime = Self::builder().build()?;
         // Another thread may have won the race; keep one.
         Ok(SHARED.get_or_init(|| runtime).clone())
+    }
+
+    /// Loads of the compile cache so far, if the runtime has one.
+    pub fn compile_cache_stats(&self) -> Option<CompileCacheStats> {
+        self.0.engine.compile_cache_stats()
     }
 
     /// Compiles a policy component on this runtime; see [`Policy::from_bytes`].

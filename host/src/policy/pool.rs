@@ -19,6 +19,17 @@ struct Pooled {
     calls: u32,
 }
 
+/// A manager's warm instances of its current policy; see
+/// [`crate::SessionManager::policy_instances`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Instances idle now, ready for the next call.
+    pub idle: usize,
+    /// The most linear memory any idle instance holds: what one instance
+    /// of this policy costs once it has served calls.
+    pub max_memory_bytes: usize,
+}
+
 /// The warm instances of one policy for one manager. A policy swap makes a
 /// new pool; instances of the old one are never handed out again.
 pub(crate) struct Instances {
@@ -97,6 +108,19 @@ impl Instances {
         } else {
             format!("{reason}; its stderr: {stderr}")
         })
+    }
+
+    /// The idle instances now.
+    pub(crate) fn stats(&self) -> InstanceStats {
+        let idle = self.idle();
+        InstanceStats {
+            idle: idle.len(),
+            max_memory_bytes: idle
+                .iter()
+                .map(|pooled| pooled.instance.memory_bytes())
+                .max()
+                .unwrap_or(0),
+        }
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Pooled>> {

@@ -2,9 +2,10 @@
 //! API, beside baselines measured in the same run through the same store
 //! client at the same concurrency, so that the ratios hold on any machine.
 //!
-//! `args` holds the flags, `baselines` what each figure measures, `runner`
-//! runs one figure, `http` and `grpc` are the clients of the service's figures,
-//! `footprint` the memory per session and `report` prints it all. Commands
+//! `args` holds the flags, `loading` what the policy costs to load and to
+//! keep, `baselines` what each figure measures, `runner` runs one figure,
+//! `http` and `grpc` are the clients of the service's figures, `footprint`
+//! the memory per session and `report` prints it all. Commands
 //! and round trips are counted by [`dsession::store::Tap`].
 
 mod args;
@@ -12,6 +13,7 @@ mod baselines;
 mod footprint;
 mod grpc;
 mod http;
+mod loading;
 mod report;
 mod runner;
 
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsession::store::{MemoryStore, Store, Tap};
-use dsession::{Policy, Settings};
+use dsession::Settings;
 use dsession_service::{AppState, LimitsConfig, Metrics, ServeConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 pub use self::args::BenchArgs;
 use self::args::{Instances, Op};
 use self::baselines::Target;
+use self::loading::Loading;
 use self::report::Report;
 use self::runner::{Bench, measure, progress};
 
@@ -69,7 +72,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => Arc::new(MemoryStore::new()),
     };
     let store = Tap::shared(inner);
-    let policy = Policy::load(&args.policy)?;
+    let run = run_id();
+    let loading = Loading::measure(&args.policy, &run)?;
+    let policy = loading.policy.clone();
     if store.is_sharded() {
         let config = args.policy_config.iter().cloned().collect();
         for single_mode in [false, true] {
@@ -125,7 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, None, None)
     };
     let bench = Arc::new(Bench {
-        run: run_id(),
+        run,
         store,
         sessions,
         single,
@@ -141,6 +146,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     progress("");
+    let loading = loading.report(&[
+        bench.sessions.policy_instances(),
+        bench.single.policy_instances(),
+    ]);
     let footprint = match args.sessions {
         0 => None,
         count => Some(footprint::footprint(&args, &bench.run, &policy, count, limits).await?),
@@ -153,6 +162,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         instance_max_memory_mib: (args.instances == Instances::Pooled)
             .then_some(args.policy_instance_max_memory_mib),
         seconds: duration.as_secs_f64(),
+        loading,
         figures,
         footprint,
     };

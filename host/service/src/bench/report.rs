@@ -41,6 +41,8 @@ pub(super) struct Report {
     /// Pooled instances: the linear memory past which one is replaced.
     pub(super) instance_max_memory_mib: Option<usize>,
     pub(super) seconds: f64,
+    /// What the policy cost to load and to keep (`loading::Loading::report`).
+    pub(super) loading: Value,
     pub(super) figures: Vec<Figure>,
     pub(super) footprint: Option<Value>,
 }
@@ -83,6 +85,7 @@ impl Report {
             "instances": self.instances.name(),
             "instance_max_memory_mib": self.instance_max_memory_mib,
             "seconds_per_figure": self.seconds,
+            "policy_loading": self.loading,
             "figures": figures,
             "footprint": self.footprint,
         })
@@ -104,6 +107,7 @@ impl Report {
             machine["cores"],
             machine["cpu"].as_str().unwrap_or("")
         );
+        let _ = writeln!(out, "{}", super::loading::text(&self.loading));
         let _ = writeln!(
             out,
             "{:>5}  {:<38} {:>10} {:>9} {:>9} {:>7} {:>7} {:>6} {:>7}",

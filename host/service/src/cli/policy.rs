@@ -2,15 +2,17 @@
 //! and start a new policy crate from the starter.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use dsession::kit::{Kit, Verdict};
-use dsession::{Policy, SessionManager};
+use dsession::{Limits, Policy, SessionManager};
+use dsession_service::LimitsConfig;
 use serde_json::json;
 
 use super::Output;
-use crate::flags::{PolicyConfigArgs, StoreArgs};
+use crate::flags::{CompileCacheArgs, PolicyConfigArgs, StoreArgs};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -22,6 +24,8 @@ pub(crate) enum PolicyCommand {
         file: PathBuf,
         #[command(flatten)]
         policy_config: PolicyConfigArgs,
+        #[command(flatten)]
+        compile_cache: CompileCacheArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -36,6 +40,14 @@ pub(crate) enum PolicyCommand {
         store: StoreArgs,
         #[command(flatten)]
         policy_config: PolicyConfigArgs,
+        #[command(flatten)]
+        compile_cache: CompileCacheArgs,
+        /// Linear memory in MiB past which a warm instance is replaced, as
+        /// `limits.policy_instance_max_memory_mib`: a policy on an
+        /// interpreter needs more than the default, or every call of the
+        /// run instantiates it anew.
+        #[arg(long, default_value_t = dsession::InstanceReuse::DEFAULT_MAX_MEMORY_BYTES >> 20)]
+        policy_instance_max_memory_mib: usize,
     },
     /// Write a new policy crate at DIR/NAME: a working starter policy on
     /// the SDK, a test that runs the conformance kit, and a README.
@@ -64,19 +76,63 @@ pub(crate) async fn run(command: PolicyCommand) -> anyhow::Result<Output> {
         PolicyCommand::Check {
             file,
             policy_config,
+            compile_cache,
             ..
-        } => check(&file, policy_config).await,
+        } => check(&load(file, &compile_cache)?, policy_config).await,
         PolicyCommand::Test {
             file,
             store,
             policy_config,
-        } => test(&file, &store, policy_config).await,
+            compile_cache,
+            policy_instance_max_memory_mib,
+        } => {
+            let limits = LimitsConfig {
+                policy_instance_max_memory_mib,
+                ..LimitsConfig::default()
+            };
+            anyhow::ensure!(
+                policy_instance_max_memory_mib > 0,
+                "--policy-instance-max-memory-mib must be positive"
+            );
+            let policy = load(file, &compile_cache)?;
+            test(&policy, &store, policy_config, limits.policy_limits()).await
+        }
         PolicyCommand::New { name, path, sdk } => new(&name, &path, sdk.as_deref()),
     }
 }
 
-async fn check(file: &Path, policy_config: PolicyConfigArgs) -> anyhow::Result<Output> {
-    let policy = Policy::load(file)?;
+/// A policy loaded for a command, and how it was loaded.
+struct Loaded {
+    file: PathBuf,
+    policy: Policy,
+    /// Compiled, or from the compile cache, and how long it took.
+    how: String,
+}
+
+/// The policy `file` names, on the runtime the flags describe.
+fn load(file: PathBuf, compile_cache: &CompileCacheArgs) -> anyhow::Result<Loaded> {
+    let mut config = compile_cache.policy_config();
+    config.path = Some(file.clone());
+    let runtime = config.runtime()?;
+    let hits = || runtime.compile_cache_stats().map(|stats| stats.hits);
+    let before = hits();
+    let started = Instant::now();
+    let policy = config.load()?;
+    let took = started.elapsed().as_secs_f64();
+    let how = match (before, hits(), config.compile_cache_dir()) {
+        (Some(before), Some(after), Some(dir)) if after > before => {
+            format!("from the compile cache in {}, {took:.2} s", dir.display())
+        }
+        (Some(_), Some(_), Some(dir)) => {
+            format!("compiled in {took:.2} s, kept in {}", dir.display())
+        }
+        _ => format!("compiled in {took:.2} s (no compile cache)"),
+    };
+    Ok(Loaded { file, policy, how })
+}
+
+async fn check(loaded: &Loaded, policy_config: PolicyConfigArgs) -> anyhow::Result<Output> {
+    let (file, policy) = (&loaded.file, loaded.policy.clone());
     let exports = policy.describe_exports();
     let imports = policy.describe_imports();
     let config_keys = policy
@@ -110,16 +166,18 @@ async fn check(file: &Path, policy_config: PolicyConfigArgs) -> anyhow::Result<O
         .max_sessions
         .map_or_else(|| "unbounded".to_owned(), |max| max.to_string());
     let text = format!(
-        "{} is a valid dsession policy\nexports:\n  {}\nimports:\n  {}\nconfig keys:\n  \
+        "{} is a valid dsession policy\nloaded: {}\nexports:\n  {}\nimports:\n  {}\nconfig keys:\n  \
          {keys_text}\nself-check with the default settings: passed (probe token {:?}, \
          max sessions {max_sessions})",
         file.display(),
+        loaded.how,
         exports.join("\n  "),
         imports.join("\n  "),
         self_check.probe_token,
     );
     let json_value = json!({
         "valid": true,
+        "loaded": loaded.how,
         "exports": exports,
         "imports": imports,
         "config_keys": config_keys,
@@ -129,12 +187,12 @@ async fn check(file: &Path, policy_config: PolicyConfigArgs) -> anyhow::Result<O
 }
 
 async fn test(
-    file: &Path,
+    Loaded { file, policy, how }: &Loaded,
     store: &StoreArgs,
     policy_config: PolicyConfigArgs,
+    limits: Limits,
 ) -> anyhow::Result<Output> {
-    let policy = Policy::load(file)?;
-    let mut kit = Kit::new(policy);
+    let mut kit = Kit::new(policy.clone()).limits(limits);
     for (key, value) in policy_config.pairs {
         kit = kit.policy_setting(key, value);
     }
@@ -147,6 +205,7 @@ async fn test(
         None => "memory",
     };
     println!("conformance kit: {} on the {on} store", file.display());
+    println!("loaded: {how}");
     let report = kit.run(|case| println!("{case}")).await;
     let count = |verdict| {
         report

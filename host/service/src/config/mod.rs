@@ -8,14 +8,14 @@ mod loader;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Deserializer};
 
 use dsession::observe::Observer;
 use dsession::store::StoreConfig;
-use dsession::{Authenticator, Policy, SessionManager, Settings};
+use dsession::{Authenticator, Policy, Runtime, SessionManager, Settings};
 
 pub use self::limits::LimitsConfig;
 pub use self::loader::{LoaderConfig, LoaderKind, OnLoaderError};
@@ -71,8 +71,8 @@ impl Default for ServeConfig {
     }
 }
 
-/// Which policy runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// Which policy runs, and where compiled policies are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// A policy component, or the name of a built-in policy (`default`,
@@ -87,6 +87,78 @@ pub struct PolicyConfig {
     /// numbers or booleans; the policy gets their text.
     #[serde(deserialize_with = "config_values")]
     pub config: BTreeMap<String, String>,
+    /// Keep compiled policies on disk, so that the next start or reload
+    /// of the same component skips the compile (for a policy on an
+    /// interpreter, tens of seconds). On by default.
+    pub compile_cache: bool,
+    /// Where: by default `$XDG_CACHE_HOME/dsession/compiled`, or
+    /// `$HOME/.cache/dsession/compiled`. What is there is loaded as
+    /// machine code: only the service's user may write it.
+    pub compile_cache_dir: Option<PathBuf>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            watch: false,
+            config: BTreeMap::new(),
+            compile_cache: true,
+            compile_cache_dir: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The compile cache's directory, or None when it is off or no
+    /// directory can be named (no `compile_cache_dir`, `XDG_CACHE_HOME`
+    /// nor `HOME`).
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        if !self.compile_cache {
+            return None;
+        }
+        let var = |name| std::env::var_os(name).filter(|value| !value.is_empty());
+        self.compile_cache_dir.clone().or_else(|| {
+            var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))
+                .map(|cache| cache.join("dsession").join("compiled"))
+        })
+    }
+
+    /// The runtime policies are loaded on, with the default sizes and the
+    /// compile cache: one per cache directory in a process. A cache that
+    /// cannot be used (a directory that cannot be made) is warned of and
+    /// left out.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        static RUNTIMES: Mutex<Vec<(Option<PathBuf>, Runtime)>> = Mutex::new(Vec::new());
+        let dir = self.compile_cache_dir();
+        let mut runtimes = RUNTIMES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, runtime)) = runtimes.iter().find(|(cached, _)| *cached == dir) {
+            return Ok(runtime.clone());
+        }
+        let runtime = match &dir {
+            None => Runtime::shared()?,
+            Some(path) => Runtime::builder()
+                .compile_cache(path)
+                .build()
+                .or_else(|error| {
+                    tracing::warn!(%error, "compiling policies without a cache");
+                    Runtime::shared()
+                })?,
+        };
+        runtimes.push((dir, runtime.clone()));
+        Ok(runtime)
+    }
+
+    /// The policy `path` names, or the default, on [`Self::runtime`].
+    pub fn load(&self) -> anyhow::Result<Policy> {
+        let runtime = self.runtime()?;
+        Ok(match &self.path {
+            Some(path) => runtime.load_policy(path)?,
+            None => runtime.builtin_policy("default")?,
+        })
+    }
 }
 
 /// A `[policy.config]` table: every value a scalar, kept as its text.
@@ -168,10 +240,7 @@ impl ServeConfig {
     ) -> anyhow::Result<SessionManager> {
         self.loader.validate(&self.limits)?;
         let store = self.store.open().await?;
-        let policy = match &self.policy.path {
-            Some(path) => Policy::load(path)?,
-            None => Policy::builtin()?,
-        };
+        let policy = self.policy.load()?;
         let mut builder = SessionManager::builder()
             .shared_store(store)
             .policy(policy)

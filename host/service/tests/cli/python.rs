@@ -178,7 +178,11 @@ fn the_python_policy_builds_from_the_wit_alone_passes_the_kit_and_swaps_in_and_o
         assert!(text.contains(import), "no {import} in:\n{text}");
     }
 
-    let redis = passes_the_kit(&python_arg, "pass  single mode");
+    let redis = passes_the_kit(
+        &python_arg,
+        "pass  single mode",
+        &["--policy-instance-max-memory-mib", "32"],
+    );
     let url = redis.url();
 
     // A service on the Rust default policy, with room for an interpreter's

@@ -95,7 +95,7 @@ fn a_scaffolded_policy_builds_passes_the_kit_and_swaps_into_a_running_service() 
     assert_eq!(code(&checked), 0, "{checked:?}");
     assert!(stdout(&checked).contains("self-check with the default settings: passed"));
 
-    let redis = passes_the_kit(&component_arg, "skip  single mode");
+    let redis = passes_the_kit(&component_arg, "skip  single mode", &[]);
     let url = redis.url();
 
     // The crate's own test builds the component and runs the kit.
