@@ -26,8 +26,10 @@ ensure_build_tools() {
 }
 
 # Debian packages the tests talk to: redis-server, the gateways, openssl
-# for the TLS tests' certificates, and a Python with venv for
-# examples/policy-python/build.sh (which installs componentize-py itself).
+# for the TLS tests' certificates, a Python with venv for
+# examples/policy-python/build.sh (which installs componentize-py itself),
+# and Node with npm for examples/policy-js/build.sh (which installs
+# ComponentizeJS itself, and needs Node 20 or newer).
 ensure_test_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
@@ -35,6 +37,8 @@ ensure_test_packages() {
     command -v caddy >/dev/null || missing+=(caddy)
     command -v openssl >/dev/null || missing+=(openssl)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     apt_install "${missing[@]}"
 }
 

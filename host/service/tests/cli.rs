@@ -1,5 +1,7 @@
 //! The `dsession` binary, run as a user would.
 
+#[path = "cli/javascript.rs"]
+mod javascript;
 #[path = "cli/python.rs"]
 mod python;
 #[path = "cli/scaffold.rs"]
