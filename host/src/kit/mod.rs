@@ -156,7 +156,12 @@ impl Kit {
     /// Runs every case, handing each to `each` as it ends, and then
     /// revokes what the run issued.
     pub async fn run(&self, mut each: impl FnMut(&CaseReport)) -> KitReport {
-        let rig = rig::Rig::new(&self.policy, &self.store.0, &self.policy_config, self.limits);
+        let rig = rig::Rig::new(
+            &self.policy,
+            &self.store.0,
+            &self.policy_config,
+            self.limits,
+        );
         let mut report = KitReport::default();
         cases::run(&rig, &mut |case| {
             each(&case);

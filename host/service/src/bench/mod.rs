@@ -20,8 +20,8 @@ mod runner;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dsession::store::{MemoryStore, Store, Tap};
 use dsession::Settings;
+use dsession::store::{MemoryStore, Store, Tap};
 use dsession_service::{AppState, LimitsConfig, Metrics, ServeConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
