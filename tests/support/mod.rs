@@ -17,7 +17,10 @@ use dsession::{Limits, Policy, SessionManager, User};
 
 pub use dsession_tests::{MASTER_NAME, RedisCluster, RedisServer, SentinelCluster, free_port};
 pub use env::{Env, Kind};
-pub use stores::{add_acl_user, cluster_config, redis_store, sentinel_config, tls_client_files};
+pub use stores::{
+    add_acl_user, assert_names_both_address_forms, cluster_config, redis_store, sentinel_config,
+    tls_client_files,
+};
 
 /// 32 hex digits: the random part of a default-policy token.
 pub const HEX32: &str = "0123456789abcdef0123456789abcdef";

@@ -54,3 +54,15 @@ pub async fn add_acl_user(connection: &mut MultiplexedConnection, key_patterns: 
         .await
         .expect("ACL SETUSER");
 }
+
+/// Asserts that `error`, the refusal of the seed address `malformed`,
+/// quotes it and names both forms an address may take.
+pub fn assert_names_both_address_forms(error: &impl std::fmt::Display, malformed: &str) {
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&format!("{malformed:?}"))
+            && message.contains("host:port")
+            && message.contains("redis://host:port"),
+        "{malformed}: {message}"
+    );
+}
