@@ -156,6 +156,28 @@ async fn durable_writes_that_no_replica_can_acknowledge_make_the_store_not_ready
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_that_changes_nothing_is_not_confirmed_by_a_replica_that_stopped_answering() {
+    let env = Env::new(Kind::Sentinel).await;
+    let cluster = env.sentinel.as_ref().unwrap();
+    let durable = durable_store(cluster, Some(Duration::from_millis(200))).await;
+    let sessions = SessionManager::builder().store(durable).build().unwrap();
+    let token = sessions.set_token("alice", 600).await.unwrap().token;
+    // The replica hangs with its link open: the master still counts it,
+    // with the offset it acknowledged last. On a master cut off by a
+    // partition, the token may already be gone (by a write that was never
+    // acknowledged, so never promised); deleting it again changes nothing
+    // and reaches no replication stream.
+    sessions.delete_token(&token).await.unwrap();
+    cluster.replica().pause();
+    let again = sessions.delete_token(&token).await;
+    let revoke_all = sessions.delete_user_token("alice").await;
+    cluster.replica().resume();
+    assert_store_error("a revoke no replica confirmed", again);
+    assert_store_error("a revoke-all no replica confirmed", revoke_all);
+    sessions.delete_token(&token).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_the_sentinels_do_not_know_makes_durable_writes_not_ready() {
     let env = Env::new(Kind::Sentinel).await;
     let cluster = env.sentinel.as_ref().unwrap();

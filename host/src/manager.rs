@@ -413,7 +413,19 @@ impl SessionManager {
         self.call(Operation::DeleteToken, async |api, store| {
             api.call_delete_token(store, &self.0.settings, token).await
         })
-        .await
+        .await?;
+        self.confirm_revocation().await
+    }
+
+    /// With durable writes, that enough replicas have what a revocation
+    /// left, even when it found nothing to delete (see
+    /// [`crate::store::Store::confirm_writes`]).
+    async fn confirm_revocation(&self) -> Result<()> {
+        self.0
+            .store
+            .confirm_writes()
+            .await
+            .map_err(|error| Error::Store(error.to_string()))
     }
 
     /// The user of a live token, without detail; `None` when the token is
@@ -457,7 +469,8 @@ impl SessionManager {
             api.call_delete_user_token(store, &self.0.settings, user_id)
                 .await
         })
-        .await
+        .await?;
+        self.confirm_revocation().await
     }
 
     /// Reloads the user-info cache of each user from the loader.

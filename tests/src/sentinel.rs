@@ -175,11 +175,20 @@ impl SentinelCluster {
 
     /// Kills the replica (the server that is not the master now).
     pub fn kill_replica(&mut self) {
-        let master = self.master_port();
-        let index = (0..2)
-            .find(|&index| !self.server_has_port(index, master))
-            .expect("the cluster has a replica");
+        let index = self.replica_index();
         self.servers[index].kill();
+    }
+
+    /// The replica: the server that is not the master now.
+    pub fn replica(&self) -> &RedisServer {
+        &self.servers[self.replica_index()]
+    }
+
+    fn replica_index(&self) -> usize {
+        let master = self.master_port();
+        (0..2)
+            .find(|&index| !self.server_has_port(index, master))
+            .expect("the cluster has a replica")
     }
 
     /// Kills the current master and returns the port it listened on.

@@ -161,6 +161,26 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Stops the process (`SIGSTOP`) until [`Self::resume`]: its
+    /// connections stay open but nothing answers, as on a host that hangs.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} redis-server failed");
+    }
+
     /// Starts the server again on the same port, with the same arguments
     /// (and, without persistence, no data), and waits until it answers.
     pub fn restart(&mut self) {

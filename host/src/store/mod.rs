@@ -183,6 +183,17 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can take writes now (a ping for Redis).
     async fn ready(&self) -> Result<(), StoreError>;
 
+    /// With durable writes (`min_replicas_ack`), waits until enough
+    /// replicas have every write the master took so far, not only this
+    /// process's: a revocation confirms its outcome with it, so that one
+    /// that found nothing left to delete on a master cut off from its
+    /// replicas is not acknowledged. At once without durable writes, and
+    /// for stores without replicas. The cluster store cannot ask this of a
+    /// whole cluster and answers at once; its writes still wait.
+    async fn confirm_writes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether keys are spread over Redis Cluster slots, so that every
     /// [`Store::atomic`] and [`Store::watch`] must keep to the keys of one
     /// slot (see [`crate::check_slot_layout`]). False unless a store says so.

@@ -236,6 +236,10 @@ impl Store for Tap {
         self.inner.ready().await
     }
 
+    async fn confirm_writes(&self) -> Result<(), StoreError> {
+        self.inner.confirm_writes().await
+    }
+
     fn is_sharded(&self) -> bool {
         self.inner.is_sharded()
     }

@@ -1,5 +1,15 @@
 //! Durable writes: `WAIT` after a write, in the same round trip, until
 //! enough replicas acknowledged it.
+//!
+//! `WAIT` counts the replicas that acknowledged the connection's last
+//! write that reached the replication stream. A write that changes nothing
+//! (deleting a token already gone) reaches no stream, so `WAIT` would count
+//! acknowledgements of older writes, even from replicas cut off since: a
+//! master on the losing side of a partition would confirm a revoke that
+//! its replicas, promoted meanwhile, never saw. One server's stores
+//! therefore `PUBLISH` (to [`OFFSET_CHANNEL`], which nobody needs to read)
+//! before `WAIT`: Redis replicates every `PUBLISH` outside a cluster, so
+//! `WAIT` then counts only replicas that have everything up to now.
 
 use std::time::Duration;
 
@@ -13,6 +23,10 @@ pub(super) struct ReplicaAck {
     pub(super) replicas: usize,
     pub(super) timeout: Duration,
 }
+
+/// The channel of the `PUBLISH` that moves a connection's replication
+/// offset to the master's current one before `WAIT`.
+pub(super) const OFFSET_CHANNEL: &str = "dsession:replication-offset";
 
 impl ReplicaAck {
     /// Durable writes as configured: none when `replicas` is 0.
@@ -38,6 +52,14 @@ impl ReplicaAck {
         pipe.cmd("WAIT")
             .arg(self.replicas)
             .arg(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
+    }
+
+    /// Adds a `PUBLISH` that reaches the replication stream, then `WAIT`:
+    /// enough replicas must have every write of the master so far. The
+    /// `PUBLISH` has no reply among the pipeline's; `WAIT`'s is the last.
+    pub(super) fn queue_current(self, pipe: &mut Pipeline) {
+        pipe.cmd("PUBLISH").arg(OFFSET_CHANNEL).arg("").ignore();
+        self.queue(pipe);
     }
 
     /// Whether the reply to `WAIT` says enough replicas acknowledged.
@@ -92,6 +114,21 @@ mod tests {
             pipe.get_packed_pipeline(),
             redis::cmd("WAIT").arg(2).arg(50).get_packed_command()
         );
+    }
+
+    #[test]
+    fn a_publish_before_wait_moves_the_offset_to_the_masters() {
+        let mut pipe = redis::pipe();
+        two_replicas().queue_current(&mut pipe);
+        let expected = [
+            redis::cmd("PUBLISH")
+                .arg(OFFSET_CHANNEL)
+                .arg("")
+                .get_packed_command(),
+            redis::cmd("WAIT").arg(2).arg(50).get_packed_command(),
+        ]
+        .concat();
+        assert_eq!(pipe.get_packed_pipeline(), expected);
     }
 
     #[test]

@@ -97,6 +97,19 @@ pub(super) fn queue(
     Ok(())
 }
 
+/// Whether a command issues or revokes (`SET`, `HSET`, `DEL`), so that a
+/// batch of it must wait for replicas when writes are durable. `EXPIRE`
+/// and `GETEX` only slide an expiry, and an `HDEL` without a `DEL` only
+/// prunes index entries of dead tokens: a batch of those does not wait.
+pub(super) fn issues_or_revokes(commands: &[Command]) -> bool {
+    commands.iter().any(|command| {
+        matches!(
+            command,
+            Command::Set(_) | Command::Del(_) | Command::HashSet(_)
+        )
+    })
+}
+
 /// Whether every command only reads, so that sending them twice is as good
 /// as sending them once.
 pub(super) fn only_reads(commands: &[Command]) -> bool {
@@ -442,6 +455,20 @@ mod tests {
         );
         let get = Command::Get("a1".into());
         assert_eq!(split_keys(get.clone(), group), [(true, get)]);
+    }
+
+    #[test]
+    fn a_batch_waits_for_replicas_when_it_issues_or_revokes_not_when_it_prunes() {
+        let hdel = Command::HashDelete(HashDeleteArgs {
+            key: "index".into(),
+            fields: vec!["dead".into()],
+        });
+        assert!(!issues_or_revokes(&[
+            Command::Get("k".into()),
+            hdel.clone()
+        ]));
+        assert!(issues_or_revokes(&[Command::Del(vec!["k".into()]), hdel]));
+        assert!(issues_or_revokes(&[set(0, SetCondition::Always)]));
     }
 
     #[test]

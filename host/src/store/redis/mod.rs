@@ -151,4 +151,8 @@ impl Store for RedisStore {
     async fn ready(&self) -> Result<(), StoreError> {
         self.server.ping().await
     }
+
+    async fn confirm_writes(&self) -> Result<(), StoreError> {
+        self.server.confirm_writes().await
+    }
 }

@@ -1,6 +1,7 @@
 //! Connections to one Redis server, for every Redis store: batches go over
 //! one shared multiplexed connection; a `WATCH`, or a write that waits for
-//! replicas, takes a dedicated connection kept idle between uses. The
+//! replicas (an atomic step that writes, a batch that issues or revokes),
+//! takes a dedicated connection kept idle between uses. The
 //! single-server store runs one [`Server`], the sentinel store one per
 //! master it finds.
 
@@ -12,7 +13,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, Value};
 
 use super::ack::ReplicaAck;
-use super::codec::{only_reads, queue, replies, text};
+use super::codec::{issues_or_revokes, only_reads, queue, replies, text};
 use super::error::{is_lost, store_error};
 use super::pool::Idle;
 use crate::store::{Command, Reply, StoreError, Transaction};
@@ -25,7 +26,8 @@ pub(super) struct Server<C> {
     shared: C,
     connection_config: AsyncConnectionConfig,
     idle: Idle<()>,
-    /// Replicas that must acknowledge each atomic write before it succeeds.
+    /// Replicas that must acknowledge each atomic write, and each batch that
+    /// issues or revokes, before it succeeds.
     ack: Option<ReplicaAck>,
     /// Set once a connection failed in a way that says the server is gone or
     /// no longer a master, so that whoever chose this server chooses again.
@@ -130,18 +132,69 @@ where
             .map_err(|error| self.failed(error))
     }
 
-    /// Runs `commands` in order as one pipeline.
+    /// A dedicated connection: an idle one, or a new one.
+    async fn dedicated(&self) -> Result<MultiplexedConnection, StoreError> {
+        match self.idle.take(&()) {
+            Some(connection) => Ok(connection),
+            None => self
+                .new_connection()
+                .await
+                .map_err(|error| self.failed(error)),
+        }
+    }
+
+    /// Runs `commands` in order as one pipeline; one that issues or revokes
+    /// waits for replicas when writes are durable.
     pub(super) async fn batch(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         queue(&mut pipe, commands, false)?;
-        let values: Vec<Value> = pipe
-            .query_async(&mut self.shared.clone())
+        let Some(ack) = self.ack.filter(|_| issues_or_revokes(commands)) else {
+            let values: Vec<Value> = pipe
+                .query_async(&mut self.shared.clone())
+                .await
+                .map_err(|error| self.failed(error))?;
+            return replies(commands, values);
+        };
+        ack.queue_current(&mut pipe);
+        let mut connection = self.dedicated().await?;
+        let mut values: Vec<Value> = pipe
+            .query_async(&mut connection)
             .await
             .map_err(|error| self.failed(error))?;
-        replies(commands, values)
+        self.idle.give_back((), connection);
+        let acknowledged = values.pop();
+        let replies = replies(commands, values)?;
+        self.acknowledged(ack, acknowledged)?;
+        Ok(replies)
+    }
+
+    /// With durable writes, `PUBLISH` and `WAIT` alone: enough replicas
+    /// must have every write of the master so far.
+    pub(super) async fn confirm_writes(&self) -> Result<(), StoreError> {
+        let Some(ack) = self.ack else {
+            return Ok(());
+        };
+        let mut pipe = redis::pipe();
+        ack.queue_current(&mut pipe);
+        let mut connection = self.dedicated().await?;
+        let mut values: Vec<Value> = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| self.failed(error))?;
+        self.idle.give_back((), connection);
+        self.acknowledged(ack, values.pop())
+    }
+
+    /// Whether `reply`, `WAIT`'s, says enough replicas have the write.
+    fn acknowledged(&self, ack: ReplicaAck, reply: Option<Value>) -> Result<(), StoreError> {
+        ack.check(reply).inspect_err(|_| {
+            // A master that lost its replicas may be cut off from a
+            // failover that promoted one of them.
+            self.mark_lost();
+        })
     }
 
     /// Runs `commands` atomically on the shared connection.
@@ -150,13 +203,7 @@ where
             // WAIT holds up every later command on its connection until the
             // replicas answer, so it must not hold up the shared one.
             Some(_) => {
-                let mut connection = match self.idle.take(&()) {
-                    Some(connection) => connection,
-                    None => self
-                        .new_connection()
-                        .await
-                        .map_err(|error| self.failed(error))?,
-                };
+                let mut connection = self.dedicated().await?;
                 let executed = self.exec(&mut connection, commands).await;
                 if executed.is_ok() {
                     self.idle.give_back((), connection);
@@ -230,7 +277,7 @@ where
         queue(&mut pipe, commands, true)?;
         pipe.cmd("EXEC");
         if let Some(ack) = ack {
-            ack.queue(&mut pipe);
+            ack.queue_current(&mut pipe);
         }
         let mut values: Vec<Value> = pipe
             .query_async(connection)
@@ -246,13 +293,8 @@ where
                 )));
             }
         };
-        if let Some(ack) = ack
-            && let Err(error) = ack.check(acknowledged)
-        {
-            // A master that lost its replicas may be cut off from a
-            // failover that promoted one of them.
-            self.mark_lost();
-            return Err(error);
+        if let Some(ack) = ack {
+            self.acknowledged(ack, acknowledged)?;
         }
         Ok(Some(executed))
     }

@@ -50,7 +50,7 @@ use self::request::Request;
 pub use self::slots::key_slot;
 use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
-use crate::store::redis::codec::{only_reads, text};
+use crate::store::redis::codec::{issues_or_revokes, only_reads, text};
 use crate::store::redis::error::{redact, setup_error, store_error};
 use crate::store::redis::net::{ADDRESS_FORMS, Connector, Dialer, TlsFiles, node_url};
 use crate::store::redis::settings::ServerSettings;
@@ -222,7 +222,7 @@ impl Store for ClusterStore {
             let request = Request {
                 commands: group,
                 transaction: group.len() > 1,
-                ack: None,
+                ack: self.nodes.ack().filter(|_| issues_or_revokes(group)),
             };
             let answer = request.run(&self.nodes, slot, only_reads(group)).await?;
             Ok::<_, StoreError>((slot, answer.unwrap_or_default()))

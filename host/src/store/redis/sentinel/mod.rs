@@ -212,6 +212,11 @@ impl Store for SentinelStore {
         .await
     }
 
+    async fn confirm_writes(&self) -> Result<(), StoreError> {
+        self.on_master(false, |master| async move { master.confirm_writes().await })
+            .await
+    }
+
     /// A writable master, and with durable writes: enough replicas to
     /// acknowledge them, all known to the sentinels (one they do not know
     /// yet could hold the acknowledgements while they promote another).
