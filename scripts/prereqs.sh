@@ -28,8 +28,9 @@ ensure_build_tools() {
 # Debian packages the tests talk to: redis-server, the gateways, openssl
 # for the TLS tests' certificates, a Python with venv for
 # examples/policy-python/build.sh (which installs componentize-py itself),
-# and Node with npm for examples/policy-js/build.sh (which installs
-# ComponentizeJS itself, and needs Node 20 or newer).
+# Node with npm for examples/policy-js/build.sh (which installs
+# ComponentizeJS itself, and needs Node 20 or newer), and iproute2 and
+# nftables for the partitions test's network namespaces.
 ensure_test_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
@@ -39,6 +40,9 @@ ensure_test_packages() {
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    # The fault lab of the partitions test: namespaces and packet filters.
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v nft >/dev/null || missing+=(nftables)
     apt_install "${missing[@]}"
 }
 

@@ -4,6 +4,8 @@
 
 mod certificates;
 mod cluster;
+pub mod netns;
+pub mod proxy;
 mod sentinel;
 mod server;
 
