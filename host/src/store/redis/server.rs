@@ -12,10 +12,11 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, Value};
 
 use super::ack::ReplicaAck;
-use super::codec::{only_reads, queue, replies, text};
+use super::codec::{only_deletions, only_reads, queue, replies, text};
 use super::error::{is_lost, store_error};
+use super::memory;
 use super::pool::Idle;
-use crate::store::{Command, Reply, StoreError, Transaction};
+use crate::store::{Command, MemoryPolicy, Reply, StoreError, Transaction};
 
 /// Connections to one server: `shared` carries batches, and each `WATCH` (or
 /// write that waits for replicas) gets a dedicated connection, kept in a
@@ -123,6 +124,15 @@ where
             .collect()
     }
 
+    /// How the server makes room once full.
+    pub(super) async fn memory_policy(&self) -> Result<MemoryPolicy, StoreError> {
+        let reply: Value = memory::config_get()
+            .query_async(&mut self.shared.clone())
+            .await
+            .map_err(|error| memory::unreadable(self.failed(error)))?;
+        memory::parse(self.address().to_string(), reply)
+    }
+
     /// The first element of `ROLE` on the shared connection.
     pub(super) async fn role(&self) -> Result<String, StoreError> {
         role(&mut self.shared.clone())
@@ -130,33 +140,71 @@ where
             .map_err(|error| self.failed(error))
     }
 
+    /// An idle dedicated connection, or a new one.
+    async fn dedicated(&self) -> Result<MultiplexedConnection, StoreError> {
+        match self.idle.take(&()) {
+            Some(connection) => Ok(connection),
+            None => self
+                .new_connection()
+                .await
+                .map_err(|error| self.failed(error)),
+        }
+    }
+
     /// Runs `commands` in order as one pipeline.
     pub(super) async fn batch(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        self.pipeline(commands, None).await
+    }
+
+    /// Runs `commands` in order as one pipeline; with `ack`, `WAIT` follows
+    /// in the same round trip, on a dedicated connection.
+    async fn pipeline(
+        &self,
+        commands: &[Command],
+        ack: Option<ReplicaAck>,
+    ) -> Result<Vec<Reply>, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         queue(&mut pipe, commands, false)?;
-        let values: Vec<Value> = pipe
-            .query_async(&mut self.shared.clone())
+        let Some(ack) = ack else {
+            let values: Vec<Value> = pipe
+                .query_async(&mut self.shared.clone())
+                .await
+                .map_err(|error| self.failed(error))?;
+            return replies(commands, values);
+        };
+        ack.queue(&mut pipe);
+        let mut connection = self.dedicated().await?;
+        let mut values: Vec<Value> = pipe
+            .query_async(&mut connection)
             .await
             .map_err(|error| self.failed(error))?;
-        replies(commands, values)
+        self.idle.give_back((), connection);
+        let acknowledged = values.pop();
+        let replies = replies(commands, values)?;
+        self.acknowledged(ack, acknowledged)?;
+        Ok(replies)
     }
 
-    /// Runs `commands` atomically on the shared connection.
+    /// Whether the replicas acknowledged a write, as `WAIT` answered.
+    fn acknowledged(&self, ack: ReplicaAck, answer: Option<Value>) -> Result<(), StoreError> {
+        ack.check(answer).inspect_err(|_| {
+            // A master that lost its replicas may be cut off from a
+            // failover that promoted one of them.
+            self.mark_lost();
+        })
+    }
+
+    /// Runs `commands` atomically on the shared connection; when a full
+    /// Redis refuses them and they only delete, in order as a pipeline.
     pub(super) async fn atomic(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
         let executed = match self.acknowledgement(commands) {
             // WAIT holds up every later command on its connection until the
             // replicas answer, so it must not hold up the shared one.
             Some(_) => {
-                let mut connection = match self.idle.take(&()) {
-                    Some(connection) => connection,
-                    None => self
-                        .new_connection()
-                        .await
-                        .map_err(|error| self.failed(error))?,
-                };
+                let mut connection = self.dedicated().await?;
                 let executed = self.exec(&mut connection, commands).await;
                 if executed.is_ok() {
                     self.idle.give_back((), connection);
@@ -165,7 +213,16 @@ where
             }
             None => self.exec(&mut self.shared.clone(), commands).await,
         };
-        executed?.ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
+        match executed {
+            // Nothing ran; deletions alone may run outside MULTI, where a
+            // full Redis takes them, so that a policy can still revoke.
+            Err(refused) if refused.is_out_of_memory() && only_deletions(commands) => {
+                self.pipeline(commands, self.acknowledgement(commands))
+                    .await
+            }
+            executed => executed?
+                .ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched")),
+        }
     }
 
     /// Watches `keys` on a dedicated connection, then runs `reads` there.
@@ -246,13 +303,8 @@ where
                 )));
             }
         };
-        if let Some(ack) = ack
-            && let Err(error) = ack.check(acknowledged)
-        {
-            // A master that lost its replicas may be cut off from a
-            // failover that promoted one of them.
-            self.mark_lost();
-            return Err(error);
+        if let Some(ack) = ack {
+            self.acknowledged(ack, acknowledged)?;
         }
         Ok(Some(executed))
     }
@@ -302,5 +354,70 @@ where
             self.server.idle.give_back((), connection);
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::{AsyncConnectionConfig, Client};
+
+    use super::*;
+    use crate::store::HashSetArgs;
+    use crate::store::redis::error::sample::Answering;
+
+    const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.";
+    const ABORTED: &str = "-EXECABORT Transaction discarded because of previous errors.";
+
+    fn server(answers: &[&[&'static str]]) -> Server<Answering> {
+        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        Server::new(
+            client,
+            Answering::new(answers),
+            AsyncConnectionConfig::new(),
+            None,
+        )
+    }
+
+    fn hset() -> Command {
+        Command::HashSet(HashSetArgs {
+            key: "h".into(),
+            fields: vec![("f".into(), "v".into())],
+        })
+    }
+
+    #[tokio::test]
+    async fn multi_refused_for_memory_is_out_of_memory() {
+        // Redis 7 refuses every command queued in MULTI once it is full.
+        let full = server(&[&["+OK", OOM, OOM, ABORTED]]);
+        let error = full
+            .atomic(&[Command::Del(vec!["k".into()]), hset()])
+            .await
+            .unwrap_err();
+        assert!(error.is_out_of_memory(), "{error}");
+        assert!(!full.is_lost());
+    }
+
+    #[tokio::test]
+    async fn deletions_refused_in_multi_for_memory_run_as_a_pipeline() {
+        let full = server(&[&["+OK", OOM, OOM, ABORTED], &[":1", ":1"]]);
+        let deletions = [
+            Command::Del(vec!["k".into()]),
+            Command::HashDelete(crate::store::HashDeleteArgs {
+                key: "h".into(),
+                fields: vec!["f".into()],
+            }),
+        ];
+        let replies = full.atomic(&deletions).await.unwrap();
+        assert_eq!(replies, [Reply::Integer(1), Reply::Integer(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_with_one_command_refused_for_memory_is_out_of_memory() {
+        let full = server(&[&[":1", OOM]]);
+        let error = full
+            .batch(&[Command::Del(vec!["k".into()]), hset()])
+            .await
+            .unwrap_err();
+        assert!(error.is_out_of_memory(), "{error}");
     }
 }
