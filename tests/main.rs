@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod embedding;
 mod envoy;
+mod full_redis;
 mod gateways;
 mod hardened;
 mod hostile_clients;

@@ -18,6 +18,14 @@
 //! batch; a login one atomic step (single mode: a WATCH and a commit, again
 //! after each lost race); the index entries of dead tokens are pruned as
 //! they are met.
+//!
+//! Revocation works on a full Redis (`maxmemory` under `noeviction`),
+//! which refuses every command queued in `MULTI` and every write that may
+//! grow memory, but runs a plain `DEL` or `HDEL`: every revocation is an
+//! atomic step of deletions alone, which the host then sends again as a
+//! plain pipeline, the token key deleted before its index entry (a failure
+//! in between leaves an entry without a token, which is never valid and is
+//! pruned when met).
 
 pub mod layout;
 
@@ -72,7 +80,8 @@ impl Gosession {
         cmd::hexists(self.layout.index_key(user_id), token)
     }
 
-    /// Deletes `tokens` and their index entries.
+    /// Deletes `tokens`, then their index entries: deletions alone, which
+    /// a full Redis still runs (see the module's docs).
     fn forget(&self, user_id: &str, tokens: Vec<String>) -> [Command; 2] {
         [
             cmd::del(tokens.iter().map(|token| self.layout.token_key(token))),
@@ -117,15 +126,24 @@ impl Gosession {
 
     /// A login in single mode: replace every indexed token atomically, or
     /// lose the race to a concurrent writer of the index and try again.
+    ///
+    /// A full Redis refuses the whole commit, the revocation of the old
+    /// tokens with it; they are then revoked on their own, deletions alone
+    /// that it runs, before the refusal is returned: a login refused for
+    /// memory still logs the user out everywhere else, and never leaves
+    /// more than one token valid. This costs round trips only when the
+    /// store failed; revoking before every commit would cost one on every
+    /// login (and the commit's own `HDEL` would then break its `WATCH`).
     fn replace_tokens(&self, user_id: &str, writes: &[Command]) -> Result<(), Error> {
         let index = self.layout.index_key(user_id);
         let read = [cmd::hgetall(&index)];
+        let mut old: Vec<String> = Vec::new();
         let won = store::optimistic(
             std::slice::from_ref(&index),
             &read,
             MAX_SINGLE_MODE_ATTEMPTS,
             |replies| {
-                let old: Vec<String> = replies
+                old = replies
                     .at(0)?
                     .pairs("HGETALL index")?
                     .into_iter()
@@ -133,12 +151,19 @@ impl Gosession {
                     .collect();
                 let mut commands = Vec::with_capacity(writes.len() + 2);
                 if !old.is_empty() {
-                    commands.extend(self.forget(user_id, old));
+                    commands.extend(self.forget(user_id, old.clone()));
                 }
                 commands.extend_from_slice(writes);
                 Ok((commands, ()))
             },
-        )?;
+        );
+        let won = match won {
+            Err(refused @ Error::Store(_)) if !old.is_empty() => {
+                store::atomic(&self.forget(user_id, old))?;
+                return Err(refused);
+            }
+            won => won?,
+        };
         won.ok_or_else(|| {
             Error::Conflict(format!(
                 "single-mode login of user {user_id:?} lost {MAX_SINGLE_MODE_ATTEMPTS} races in a row"

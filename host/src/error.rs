@@ -18,6 +18,12 @@ pub enum Error {
     /// token.
     #[error("store error: {0}")]
     Store(String),
+    /// The store is full and refused a write (Redis: `OOM`, its used memory
+    /// over `maxmemory` under `maxmemory-policy noeviction`): logins and
+    /// refreshes fail until memory is freed or raised; checks and
+    /// revocations still work. Nothing is known about the token.
+    #[error("store out of memory: {0}")]
+    StoreOutOfMemory(String),
     /// The user loader failed; nothing is known about the user.
     #[error("user loader error: {0}")]
     Loader(String),
@@ -48,6 +54,8 @@ pub enum ErrorKind {
     NotFound,
     /// [`Error::Store`].
     Store,
+    /// [`Error::StoreOutOfMemory`].
+    StoreOutOfMemory,
     /// [`Error::Loader`].
     Loader,
     /// [`Error::Conflict`].
@@ -62,10 +70,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::InvalidArgument,
         Self::NotFound,
         Self::Store,
+        Self::StoreOutOfMemory,
         Self::Loader,
         Self::Conflict,
         Self::Corrupt,
@@ -80,6 +89,7 @@ impl ErrorKind {
             Self::InvalidArgument => "invalid_argument",
             Self::NotFound => "not_found",
             Self::Store => "store_error",
+            Self::StoreOutOfMemory => "store_out_of_memory",
             Self::Loader => "loader_error",
             Self::Conflict => "conflict",
             Self::Corrupt => "corrupt_data",
@@ -107,6 +117,7 @@ impl Error {
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Self::NotFound => ErrorKind::NotFound,
             Self::Store(_) => ErrorKind::Store,
+            Self::StoreOutOfMemory(_) => ErrorKind::StoreOutOfMemory,
             Self::Loader(_) => ErrorKind::Loader,
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::Corrupt(_) => ErrorKind::Corrupt,
@@ -116,10 +127,14 @@ impl Error {
     }
 
     /// Whether the operation says nothing about the token or the user:
-    /// the store, the loader or the policy runtime could not answer. A
+    /// the store (down or full), the loader or the policy runtime could not
+    /// answer. A
     /// gateway answers 503 (or 500), never 401.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Store(_) | Self::Loader(_) | Self::Overloaded(_))
+        matches!(
+            self,
+            Self::Store(_) | Self::StoreOutOfMemory(_) | Self::Loader(_) | Self::Overloaded(_)
+        )
     }
 
     /// The HTTP status the service answers this error with: 400, 404, 409,
@@ -148,6 +163,11 @@ impl Error {
     pub fn public_message(&self) -> String {
         match self {
             Self::Store(_) => "the session store is unavailable".into(),
+            Self::StoreOutOfMemory(_) => {
+                "the session store is out of memory (OOM: Redis is over its maxmemory) and \
+                 refused the write"
+                    .into()
+            }
             Self::Loader(_) => "the user loader is unavailable".into(),
             Self::Overloaded(_) => "too many requests in flight".into(),
             Self::Corrupt(_) => "the session store holds data the policy cannot read".into(),
@@ -274,6 +294,7 @@ mod tests {
             Error::InvalidArgument(String::new()),
             Error::NotFound,
             Error::Store(String::new()),
+            Error::StoreOutOfMemory(String::new()),
             Error::Loader(String::new()),
             Error::Conflict(String::new()),
             Error::Corrupt(String::new()),
@@ -291,6 +312,13 @@ mod tests {
         let body = ErrorBody::from(&Error::Loader("db.internal refused".into()));
         assert_eq!(body.error.code, "loader_error");
         assert_eq!(body.error.message, "the user loader is unavailable");
+        let body = ErrorBody::from(&Error::StoreOutOfMemory("OOM command not allowed".into()));
+        assert_eq!(body.error.code, "store_out_of_memory");
+        assert!(body.error.message.contains("maxmemory"), "{body:?}");
+        assert_eq!(
+            Error::StoreOutOfMemory(String::new()).status(),
+            http::StatusCode::SERVICE_UNAVAILABLE
+        );
         let body = ErrorBody::from(&Error::InvalidArgument("empty user id".into()));
         assert_eq!(body.error.message, "invalid argument: empty user id");
     }

@@ -7,7 +7,7 @@
 //! | key | value | TTL |
 //! |---|---|---|
 //! | `{prefix}:{u}:t:{sha256(secret)}` | `{epoch} {created_ns} {deadline}` | idle timeout, or the lifetime |
-//! | `{prefix}:{u}:idx` (hash) | `{sha256}` → `{created_ns} {deadline} {epoch}`; `epoch` → the user's epoch | ≥ its longest token |
+//! | `{prefix}:{u}:idx` (hash) | `{sha256}` → `{created_ns} {deadline} {epoch}`; `epoch` → the user's epoch | ≥ its longest token; revoke-all deletes it |
 //! | `{prefix}:{u}:user` | `{"id":…,"detail":…}` | the user-info TTL |
 
 use dsession_policy_sdk::ttl::MAX_TTL_SECONDS;

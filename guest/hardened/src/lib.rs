@@ -8,8 +8,13 @@
 //!   deadline, the TTL it was issued with, whatever happens.
 //! - At most `max_sessions` live tokens per user: a login beyond it revokes
 //!   the oldest in the same optimistic transaction.
-//! - Revoking every token of a user is one write: the user's epoch changes,
-//!   and a token from an older epoch is dead.
+//! - Revoking every token of a user is one write: the user's index goes,
+//!   the epoch in it with it, and a token from another epoch is dead.
+//! - Revocation works on a full Redis (`maxmemory` under `noeviction`),
+//!   which refuses everything queued in `MULTI` and every write that may
+//!   grow memory, but runs a plain `DEL` or `HDEL`: every revocation is an
+//!   atomic step of deletions alone, which the host then sends again as a
+//!   plain pipeline, the token key deleted before its index entry.
 //! - Every key of a user holds the hash tag `{user}`: one Redis Cluster slot.
 //!
 //! The layout, the settings (`[policy.config]`, read through `wasi:config`)
@@ -145,7 +150,8 @@ fn live_record(
 }
 
 impl Hardened {
-    /// Deletes token keys and their index entries.
+    /// Deletes token keys, then their index entries: deletions alone,
+    /// which a full Redis still runs (see the module's docs).
     fn forget(&self, user_id: &str, digests: Vec<String>) -> Vec<Command> {
         if digests.is_empty() {
             return Vec::new();
@@ -165,15 +171,10 @@ impl Hardened {
         cmd::hget(self.layout.index_key(user_id), EPOCH_FIELD)
     }
 
-    /// The commands of one login attempt against the index as `read`:
-    /// prune what is dead, evict beyond `max_sessions`, write the session.
-    fn login(
-        &self,
-        user_id: &str,
-        digest: &str,
-        ttl: i64,
-        read: &Index,
-    ) -> Result<(Vec<Command>, i64), Error> {
+    /// One login attempt against the index as `read`: the commands that
+    /// prune what is dead and evict beyond `max_sessions`, the writes of
+    /// the session, and its deadline.
+    fn login(&self, user_id: &str, digest: &str, ttl: i64, read: &Index) -> Result<Login, Error> {
         let created_ns = time::now_ns();
         let now = created_ns / 1_000_000_000;
         let deadline = now + ttl;
@@ -217,8 +218,7 @@ impl Hardened {
         }
         let index = self.layout.index_key(user_id);
         let index_ttl = self.index_ttl.max(ttl);
-        let mut commands = self.forget(user_id, doomed);
-        commands.extend([
+        let writes = vec![
             cmd::set(self.layout.token_key(user_id, digest), record.encode())
                 .ttl(self.layout.key_ttl(ttl))
                 .into(),
@@ -227,9 +227,22 @@ impl Hardened {
             // the index, and its epoch, outlive every token listed in it.
             cmd::expire(&index, index_ttl).if_none().into(),
             cmd::expire(index, index_ttl).if_later().into(),
-        ]);
-        Ok((commands, deadline))
+        ];
+        Ok(Login {
+            forget: self.forget(user_id, doomed),
+            writes,
+            deadline,
+        })
     }
+}
+
+/// One login attempt, as [`Hardened::login`] plans it.
+struct Login {
+    /// Deletes the sessions it prunes and evicts.
+    forget: Vec<Command>,
+    /// Writes the new session.
+    writes: Vec<Command>,
+    deadline: i64,
 }
 
 impl UserCache for Hardened {
@@ -277,6 +290,14 @@ impl Policy for Hardened {
             Some(_) => cmd::hgetall(&index),
             None => self.epoch(user_id),
         };
+        // The sessions the last attempt pruned and evicted. A full Redis
+        // refuses the whole commit, their deletion with it; they are then
+        // deleted on their own, deletions alone that it runs, before the
+        // refusal is returned, so that a login refused for memory never
+        // leaves more than `max_sessions` valid. This costs round trips only
+        // when the store failed; deleting them before every commit would
+        // cost one on every login beyond the limit.
+        let mut forget = Vec::new();
         let deadline = store::optimistic(
             std::slice::from_ref(&index),
             std::slice::from_ref(&read_index),
@@ -289,9 +310,20 @@ impl Policy for Hardened {
                         sessions: Vec::new(),
                     },
                 };
-                self.login(user_id, &digest, ttl, &read)
+                let login = self.login(user_id, &digest, ttl, &read)?;
+                let mut commands = login.forget.clone();
+                commands.extend(login.writes);
+                forget = login.forget;
+                Ok((commands, login.deadline))
             },
-        )?;
+        );
+        let deadline = match deadline {
+            Err(refused @ Error::Store(_)) if !forget.is_empty() => {
+                store::atomic(&forget)?;
+                return Err(refused);
+            }
+            deadline => deadline?,
+        };
         let Some(deadline) = deadline else {
             return Err(Error::Conflict(format!(
                 "login of user {user_id:?} lost {MAX_LOGIN_ATTEMPTS} races in a row"
@@ -407,15 +439,17 @@ impl Policy for Hardened {
             .collect())
     }
 
-    /// Revokes every token of the user with one write: a new epoch. The index
-    /// exists while any token does (it outlives them all), so when this
-    /// creates it there was nothing to revoke and it only needs an expiry.
+    /// Revokes every token of the user with one write, a deletion that a
+    /// full Redis still runs: `DEL` of the index, and of the epoch in it. A token is
+    /// live only while its epoch is the index's, so every token issued
+    /// before is dead, and stays dead: the next login starts a new random
+    /// epoch. A login racing this one watches the index, so it either
+    /// committed before (its token is revoked too) or reads the index again
+    /// after. The dead tokens' keys expire on their own (each has a TTL),
+    /// or go when a check meets them. An atomic step of one command, so
+    /// that durable writes wait for the replicas to have it.
     fn delete_user_token(&self, user_id: &str) -> Result<(), Error> {
-        let index = self.layout.index_key(user_id);
-        let epoch = vec![(EPOCH_FIELD.to_owned(), random::hex(16))];
-        if store::one(cmd::hset(&index, epoch))?.integer("HSET epoch")? == 1 {
-            store::batch(&[cmd::expire(index, self.index_ttl).if_none().into()])?;
-        }
+        store::atomic(&[cmd::del([self.layout.index_key(user_id)])])?;
         Ok(())
     }
 }

@@ -273,6 +273,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
+    for warning in routes::memory_warnings(state.sessions().store().as_ref()).await {
+        tracing::warn!("the session store can lose sessions: {warning}");
+    }
     reload_on_sighup(state.clone())?;
     if let (true, Some(path)) = (config.policy.watch, &config.policy.path) {
         watch_policy_file(state.clone(), path.clone());

@@ -245,7 +245,7 @@ impl Metrics {
 
 impl Observer for Metrics {
     fn operation(&self, operation: Operation, outcome: Outcome, elapsed: Duration) {
-        if outcome == Outcome::Failed(ErrorKind::Store) {
+        if let Outcome::Failed(ErrorKind::Store | ErrorKind::StoreOutOfMemory) = outcome {
             self.store_errors.inc();
         }
         self.policy_calls

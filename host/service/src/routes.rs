@@ -14,6 +14,7 @@ use utoipa::{IntoResponses, ToSchema};
 use crate::strict_json::StrictValue;
 use crate::{AppError, AppState, ErrorBody};
 use dsession::UserLoader as _;
+use dsession::store::Store;
 use dsession::{IssuedToken, TokenEntry, User, UserInfo};
 
 /// A JSON object body, read as [`StrictValue`] does, whose rejections (bad
@@ -111,7 +112,10 @@ enum ApiErrors {
     BadRequest(ErrorBody),
     #[response(status = 401)]
     Unauthorized(ErrorBody),
-    #[response(status = 503)]
+    #[response(
+        status = 503,
+        description = "The store is unavailable (store_error) or out of memory, refusing writes past Redis's maxmemory (store_out_of_memory); the loader is unavailable (loader_error); no policy instance came free (overloaded)"
+    )]
     Unavailable(ErrorBody),
     #[response(
         status = 500,
@@ -233,6 +237,46 @@ pub struct Reloaded {
 pub struct Health {
     /// `ok`, or why not.
     pub status: String,
+    /// What an operator should fix although the service is ready: a Redis
+    /// whose `maxmemory-policy` can evict sessions, or one whose policy
+    /// could not be read. Left out when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Health {
+    fn new(status: impl Into<String>) -> Self {
+        Self {
+            status: status.into(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// What an operator should know of how the store makes room once full:
+/// each master that can evict session keys, or that its setting could
+/// not be read (a managed Redis may refuse `CONFIG`); none when every
+/// master keeps `noeviction` or has no memory limit.
+pub(crate) async fn memory_warnings(store: &dyn Store) -> Vec<String> {
+    match store.memory_policies().await {
+        Ok(policies) => policies
+            .iter()
+            .filter(|policy| policy.evicts())
+            .map(|policy| {
+                format!(
+                    "{policy}: once full it evicts keys, and each evicted session key logs a \
+                     user out; volatile-* policies evict sessions too, since every session key \
+                     has a TTL. Set maxmemory-policy noeviction: a full Redis then refuses \
+                     logins (store_out_of_memory) and still revokes"
+                )
+            })
+            .collect(),
+        Err(error) => vec![format!(
+            "the session store's maxmemory-policy is unknown ({error}): make sure it is \
+             noeviction, since any other policy evicts session keys once Redis is full, \
+             logging users out"
+        )],
+    }
 }
 
 /// Issues a token.
@@ -391,18 +435,20 @@ pub async fn reload_policy(State(state): State<AppState>) -> Result<Json<Reloade
 /// Liveness: the process serves requests.
 #[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+    Json(Health::new("ok"))
 }
 
 /// Readiness: the store takes requests (in sentinel mode with durable
 /// writes: they can be acknowledged as configured), and so does the
-/// loader's source when `loader.readyz` is set. The reason when not.
+/// loader's source when `loader.readyz` is set. The reason when not. A
+/// ready service lists in `warnings` what it found wrong all the same: a
+/// Redis that can evict sessions (a `maxmemory-policy` other than
+/// `noeviction`), or one whose policy could not be read.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
-    responses((status = 200, body = Health), (status = 503, body = Health)))]
+    responses((status = 200, description = "Ready; `warnings` when the store can evict sessions or its policy is unknown", body = Health),
+        (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let not_ready = |status: String| (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status }));
+    let not_ready = |status: String| (StatusCode::SERVICE_UNAVAILABLE, Json(Health::new(status)));
     if let Err(error) = state.sessions().store().ready().await {
         tracing::warn!(%error, "not ready: the session store");
         return not_ready(format!("the session store is not ready: {error}"));
@@ -414,12 +460,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         tracing::warn!(%error, "not ready: the user loader");
         return not_ready(format!("the user loader is unavailable: {error}"));
     }
-    (
-        StatusCode::OK,
-        Json(Health {
-            status: "ok".into(),
-        }),
-    )
+    let health = Health {
+        warnings: memory_warnings(state.sessions().store().as_ref()).await,
+        ..Health::new("ok")
+    };
+    (StatusCode::OK, Json(health))
 }
 
 /// Prometheus metrics in text format.

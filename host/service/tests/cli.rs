@@ -461,6 +461,47 @@ fn serve_layers_config_file_then_environment_then_flags() {
     assert_eq!(http(process.port, "GET", "/healthz").unwrap().0, 200);
 }
 
+#[test]
+fn serve_warns_at_start_and_in_readyz_when_redis_can_evict_sessions() {
+    let server =
+        RedisServer::start_with(&["--maxmemory", "10mb", "--maxmemory-policy", "allkeys-lru"]);
+    let port = dsession_tests::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_dsession"))
+        .args(["serve", "--redis", &server.url(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dsession serve");
+    let mut process = serving::ServeProcess { child, port };
+    wait_for(
+        || matches!(http(port, "GET", "/healthz"), Ok((200, _))),
+        "dsession serve did not start",
+    );
+    let (status, body) = http(port, "GET", "/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "ok");
+    let warning = ready["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("maxmemory-policy allkeys-lru"),
+        "{warning}"
+    );
+
+    let mut logs = process.child.stderr.take().unwrap();
+    drop(process);
+    let mut logged = String::new();
+    std::io::Read::read_to_string(&mut logs, &mut logged).unwrap();
+    let warned = logged
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("can lose sessions"))
+        .unwrap_or_else(|| panic!("no warning at start in:\n{logged}"));
+    for named in ["allkeys-lru", "noeviction", "volatile-*"] {
+        assert!(warned.contains(named), "{named} missing from {warned}");
+    }
+}
+
 /// The HTTP status of the denial a gRPC `Check` without a token gets from
 /// the gRPC listener on `port`.
 fn grpc_denial_status(port: u16) -> i32 {

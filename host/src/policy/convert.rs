@@ -51,7 +51,9 @@ impl From<WitError> for Error {
     }
 }
 
-/// A store failure as the policy sees it: corrupt data, or an outage.
+/// A store failure as the policy sees it: corrupt data, or an outage (a
+/// refusal for memory among them; the host tells that one apart again when
+/// the policy returns it, see `host::Instance::error`).
 impl From<StoreError> for WitError {
     fn from(error: StoreError) -> Self {
         if error.is_corrupt() {

@@ -15,7 +15,7 @@ use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use super::convert;
 use super::describe::{CONTRACT_VERSION, other_contract_version, unprovided};
 use super::limits::Limiter;
-use crate::error::SetupError;
+use crate::error::{Error, SetupError};
 use crate::loader::UserLoader;
 use crate::store::{self, Store};
 use crate::wit::{
@@ -52,6 +52,9 @@ pub(crate) struct CallState {
     loader: Option<Arc<dyn UserLoader>>,
     /// When the running call must stop; set as each call starts.
     deadline: Instant,
+    /// Whether the last store failure the running call was handed was a
+    /// refusal for memory; see [`Instance::error`].
+    out_of_memory: bool,
     /// The operator's `[policy.config]`, read through `wasi:config/store`.
     config: Arc<WasiConfigVariables>,
 }
@@ -74,8 +77,18 @@ impl CallState {
             store,
             loader,
             deadline: Instant::now(),
+            out_of_memory: false,
             config,
         }
+    }
+
+    /// A store answer as the guest gets it, noting whether a failure was a
+    /// refusal for memory.
+    fn answer<T>(&mut self, answer: Result<T, store::StoreError>) -> Result<T, WitError> {
+        answer.map_err(|error| {
+            self.out_of_memory = error.is_out_of_memory();
+            WitError::from(error)
+        })
     }
 }
 
@@ -128,14 +141,16 @@ impl wit::store::Host for CallState {
         &mut self,
         commands: Vec<store::Command>,
     ) -> wasmtime::Result<Result<Vec<store::Reply>, WitError>> {
-        Ok(self.store.batch(commands).await.map_err(WitError::from))
+        let answer = self.store.batch(commands).await;
+        Ok(self.answer(answer))
     }
 
     async fn atomic(
         &mut self,
         commands: Vec<store::Command>,
     ) -> wasmtime::Result<Result<Vec<store::Reply>, WitError>> {
-        Ok(self.store.atomic(commands).await.map_err(WitError::from))
+        let answer = self.store.atomic(commands).await;
+        Ok(self.answer(answer))
     }
 
     async fn watch(
@@ -143,12 +158,13 @@ impl wit::store::Host for CallState {
         keys: Vec<String>,
         reads: Vec<store::Command>,
     ) -> Returned<(Resource<wit::store::Transaction>, Vec<store::Reply>)> {
-        match self.store.watch(keys, reads).await {
+        let answer = self.store.watch(keys, reads).await;
+        match self.answer(answer) {
             Ok((transaction, read)) => {
                 let held = self.table.push(TransactionSlot(Some(transaction)))?;
                 Ok(Ok((Resource::new_own(held.rep()), read)))
             }
-            Err(error) => Ok(Err(error.into())),
+            Err(error) => Ok(Err(error)),
         }
     }
 }
@@ -162,7 +178,8 @@ impl wit::store::HostTransaction for CallState {
         let Some(transaction) = self.table.get_mut(&slot(&transaction))?.0.take() else {
             return Ok(Err(WitError::Store("transaction already committed".into())));
         };
-        Ok(transaction.commit(commands).await.map_err(WitError::from))
+        let answer = transaction.commit(commands).await;
+        Ok(self.answer(answer))
     }
 
     async fn drop(
@@ -342,8 +359,25 @@ pub(crate) struct Instance {
 impl Instance {
     /// Readies the instance for a call that may run `timeout`.
     pub(crate) fn begin(&mut self, timeout: Duration) {
-        self.store.data_mut().deadline = Instant::now() + timeout;
+        let state = self.store.data_mut();
+        state.deadline = Instant::now() + timeout;
+        state.out_of_memory = false;
         self.store.set_epoch_deadline(1);
+    }
+
+    /// The library's error for what the call returned. The WIT has one
+    /// `store` case for every store failure, so a policy hands a full
+    /// store's refusal back as it got it; the host knows which failure it
+    /// handed over last, and a store error after a refusal for memory is
+    /// [`Error::StoreOutOfMemory`]. No policy needs to tell them apart, and
+    /// none parses a message.
+    pub(crate) fn error(&self, error: WitError) -> Error {
+        match error {
+            WitError::Store(message) if self.store.data().out_of_memory => {
+                Error::StoreOutOfMemory(message)
+            }
+            error => Error::from(error),
+        }
     }
 
     /// The exports to call and the store to call them in.

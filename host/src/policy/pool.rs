@@ -77,8 +77,9 @@ impl Instances {
         match export(exports, store).await {
             Ok(answer) => {
                 pooled.calls += 1;
+                let answer = answer.map_err(|error| pooled.instance.error(error));
                 self.give_back(pooled);
-                answer.map_err(Error::from)
+                answer
             }
             Err(trap) => Err(self.trapped(&pooled.instance, &trap)),
         }

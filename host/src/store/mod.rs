@@ -93,24 +93,40 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError {
     message: String,
-    corrupt: bool,
+    cause: Cause,
+}
+
+/// What a [`StoreError`] says of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Unavailable,
+    Corrupt,
+    OutOfMemory,
 }
 
 impl StoreError {
     /// A failure described by `message`: the store is unavailable.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            corrupt: false,
-        }
+        Self::with_cause(message, Cause::Unavailable)
     }
 
     /// The store answered, but a key holds data of the wrong type
     /// (`WRONGTYPE`): corrupt data, not an outage.
     pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::with_cause(message, Cause::Corrupt)
+    }
+
+    /// The store is full and refused a command that may use memory (Redis:
+    /// `OOM`, its used memory past `maxmemory` under `noeviction`). Reads
+    /// and deletions still run there, so a policy can still revoke.
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        Self::with_cause(message, Cause::OutOfMemory)
+    }
+
+    fn with_cause(message: impl Into<String>, cause: Cause) -> Self {
         Self {
             message: message.into(),
-            corrupt: true,
+            cause,
         }
     }
 
@@ -124,7 +140,13 @@ impl StoreError {
 
     /// Whether this is corrupt data rather than an unavailable store.
     pub fn is_corrupt(&self) -> bool {
-        self.corrupt
+        self.cause == Cause::Corrupt
+    }
+
+    /// Whether the store refused a command for want of memory
+    /// ([`Self::out_of_memory`]).
+    pub fn is_out_of_memory(&self) -> bool {
+        self.cause == Cause::OutOfMemory
     }
 
     fn invalid_command(message: String) -> Self {
@@ -144,6 +166,43 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// How one server of a store makes room once full: Redis's `maxmemory`
+/// and `maxmemory-policy`, from [`Store::memory_policies`].
+///
+/// Sessions need `noeviction`. Under any other policy a full Redis deletes
+/// keys on its own: every evicted token key or index logs a user out (the
+/// built-in policies fail closed), and the `volatile-*` policies evict
+/// sessions too, since every session key has a TTL. Under `noeviction` a
+/// full Redis refuses writes instead ([`crate::Error::StoreOutOfMemory`]),
+/// while checks and revocations still work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPolicy {
+    /// The server, `host:port`.
+    pub server: String,
+    /// `maxmemory` in bytes; 0 means no limit, so that nothing is evicted.
+    pub max_bytes: u64,
+    /// `maxmemory-policy`, e.g. `noeviction` or `allkeys-lru`.
+    pub policy: String,
+}
+
+impl MemoryPolicy {
+    /// Whether the server may evict session keys: it has a memory limit
+    /// and its policy is not `noeviction`.
+    pub fn evicts(&self) -> bool {
+        self.max_bytes > 0 && self.policy != "noeviction"
+    }
+}
+
+impl fmt::Display for MemoryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "redis {} has maxmemory {} and maxmemory-policy {}",
+            self.server, self.max_bytes, self.policy
+        )
+    }
+}
 
 /// A read-modify-write begun by [`Store::watch`]. Dropping it without
 /// committing releases the watch.
@@ -170,6 +229,12 @@ pub trait Store: Send + Sync + 'static {
     async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError>;
 
     /// Runs `commands` atomically (`MULTI`/`EXEC`).
+    ///
+    /// A full Redis refuses every command queued in `MULTI`, but runs a
+    /// plain `DEL` or `HDEL`. When it refuses a step of deletions alone
+    /// (nothing of it ran), the Redis stores send it again as a plain
+    /// pipeline, in order, so that a policy can still revoke: each command
+    /// then runs once, though another client's may come between them.
     async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError>;
 
     /// Watches `keys`, then runs `reads`; returns the transaction to commit
@@ -192,6 +257,15 @@ pub trait Store: Send + Sync + 'static {
     /// whole cluster and answers at once; its writes still wait.
     async fn confirm_writes(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// How each server that takes the store's writes makes room once full
+    /// (Redis: `CONFIG GET maxmemory*` on each master); empty, the default,
+    /// for a store that never evicts, as the memory store. An error when
+    /// it cannot be read, e.g. from a managed Redis that refuses `CONFIG`:
+    /// the store may work all the same.
+    async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Whether keys are spread over Redis Cluster slots, so that every

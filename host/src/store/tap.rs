@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Command, Reply, Store, StoreError, Transaction};
+use super::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
 
 /// Counts the round trips and commands that pass through it to the store
 /// it wraps, and, when [`Tap::recording`], keeps each call.
@@ -238,6 +238,10 @@ impl Store for Tap {
 
     async fn confirm_writes(&self) -> Result<(), StoreError> {
         self.inner.confirm_writes().await
+    }
+
+    async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
+        self.inner.memory_policies().await
     }
 
     fn is_sharded(&self) -> bool {

@@ -116,6 +116,29 @@ pub(super) fn only_reads(commands: &[Command]) -> bool {
     commands.iter().all(Command::is_read)
 }
 
+/// Whether every command only deletes (`DEL`, `HDEL`), so that it may run
+/// outside `MULTI` when a full Redis refuses everything queued there: it
+/// frees memory, and a revocation needs nothing else.
+pub(super) fn only_deletions(commands: &[Command]) -> bool {
+    commands
+        .iter()
+        .all(|command| matches!(command, Command::Del(_) | Command::HashDelete(_)))
+}
+
+/// Whether sending every command again after a redirection leaves the
+/// keys as sending them once would: reads, deletions (`DEL`, `HDEL`) and
+/// `GETEX` (which slides an expiry to the same point). A full Redis refuses
+/// every command queued in `MULTI`, but runs these in a plain pipeline.
+pub(super) fn may_run_twice(commands: &[Command]) -> bool {
+    commands.iter().all(|command| {
+        command.is_read()
+            || matches!(
+                command,
+                Command::Del(_) | Command::HashDelete(_) | Command::GetExpire(_)
+            )
+    })
+}
+
 /// `command` split into one command per group of its keys, `group` naming
 /// each key's: only `DEL` and `EXISTS` name several keys, and the counts
 /// they answer add up. Any other command is one group, its key's.
@@ -217,6 +240,42 @@ mod tests {
 
     use super::*;
     use crate::store::{ExpireArgs, SetArgs};
+
+    #[test]
+    fn reads_deletions_and_getex_may_run_twice_and_other_writes_may_not() {
+        let revoke = [
+            Command::Del(vec!["t".into()]),
+            Command::HashDelete(HashDeleteArgs {
+                key: "i".into(),
+                fields: vec!["t".into()],
+            }),
+        ];
+        assert!(may_run_twice(&revoke));
+        let check = [
+            Command::GetExpire(GetExpireArgs {
+                key: "t".into(),
+                seconds: 60,
+            }),
+            Command::HashGet(HashGetArgs {
+                key: "i".into(),
+                field: "epoch".into(),
+            }),
+        ];
+        assert!(may_run_twice(&check));
+        let login = [Command::Set(SetArgs {
+            key: "t".into(),
+            value: "v".into(),
+            ttl_seconds: 60,
+            condition: SetCondition::IfAbsent,
+        })];
+        assert!(!may_run_twice(&login));
+        let extend = [Command::Expire(ExpireArgs {
+            key: "t".into(),
+            seconds: 60,
+            condition: ExpireCondition::IfNone,
+        })];
+        assert!(!may_run_twice(&extend), "its reply changes the second time");
+    }
 
     fn args(command: &Command) -> Vec<String> {
         encode(command)

@@ -1,5 +1,5 @@
-//! What a Redis failure means to the store: an outage, corrupt data, or a
-//! server that is gone; and URLs fit for messages.
+//! What a Redis failure means to the store: an outage, corrupt data, a
+//! full server, or a server that is gone; and URLs fit for messages.
 
 use redis::{RedisError, ServerErrorKind};
 
@@ -8,8 +8,14 @@ use crate::store::StoreError;
 
 /// A `RedisError` as the store reports it.
 pub(super) fn store_error(error: RedisError) -> StoreError {
-    if is_wrong_type(&error) {
+    if has_code(&error, "WRONGTYPE") {
         return StoreError::corrupt(format!("a key holds the wrong type of value: {error}"));
+    }
+    // Alone, or as the cause of the EXECABORT that ends its MULTI.
+    if has_code(&error, "OOM") {
+        return StoreError::out_of_memory(format!(
+            "redis is out of memory (used memory over maxmemory) and refused the command: {error}"
+        ));
     }
     let what = if error.is_timeout() {
         "redis timed out"
@@ -27,13 +33,13 @@ pub(super) fn setup_error(error: anyhow::Error) -> SetupError {
     SetupError::Store(format!("{error:#}"))
 }
 
-/// Whether Redis answered `WRONGTYPE`, alone or inside a pipeline.
-fn is_wrong_type(error: &RedisError) -> bool {
-    error.code() == Some("WRONGTYPE")
+/// Whether Redis answered the error `code`, alone or inside a pipeline.
+fn has_code(error: &RedisError, code: &str) -> bool {
+    error.code() == Some(code)
         || error
             .clone()
             .into_server_errors()
-            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "WRONGTYPE"))
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
 }
 
 /// Whether `error` says the connection or the server's role is gone: the
@@ -67,9 +73,12 @@ pub(super) fn redact(url: &str) -> String {
 /// Errors as the network and the server give them, for the family's tests.
 #[cfg(test)]
 pub(super) mod sample {
+    use std::collections::VecDeque;
     use std::io;
+    use std::sync::{Arc, Mutex};
 
-    use redis::{ErrorKind, RedisError};
+    use redis::aio::ConnectionLike;
+    use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
     /// The error a server answers with, written as on the wire:
     /// `"-MOVED 3999 127.0.0.1:6381"`.
@@ -88,6 +97,53 @@ pub(super) mod sample {
     /// A failure the client reports itself.
     pub(in crate::store::redis) fn client_error(kind: ErrorKind) -> RedisError {
         (kind, "sample").into()
+    }
+
+    /// A connection that answers each request with the next of its
+    /// answers, each reply written as on the wire (`"+OK"`, `"-OOM …"`,
+    /// `":1"`).
+    #[derive(Clone)]
+    pub(in crate::store::redis) struct Answering(Arc<Mutex<VecDeque<Vec<Value>>>>);
+
+    impl Answering {
+        pub(in crate::store::redis) fn new(answers: &[&[&str]]) -> Self {
+            let wire =
+                |reply: &&str| redis::parse_redis_value(format!("{reply}\r\n").as_bytes()).unwrap();
+            let answers = answers
+                .iter()
+                .map(|replies| replies.iter().map(wire).collect())
+                .collect();
+            Self(Arc::new(Mutex::new(answers)))
+        }
+
+        fn next(&self) -> Vec<Value> {
+            self.0
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("a request the test did not answer")
+        }
+    }
+
+    impl ConnectionLike for Answering {
+        fn req_packed_command<'a>(&'a mut self, _: &'a Cmd) -> RedisFuture<'a, Value> {
+            let first = self.next().swap_remove(0);
+            Box::pin(async move { Ok(first) })
+        }
+
+        fn req_packed_commands<'a>(
+            &'a mut self,
+            _: &'a Pipeline,
+            offset: usize,
+            count: usize,
+        ) -> RedisFuture<'a, Vec<Value>> {
+            let values = self.next().into_iter().skip(offset).take(count).collect();
+            Box::pin(async move { Ok(values) })
+        }
+
+        fn get_db(&self) -> i64 {
+            0
+        }
     }
 }
 
@@ -131,12 +187,29 @@ mod tests {
         for (error, prefix) in cases {
             let error = store_error(error);
             assert!(!error.is_corrupt(), "{error}");
+            assert!(!error.is_out_of_memory(), "{error}");
             assert!(error.message().starts_with(prefix), "{error}");
         }
     }
 
     #[test]
+    fn an_oom_refusal_is_out_of_memory_and_names_maxmemory() {
+        let error = store_error(server_error(
+            "-OOM command not allowed when used memory > 'maxmemory'.",
+        ));
+        assert!(error.is_out_of_memory(), "{error}");
+        assert!(!error.is_corrupt(), "{error}");
+        assert!(error.message().contains("out of memory"), "{error}");
+        assert!(error.message().contains("maxmemory"), "{error}");
+        let aborted = store_error(server_error(
+            "-EXECABORT Transaction discarded because of previous errors.",
+        ));
+        assert!(!aborted.is_out_of_memory(), "an abort alone names no cause");
+    }
+
+    #[test]
     fn a_server_is_lost_when_unreachable_hung_or_demoted() {
+        assert!(!is_lost(&server_error("-OOM command not allowed")));
         assert!(is_lost(&io_error(io::ErrorKind::ConnectionReset)));
         assert!(is_lost(&io_error(io::ErrorKind::ConnectionRefused)));
         assert!(is_lost(&io_error(io::ErrorKind::TimedOut)));

@@ -6,7 +6,8 @@
 //! `server` (the shared and dedicated connections to one server, batches,
 //! `MULTI`/`EXEC` and `WATCH`), `pool` (idle dedicated connections), `ack`
 //! (durable writes with `WAIT`), `error` (what a Redis failure means: an
-//! outage, corrupt data, a server gone; URLs without passwords), `net`
+//! outage, corrupt data, a full server, a server gone; URLs without
+//! passwords), `memory` (how a server makes room once full), `net`
 //! (plain TCP or TLS, node addresses, the default timeouts) and `settings`
 //! (what the sentinel and cluster stores are configured with alike).
 //!
@@ -18,6 +19,7 @@ mod ack;
 mod cluster;
 mod codec;
 mod error;
+mod memory;
 mod net;
 mod pool;
 mod sentinel;
@@ -41,7 +43,7 @@ pub use self::sentinel::{SentinelConfig, SentinelStore};
 use self::server::Server;
 pub use self::settings::ServerSettings;
 use crate::error::SetupError;
-use crate::store::{Command, Reply, Store, StoreError, Transaction};
+use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
 
 /// How to reach a Redis server; in a config file, the `[store]` table
 /// with `kind = "redis"`, each duration a `*_ms` key in milliseconds.
@@ -154,5 +156,9 @@ impl Store for RedisStore {
 
     async fn confirm_writes(&self) -> Result<(), StoreError> {
         self.server.confirm_writes().await
+    }
+
+    async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
+        Ok(vec![self.server.memory_policy().await?])
     }
 }

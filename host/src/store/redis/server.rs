@@ -13,10 +13,11 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, Value};
 
 use super::ack::ReplicaAck;
-use super::codec::{issues_or_revokes, only_reads, queue, replies, text};
+use super::codec::{issues_or_revokes, only_deletions, only_reads, queue, replies, text};
 use super::error::{is_lost, store_error};
+use super::memory;
 use super::pool::Idle;
-use crate::store::{Command, Reply, StoreError, Transaction};
+use crate::store::{Command, MemoryPolicy, Reply, StoreError, Transaction};
 
 /// Connections to one server: `shared` carries batches, and each `WATCH` (or
 /// write that waits for replicas) gets a dedicated connection, kept in a
@@ -125,6 +126,15 @@ where
             .collect()
     }
 
+    /// How the server makes room once full.
+    pub(super) async fn memory_policy(&self) -> Result<MemoryPolicy, StoreError> {
+        let reply: Value = memory::config_get()
+            .query_async(&mut self.shared.clone())
+            .await
+            .map_err(|error| memory::unreadable(self.failed(error)))?;
+        memory::parse(self.address().to_string(), reply)
+    }
+
     /// The first element of `ROLE` on the shared connection.
     pub(super) async fn role(&self) -> Result<String, StoreError> {
         role(&mut self.shared.clone())
@@ -146,12 +156,23 @@ where
     /// Runs `commands` in order as one pipeline; one that issues or revokes
     /// waits for replicas when writes are durable.
     pub(super) async fn batch(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        let ack = self.ack.filter(|_| issues_or_revokes(commands));
+        self.pipeline(commands, ack).await
+    }
+
+    /// Runs `commands` in order as one pipeline; with `ack`, `WAIT` follows
+    /// in the same round trip, on a dedicated connection.
+    async fn pipeline(
+        &self,
+        commands: &[Command],
+        ack: Option<ReplicaAck>,
+    ) -> Result<Vec<Reply>, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         queue(&mut pipe, commands, false)?;
-        let Some(ack) = self.ack.filter(|_| issues_or_revokes(commands)) else {
+        let Some(ack) = ack else {
             let values: Vec<Value> = pipe
                 .query_async(&mut self.shared.clone())
                 .await
@@ -159,6 +180,18 @@ where
             return replies(commands, values);
         };
         ack.queue_current(&mut pipe);
+        let values = self.send_acknowledged(&pipe, ack).await?;
+        replies(commands, values)
+    }
+
+    /// Sends `pipe`, which ends with `ack`'s `WAIT`, on a dedicated
+    /// connection; the replies before `WAIT`'s, once enough replicas have
+    /// the writes.
+    async fn send_acknowledged(
+        &self,
+        pipe: &Pipeline,
+        ack: ReplicaAck,
+    ) -> Result<Vec<Value>, StoreError> {
         let mut connection = self.dedicated().await?;
         let mut values: Vec<Value> = pipe
             .query_async(&mut connection)
@@ -166,9 +199,8 @@ where
             .map_err(|error| self.failed(error))?;
         self.idle.give_back((), connection);
         let acknowledged = values.pop();
-        let replies = replies(commands, values)?;
         self.acknowledged(ack, acknowledged)?;
-        Ok(replies)
+        Ok(values)
     }
 
     /// With durable writes, `PUBLISH` and `WAIT` alone: enough replicas
@@ -179,25 +211,20 @@ where
         };
         let mut pipe = redis::pipe();
         ack.queue_current(&mut pipe);
-        let mut connection = self.dedicated().await?;
-        let mut values: Vec<Value> = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| self.failed(error))?;
-        self.idle.give_back((), connection);
-        self.acknowledged(ack, values.pop())
+        self.send_acknowledged(&pipe, ack).await.map(drop)
     }
 
-    /// Whether `reply`, `WAIT`'s, says enough replicas have the write.
-    fn acknowledged(&self, ack: ReplicaAck, reply: Option<Value>) -> Result<(), StoreError> {
-        ack.check(reply).inspect_err(|_| {
+    /// Whether the replicas acknowledged a write, as `WAIT` answered.
+    fn acknowledged(&self, ack: ReplicaAck, answer: Option<Value>) -> Result<(), StoreError> {
+        ack.check(answer).inspect_err(|_| {
             // A master that lost its replicas may be cut off from a
             // failover that promoted one of them.
             self.mark_lost();
         })
     }
 
-    /// Runs `commands` atomically on the shared connection.
+    /// Runs `commands` atomically on the shared connection; when a full
+    /// Redis refuses them and they only delete, in order as a pipeline.
     pub(super) async fn atomic(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
         let executed = match self.acknowledgement(commands) {
             // WAIT holds up every later command on its connection until the
@@ -212,7 +239,16 @@ where
             }
             None => self.exec(&mut self.shared.clone(), commands).await,
         };
-        executed?.ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
+        match executed {
+            // Nothing ran; deletions alone may run outside MULTI, where a
+            // full Redis takes them, so that a policy can still revoke.
+            Err(refused) if refused.is_out_of_memory() && only_deletions(commands) => {
+                self.pipeline(commands, self.acknowledgement(commands))
+                    .await
+            }
+            executed => executed?
+                .ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched")),
+        }
     }
 
     /// Watches `keys` on a dedicated connection, then runs `reads` there.
@@ -344,5 +380,70 @@ where
             self.server.idle.give_back((), connection);
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::{AsyncConnectionConfig, Client};
+
+    use super::*;
+    use crate::store::HashSetArgs;
+    use crate::store::redis::error::sample::Answering;
+
+    const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.";
+    const ABORTED: &str = "-EXECABORT Transaction discarded because of previous errors.";
+
+    fn server(answers: &[&[&'static str]]) -> Server<Answering> {
+        let client = Client::open("redis://127.0.0.1:1").unwrap();
+        Server::new(
+            client,
+            Answering::new(answers),
+            AsyncConnectionConfig::new(),
+            None,
+        )
+    }
+
+    fn hset() -> Command {
+        Command::HashSet(HashSetArgs {
+            key: "h".into(),
+            fields: vec![("f".into(), "v".into())],
+        })
+    }
+
+    #[tokio::test]
+    async fn multi_refused_for_memory_is_out_of_memory() {
+        // Redis 7 refuses every command queued in MULTI once it is full.
+        let full = server(&[&["+OK", OOM, OOM, ABORTED]]);
+        let error = full
+            .atomic(&[Command::Del(vec!["k".into()]), hset()])
+            .await
+            .unwrap_err();
+        assert!(error.is_out_of_memory(), "{error}");
+        assert!(!full.is_lost());
+    }
+
+    #[tokio::test]
+    async fn deletions_refused_in_multi_for_memory_run_as_a_pipeline() {
+        let full = server(&[&["+OK", OOM, OOM, ABORTED], &[":1", ":1"]]);
+        let deletions = [
+            Command::Del(vec!["k".into()]),
+            Command::HashDelete(crate::store::HashDeleteArgs {
+                key: "h".into(),
+                fields: vec!["f".into()],
+            }),
+        ];
+        let replies = full.atomic(&deletions).await.unwrap();
+        assert_eq!(replies, [Reply::Integer(1), Reply::Integer(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_with_one_command_refused_for_memory_is_out_of_memory() {
+        let full = server(&[&[":1", OOM]]);
+        let error = full
+            .batch(&[Command::Del(vec!["k".into()]), hset()])
+            .await
+            .unwrap_err();
+        assert!(error.is_out_of_memory(), "{error}");
     }
 }

@@ -7,7 +7,11 @@
 //! node answers `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN` or `READONLY`, or
 //! when a node cannot be reached. Several commands for one slot go inside
 //! `MULTI`/`EXEC`: a redirection then aborts them all, so sending them again
-//! to the node named can never apply a command twice. A command that may
+//! to the node named can never apply a command twice. Reads, deletions and
+//! `GETEX` alone go as a plain pipeline instead: applying them twice leaves
+//! the same keys (only a `DEL` count may then miss keys the first try
+//! deleted), and a full node, which refuses everything queued in `MULTI`,
+//! runs them, so that a policy can check and revoke there. A command that may
 //! have reached a node before its connection broke is sent again only when
 //! it just reads, as the sentinel store does. Retries stop at the command
 //! timeout, so a call fails as late as on the other stores.
@@ -35,7 +39,7 @@ mod retry;
 mod slots;
 mod transaction;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -50,11 +54,14 @@ use self::request::Request;
 pub use self::slots::key_slot;
 use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
-use crate::store::redis::codec::{issues_or_revokes, only_reads, text};
+use crate::store::redis::codec::{
+    issues_or_revokes, may_run_twice, only_deletions, only_reads, text,
+};
 use crate::store::redis::error::{redact, setup_error, store_error};
+use crate::store::redis::memory;
 use crate::store::redis::net::{ADDRESS_FORMS, Connector, Dialer, TlsFiles, node_url};
 use crate::store::redis::settings::ServerSettings;
-use crate::store::{Command, Reply, Store, StoreError, Transaction};
+use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
 
 /// How to reach a Redis Cluster; in a config file, the `[store]` table
 /// with `kind = "cluster"`.
@@ -221,7 +228,7 @@ impl Store for ClusterStore {
         let sent = groups.iter().map(|(&slot, group)| async move {
             let request = Request {
                 commands: group,
-                transaction: group.len() > 1,
+                transaction: group.len() > 1 && !may_run_twice(group),
                 ack: self.nodes.ack().filter(|_| issues_or_revokes(group)),
             };
             let answer = request.run(&self.nodes, slot, only_reads(group)).await?;
@@ -256,22 +263,29 @@ impl Store for ClusterStore {
             .collect()
     }
 
-    /// `MULTI`/`EXEC` on the master of the commands' one slot.
+    /// `MULTI`/`EXEC` on the master of the commands' one slot; when a full
+    /// node refuses them and they only delete, in order as a pipeline.
     async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
         let slot = one_slot("an atomic step", commands.iter().flat_map(Command::keys))?;
         let writes = !only_reads(&commands);
-        let request = Request {
+        let mut request = Request {
             commands: &commands,
             transaction: true,
             ack: self.nodes.ack().filter(|_| writes),
         };
-        request
-            .run(&self.nodes, slot, !writes)
-            .await?
-            .ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
+        let answer = match request.run(&self.nodes, slot, !writes).await {
+            // Nothing ran; deletions alone may run outside MULTI, where a
+            // full node takes them, so that a policy can still revoke.
+            Err(refused) if refused.is_out_of_memory() && only_deletions(&commands) => {
+                request.transaction = false;
+                request.run(&self.nodes, slot, false).await?
+            }
+            answer => answer?,
+        };
+        answer.ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
     }
 
     async fn watch(
@@ -310,6 +324,21 @@ impl Store for ClusterStore {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Every master's, each asked at once.
+    async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
+        let ranges = self.nodes.slot_ranges().await.map_err(store_error)?;
+        let masters: BTreeSet<String> = ranges.into_iter().map(|range| range.master).collect();
+        let asked = masters.into_iter().map(|master| async move {
+            let reply = self
+                .nodes
+                .ask(&master, memory::config_get())
+                .await
+                .map_err(|error| memory::unreadable(store_error(error)).context(&master))?;
+            memory::parse(master, reply)
+        });
+        futures_util::future::try_join_all(asked).await
     }
 
     fn is_sharded(&self) -> bool {

@@ -181,13 +181,7 @@ impl Nodes {
     }
 
     async fn connect(&self, address: &str) -> Result<MultiplexedConnection, RedisError> {
-        let (host, port) = host_and_port(address).ok_or_else(|| {
-            RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "invalid node address",
-                address.to_owned(),
-            ))
-        })?;
+        let (host, port) = node(address)?;
         self.dialer.connect(&self.dialer.client(host, port)?).await
     }
 
@@ -212,6 +206,19 @@ impl Nodes {
         )
     }
 
+    /// Sends `cmd` to the node at `address`, `host:port`.
+    pub(super) async fn ask(&self, address: &str, cmd: Cmd) -> Result<Value, RedisError> {
+        let (host, port) = node(address)?;
+        let node = SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port,
+        };
+        self.cluster
+            .clone()
+            .route_command(cmd, RoutingInfo::SingleNode(node))
+            .await
+    }
+
     /// Sends `cmd` to any node.
     pub(super) async fn ask_any(&self, cmd: Cmd) -> Result<Value, RedisError> {
         self.cluster
@@ -219,4 +226,15 @@ impl Nodes {
             .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await
     }
+}
+
+/// The host and port of a node's `host:port`.
+fn node(address: &str) -> Result<(&str, u16), RedisError> {
+    host_and_port(address).ok_or_else(|| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "invalid node address",
+            address.to_owned(),
+        ))
+    })
 }

@@ -71,7 +71,15 @@ impl Request<'_> {
             match values.pop() {
                 Some(Value::Nil) => return Ok(None),
                 Some(Value::Array(items)) => items,
-                Some(Value::ServerError(error)) => return Err(Failure::Redis(error.into())),
+                // EXECABORT: a queued command's refusal (OOM on a full
+                // node) is the cause to report.
+                Some(Value::ServerError(aborted)) => {
+                    let cause = values.into_iter().find_map(|value| match value {
+                        Value::ServerError(error) => Some(error),
+                        _ => None,
+                    });
+                    return Err(Failure::Redis(cause.unwrap_or(aborted).into()));
+                }
                 other => {
                     return Err(Failure::Store(StoreError::new(format!(
                         "unexpected redis reply {other:?} to EXEC"
@@ -233,6 +241,26 @@ mod tests {
                 assert!(store_error(error).is_corrupt());
             }
             _ => panic!("WRONGTYPE must fail the call"),
+        }
+    }
+
+    #[test]
+    fn a_transaction_refused_for_memory_reports_the_oom_not_the_abort() {
+        let commands = [set("{u}a"), Command::Del(vec!["{u}b".into()])];
+        let request = transaction(&commands, None);
+        let oom = || wire("-OOM command not allowed when used memory > 'maxmemory'.");
+        let values = vec![
+            Value::Okay,
+            oom(),
+            oom(),
+            wire("-EXECABORT Transaction discarded because of previous errors."),
+        ];
+        match request.replies(false, values) {
+            Err(Failure::Redis(error)) => {
+                assert_eq!(next_step(&error, false), Next::Fail);
+                assert!(store_error(error).is_out_of_memory());
+            }
+            _ => panic!("an OOM must fail the call"),
         }
     }
 

@@ -35,7 +35,7 @@ use crate::store::redis::codec::only_reads;
 use crate::store::redis::error::setup_error;
 use crate::store::redis::net::{Connector, Dialer, TlsFiles};
 use crate::store::redis::settings::ServerSettings;
-use crate::store::{Command, Reply, Store, StoreError, Transaction};
+use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
 
 /// How to find the master through Redis Sentinel; in a config file, the
 /// `[store]` table with `kind = "sentinel"`.
@@ -215,6 +215,14 @@ impl Store for SentinelStore {
     async fn confirm_writes(&self) -> Result<(), StoreError> {
         self.on_master(false, |master| async move { master.confirm_writes().await })
             .await
+    }
+
+    /// The master's; read from the next master when the one in use went.
+    async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
+        let policy = self
+            .on_master(true, |master| async move { master.memory_policy().await })
+            .await?;
+        Ok(vec![policy])
     }
 
     /// A writable master, and with durable writes: enough replicas to
