@@ -11,8 +11,7 @@ pub(super) fn store_error(error: RedisError) -> StoreError {
     if has_code(&error, "WRONGTYPE") {
         return StoreError::corrupt(format!("a key holds the wrong type of value: {error}"));
     }
-    // Alone, or as the cause of the EXECABORT that ends its MULTI.
-    if has_code(&error, "OOM") {
+    if is_out_of_memory(&error) {
         return StoreError::out_of_memory(format!(
             "redis is out of memory (used memory over maxmemory) and refused the command: {error}"
         ));
@@ -26,6 +25,24 @@ pub(super) fn store_error(error: RedisError) -> StoreError {
         "redis refused the command"
     };
     StoreError::new(format!("{what}: {error}"))
+}
+
+/// Whether Redis refused for memory: `OOM` alone or queued in `MULTI`, or
+/// an `EXECABORT` that names it as its cause (Redis checks memory again at
+/// `EXEC`, and then every queued command was accepted).
+fn is_out_of_memory(error: &RedisError) -> bool {
+    let aborted_for_memory = |code: &str, detail: Option<&str>| {
+        code == "EXECABORT" && detail.is_some_and(|detail| detail.contains("because of: OOM "))
+    };
+    has_code(error, "OOM")
+        || error
+            .code()
+            .is_some_and(|code| aborted_for_memory(code, error.detail()))
+        || error.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, error)| aborted_for_memory(error.code(), error.details()))
+        })
 }
 
 /// A store that could not be opened, its causes in the message.
@@ -205,6 +222,16 @@ mod tests {
             "-EXECABORT Transaction discarded because of previous errors.",
         ));
         assert!(!aborted.is_out_of_memory(), "an abort alone names no cause");
+    }
+
+    #[test]
+    fn a_transaction_refused_for_memory_at_exec_is_out_of_memory() {
+        // Every command was queued, then EXEC found the server full.
+        let error = store_error(server_error(
+            "-EXECABORT Transaction discarded because of: OOM command not allowed when used \
+             memory > 'maxmemory'.",
+        ));
+        assert!(error.is_out_of_memory(), "{error}");
     }
 
     #[test]
