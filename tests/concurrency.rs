@@ -5,7 +5,7 @@ use std::sync::Arc;
 use dsession::store::{Command, Reply};
 use dsession::{Error, Settings};
 
-use crate::support::{Env, on_every_store};
+use crate::support::{Env, listed, on_every_store};
 
 async fn single_mode_leaves_exactly_one_valid_token_when_50_logins_race(env: Env) {
     let sessions = Arc::new(env.manager_with(Settings {
@@ -115,13 +115,7 @@ async fn concurrent_logins_without_single_mode_all_stay_valid(env: Env) {
         tokens.push(task.await.unwrap());
     }
     tokens.sort();
-    let listed: Vec<String> = sessions
-        .list_user_token("alice")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|entry| entry.token)
-        .collect();
+    let listed = listed(&sessions, "alice").await;
     assert_eq!(listed, tokens);
 }
 

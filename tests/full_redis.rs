@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::support::http::{error_code, send};
 use crate::support::served::{service, token};
-use crate::support::{Env, RedisServer, hardened_policy, on_every_store, redis_store};
+use crate::support::{Env, RedisServer, hardened_policy, listed, on_every_store, redis_store};
 
 /// A Redis of 4 MiB that refuses writes once full.
 fn small_redis() -> RedisServer {
@@ -120,13 +120,7 @@ async fn on_a_full_redis_logins_and_refreshes_fail_naming_it_and_delete_token_re
     sessions.delete_token(&revoked).await.unwrap();
     assert!(!valid(&sessions, &revoked).await);
     assert!(valid(&sessions, &kept).await, "checks still work");
-    let listed: Vec<String> = sessions
-        .list_user_token("alice")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|entry| entry.token)
-        .collect();
+    let listed = listed(&sessions, "alice").await;
     assert_eq!(listed, [kept]);
 }
 

@@ -6,6 +6,19 @@ use std::time::{Duration, Instant};
 
 use crate::{POLL_INTERVAL, RedisServer, TestCertificates, free_port, poll_until, query};
 
+/// The arguments of every cluster node: a node timeout of 1 s, so that a
+/// failover takes seconds, and no wait before a diskless sync.
+pub const CLUSTER_NODE_ARGS: [&str; 8] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "1000",
+    "--repl-diskless-sync-delay",
+    "0",
+];
+
 /// How long `redis-cli --cluster create` may take, and then a Redis
 /// Cluster to agree on its slots and sync its replicas.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,18 +61,7 @@ impl RedisCluster {
         let mut tls_ports = Vec::new();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                let mut args: Vec<String> = [
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--repl-diskless-sync-delay",
-                    "0",
-                ]
-                .map(str::to_owned)
-                .into();
+                let mut args: Vec<String> = CLUSTER_NODE_ARGS.map(str::to_owned).into();
                 // The bus port defaults to the client port + 10000, which
                 // may be past 65535 or taken.
                 args.extend(["--cluster-port".to_owned(), free_port().to_string()]);

@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 pub use certificates::TestCertificates;
-pub use cluster::RedisCluster;
+pub use cluster::{CLUSTER_NODE_ARGS, RedisCluster};
 pub use sentinel::{MASTER_NAME, SentinelCluster};
 pub use server::RedisServer;
 

@@ -25,6 +25,17 @@ pub use stores::{
 /// 32 hex digits: the random part of a default-policy token.
 pub const HEX32: &str = "0123456789abcdef0123456789abcdef";
 
+/// The tokens list-user-token gives for `user`, in its order.
+pub async fn listed(sessions: &SessionManager, user: &str) -> Vec<String> {
+    sessions
+        .list_user_token(user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.token)
+        .collect()
+}
+
 /// Seconds since the Unix epoch, as the stores write expiry times.
 pub fn now() -> i64 {
     since_epoch().as_secs() as i64

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use dsession_tests::CLUSTER_NODE_ARGS;
 use dsession_tests::netns::{Host, Lab, LabRedis, REDIS_PORT, SENTINEL_PORT};
 
 /// The name the sentinels know the master by.
@@ -150,19 +151,7 @@ impl Cluster {
         let nodes: Vec<LabRedis> = (1..=6)
             .map(|index| {
                 let host = lab.host(&format!("node-{index}"));
-                LabRedis::start(
-                    &host,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "1000",
-                        "--repl-diskless-sync-delay",
-                        "0",
-                    ],
-                )
+                LabRedis::start(&host, &CLUSTER_NODE_ARGS)
             })
             .collect();
         let output = std::process::Command::new("redis-cli")
