@@ -410,17 +410,25 @@ impl SessionManager {
 
     /// Revokes a token; revoking a dead one is fine.
     pub async fn delete_token(&self, token: &str) -> Result<()> {
-        self.call(Operation::DeleteToken, async |api, store| {
-            api.call_delete_token(store, &self.0.settings, token).await
-        })
-        .await?;
-        self.confirm_revocation().await
+        let confirmed = self
+            .call(Operation::DeleteToken, async |api, store| {
+                let deleted = api
+                    .call_delete_token(&mut *store, &self.0.settings, token)
+                    .await;
+                confirmed(deleted, store)
+            })
+            .await?;
+        self.confirm_revocation(confirmed).await
     }
 
     /// With durable writes, that enough replicas have what a revocation
     /// left, even when it found nothing to delete (see
-    /// [`crate::store::Store::confirm_writes`]).
-    async fn confirm_revocation(&self) -> Result<()> {
+    /// [`crate::store::Store::confirm_writes`]); nothing to do when one of
+    /// its own atomic writes, `confirmed`, already waited for them.
+    async fn confirm_revocation(&self, confirmed: bool) -> Result<()> {
+        if confirmed {
+            return Ok(());
+        }
         self.0
             .store
             .confirm_writes()
@@ -465,12 +473,15 @@ impl SessionManager {
 
     /// Revokes every token of a user.
     pub async fn delete_user_token(&self, user_id: &str) -> Result<()> {
-        self.call(Operation::DeleteUserToken, async |api, store| {
-            api.call_delete_user_token(store, &self.0.settings, user_id)
-                .await
-        })
-        .await?;
-        self.confirm_revocation().await
+        let confirmed = self
+            .call(Operation::DeleteUserToken, async |api, store| {
+                let deleted = api
+                    .call_delete_user_token(&mut *store, &self.0.settings, user_id)
+                    .await;
+                confirmed(deleted, store)
+            })
+            .await?;
+        self.confirm_revocation(confirmed).await
     }
 
     /// Reloads the user-info cache of each user from the loader.
@@ -500,4 +511,10 @@ impl SessionManager {
         .await
         .and_then(UserInfo::try_from)
     }
+}
+
+/// A revocation's outcome, and whether an atomic write of its own already
+/// waited for the replicas (see [`SessionManager::confirm_revocation`]).
+fn confirmed(deleted: Returned<()>, store: &PolicyStore) -> Returned<bool> {
+    deleted.map(|deleted| deleted.map(|()| store.data().wrote_atomically()))
 }

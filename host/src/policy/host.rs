@@ -55,6 +55,11 @@ pub(crate) struct CallState {
     /// Whether the last store failure the running call was handed was a
     /// refusal for memory; see [`Instance::error`].
     out_of_memory: bool,
+    /// Whether the running call had an atomic step or a commit that writes
+    /// succeed: with durable writes the store confirmed with it that
+    /// replicas hold everything the master held; see
+    /// [`CallState::wrote_atomically`].
+    wrote_atomically: bool,
     /// The operator's `[policy.config]`, read through `wasi:config/store`.
     config: Arc<WasiConfigVariables>,
 }
@@ -78,6 +83,7 @@ impl CallState {
             loader,
             deadline: Instant::now(),
             out_of_memory: false,
+            wrote_atomically: false,
             config,
         }
     }
@@ -110,6 +116,20 @@ fn sandbox(stderr: MemoryOutputPipe) -> WasiCtx {
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }))
         .build()
+}
+
+impl CallState {
+    /// Whether the running call had an atomic step or a commit that writes
+    /// succeed. With durable writes its `WAIT` covered every write the
+    /// master held, so a revocation needs no confirmation of its own.
+    pub(crate) fn wrote_atomically(&self) -> bool {
+        self.wrote_atomically
+    }
+
+    /// Whether `commands` write, for [`Self::wrote_atomically`].
+    fn writes(commands: &[store::Command]) -> bool {
+        commands.iter().any(|command| !command.is_read())
+    }
 }
 
 impl WasiView for CallState {
@@ -149,7 +169,9 @@ impl wit::store::Host for CallState {
         &mut self,
         commands: Vec<store::Command>,
     ) -> wasmtime::Result<Result<Vec<store::Reply>, WitError>> {
+        let writes = Self::writes(&commands);
         let answer = self.store.atomic(commands).await;
+        self.wrote_atomically |= writes && answer.is_ok();
         Ok(self.answer(answer))
     }
 
@@ -178,7 +200,9 @@ impl wit::store::HostTransaction for CallState {
         let Some(transaction) = self.table.get_mut(&slot(&transaction))?.0.take() else {
             return Ok(Err(WitError::Store("transaction already committed".into())));
         };
+        let writes = Self::writes(&commands);
         let answer = transaction.commit(commands).await;
+        self.wrote_atomically |= writes && matches!(answer, Ok(Some(_)));
         Ok(self.answer(answer))
     }
 
@@ -362,6 +386,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.deadline = Instant::now() + timeout;
         state.out_of_memory = false;
+        state.wrote_atomically = false;
         self.store.set_epoch_deadline(1);
     }
 
