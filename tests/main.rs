@@ -14,6 +14,7 @@ mod hostile_clients;
 mod kit;
 mod limits;
 mod loaders;
+mod near_cache;
 mod round_trips;
 mod sentinel;
 mod server;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode, header};
 use base64::Engine as _;
 use dsession::store::{
-    ClusterConfig, Command, RedisConfig, SentinelConfig, ServerSettings, SetArgs, SetCondition,
-    StoreConfig, TlsFiles,
+    ClusterConfig, Command, NearCacheConfig, RedisConfig, SentinelConfig, ServerSettings, SetArgs,
+    SetCondition, StoreConfig, TlsFiles, TrackingMode,
 };
 use dsession_service::{AppState, Metrics, ServeConfig, app, build_state};
 use serde_json::{Value, json};
@@ -408,16 +408,27 @@ fn every_key_of_the_sentinel_and_cluster_tables_is_read_and_a_misspelt_one_refus
         command_timeout: Duration::from_millis(300),
         min_replicas_ack: 2,
         ack_timeout: Duration::from_millis(400),
+        near_cache: NearCacheConfig {
+            enabled: true,
+            max_entries: 500,
+            max_bytes: 1 << 20,
+            mode: TrackingMode::Broadcast,
+            prefixes: vec!["dsession:".into()],
+            max_stale: Duration::from_millis(250),
+        },
     };
     let shared = "username = \"dsession\"\npassword = \"pw\"\nconnect_timeout_ms = 200\n\
                   command_timeout_ms = 300\nmin_replicas_ack = 2\nack_timeout_ms = 400\n";
+    let near_cache = "[store.near_cache]\nenabled = true\nmax_entries = 500\n\
+                      max_bytes = 1048576\nmode = \"broadcast\"\nprefixes = [\"dsession:\"]\n\
+                      max_stale_ms = 250\n";
     let tls = TlsFiles {
         ca_file: Some("ca.crt".into()),
         ..TlsFiles::default()
     };
     let sentinel = format!(
         "kind = \"sentinel\"\nsentinels = [\"s:26379\"]\nmaster_name = \"m\"\n\
-         sentinel_password = \"spw\"\ndb = 3\n{shared}[store.tls]\nca_file = \"ca.crt\"\n"
+         sentinel_password = \"spw\"\ndb = 3\n{shared}[store.tls]\nca_file = \"ca.crt\"\n{near_cache}"
     );
     assert_eq!(
         store_table(&sentinel).unwrap(),
@@ -430,7 +441,7 @@ fn every_key_of_the_sentinel_and_cluster_tables_is_read_and_a_misspelt_one_refus
         })
     );
     let cluster = format!(
-        "kind = \"cluster\"\nnodes = [\"redis://n:7000\"]\n{shared}[store.tls]\nca_file = \"ca.crt\"\n"
+        "kind = \"cluster\"\nnodes = [\"redis://n:7000\"]\n{shared}[store.tls]\nca_file = \"ca.crt\"\n{near_cache}"
     );
     assert_eq!(
         store_table(&cluster).unwrap(),
@@ -445,6 +456,7 @@ fn every_key_of_the_sentinel_and_cluster_tables_is_read_and_a_misspelt_one_refus
         "kind = \"sentinel\"\nsentinels = []\nmaster_name = \"m\"\nnodes = []\n",
         "kind = \"cluster\"\nnodes = []\nack_timeout = 5\n",
         "kind = \"cluster\"\nnodes = []\ndb = 1\n",
+        "kind = \"redis\"\nurl = \"redis://x\"\n[store.near_cache]\nenabled = true\nentries = 5\n",
     ] {
         let error = store_table(table).unwrap_err().to_string();
         assert!(error.contains("unknown field"), "{table}: {error}");

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use clap::{ArgGroup, Args};
 use dsession::Settings;
 use dsession::store::{
-    ClusterConfig, RedisConfig, SentinelConfig, ServerSettings, StoreConfig, TlsFiles,
+    ClusterConfig, NearCacheConfig, RedisConfig, SentinelConfig, ServerSettings, StoreConfig,
+    TlsFiles,
 };
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, PolicyConfig, ServeConfig};
 
@@ -48,6 +49,7 @@ impl ConfigArgs {
         if let Some(store) = self.store.config() {
             config.store = store;
         }
+        self.store.apply_near_cache(&mut config.store)?;
         if let Some(path) = &self.policy {
             config.policy.path = Some(path.clone());
         }
@@ -94,6 +96,10 @@ pub(crate) struct StoreArgs {
     /// issuing or revoking write (0: off).
     #[arg(long, env = "DSESSION_MIN_REPLICAS_ACK", default_value_t = 0)]
     min_replicas_ack: usize,
+    /// Answer checks from memory, kept current by Redis's invalidations
+    /// (`[store.near_cache]` with its defaults; see the README).
+    #[arg(long, env = "DSESSION_NEAR_CACHE")]
+    near_cache: bool,
     /// TLS to the sentinels and the master (with --redis and --cluster,
     /// rediss:// URLs turn TLS on).
     #[arg(long, env = "DSESSION_REDIS_TLS")]
@@ -124,8 +130,34 @@ impl StoreArgs {
         self.redis.as_deref()
     }
 
-    /// The store the flags name, if any.
+    /// Turns the near cache on in `store` when `--near-cache` says so; an
+    /// error for the memory store, which has no Redis to cache.
+    pub(crate) fn apply_near_cache(&self, store: &mut StoreConfig) -> anyhow::Result<()> {
+        if !self.near_cache {
+            return Ok(());
+        }
+        let Some(near_cache) = near_cache_of(store) else {
+            anyhow::bail!(
+                "--near-cache needs a Redis store (--redis, --sentinel or --cluster, or a \
+                 [store] in the config file)"
+            );
+        };
+        near_cache.enabled = true;
+        Ok(())
+    }
+
+    /// The store the flags name, if any, with the near cache on when
+    /// `--near-cache` says so.
     pub(crate) fn config(&self) -> Option<StoreConfig> {
+        let mut store = self.named()?;
+        if let Some(near_cache) = near_cache_of(&mut store) {
+            near_cache.enabled |= self.near_cache;
+        }
+        Some(store)
+    }
+
+    /// The store the flags name, if any.
+    fn named(&self) -> Option<StoreConfig> {
         let tls = TlsFiles {
             ca_file: self.redis_ca_file.clone(),
             client_cert_file: self.redis_client_cert.clone(),
@@ -162,6 +194,16 @@ impl StoreArgs {
                 ..SentinelConfig::new(self.sentinel.clone(), master_name)
             })
         })
+    }
+}
+
+/// The near cache settings of a Redis store; none for the memory store.
+fn near_cache_of(store: &mut StoreConfig) -> Option<&mut NearCacheConfig> {
+    match store {
+        StoreConfig::Memory => None,
+        StoreConfig::Redis(config) => Some(&mut config.near_cache),
+        StoreConfig::Sentinel(config) => Some(&mut config.server.near_cache),
+        StoreConfig::Cluster(config) => Some(&mut config.server.near_cache),
     }
 }
 

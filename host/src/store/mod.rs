@@ -18,8 +18,9 @@ pub use self::config::StoreConfig;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    ClusterConfig, ClusterStore, DEFAULT_TIMEOUT_MS, RedisConfig, RedisStore, SentinelConfig,
-    SentinelStore, ServerSettings, TlsFiles, key_slot,
+    ClusterConfig, ClusterStore, DEFAULT_NEAR_CACHE_ENTRIES, DEFAULT_TIMEOUT_MS, Flush,
+    NearCacheConfig, NearCacheCounts, RedisConfig, RedisStore, SentinelConfig, SentinelStore,
+    ServerSettings, TlsFiles, TrackingMode, key_slot,
 };
 pub use self::tap::{Call, Counters, Counts, Tap};
 
@@ -266,6 +267,13 @@ pub trait Store: Send + Sync + 'static {
     /// the store may work all the same.
     async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// The near cache's counters, when the store answers reads from memory
+    /// ([`NearCacheConfig`]); None, the default, without one.
+    #[cfg(feature = "redis")]
+    fn near_cache(&self) -> Option<NearCacheCounts> {
+        None
     }
 
     /// Whether keys are spread over Redis Cluster slots, so that every

@@ -244,6 +244,11 @@ impl Store for Tap {
         self.inner.memory_policies().await
     }
 
+    #[cfg(feature = "redis")]
+    fn near_cache(&self) -> Option<crate::store::NearCacheCounts> {
+        self.inner.near_cache()
+    }
+
     fn is_sharded(&self) -> bool {
         self.inner.is_sharded()
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsession::Settings;
-use dsession::store::{MemoryStore, Store, Tap};
+use dsession::store::{MemoryStore, Store, StoreConfig, Tap};
 use dsession_service::{AppState, LimitsConfig, Metrics, ServeConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -66,6 +66,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     .policy_limits();
     let config = args.store.config();
+    if config.is_none() {
+        args.store.apply_near_cache(&mut StoreConfig::Memory)?;
+    }
     let kind = config.as_ref().map_or("memory", |config| config.kind());
     let inner: Arc<dyn Store> = match &config {
         Some(config) => config.open().await?,

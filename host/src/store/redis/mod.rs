@@ -20,6 +20,7 @@ mod cluster;
 mod codec;
 mod error;
 mod memory;
+mod near_cache;
 mod net;
 mod pool;
 mod sentinel;
@@ -37,6 +38,10 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
 use self::error::{redact, setup_error};
+use self::near_cache::{Counters, NearCache};
+pub use self::near_cache::{
+    DEFAULT_NEAR_CACHE_ENTRIES, Flush, NearCacheConfig, NearCacheCounts, TrackingMode,
+};
 use self::net::{DEFAULT_TIMEOUT, default_timeout, millis, timeouts};
 pub use self::net::{DEFAULT_TIMEOUT_MS, TlsFiles};
 pub use self::sentinel::{SentinelConfig, SentinelStore};
@@ -70,6 +75,10 @@ pub struct RedisConfig {
     /// file the system's roots are trusted.
     #[serde(default)]
     pub tls: TlsFiles,
+    /// Answers batches of reads from memory (`[store.near_cache]`); off by
+    /// default.
+    #[serde(default)]
+    pub near_cache: NearCacheConfig,
 }
 
 impl RedisConfig {
@@ -81,7 +90,13 @@ impl RedisConfig {
             connect_timeout: DEFAULT_TIMEOUT,
             command_timeout: DEFAULT_TIMEOUT,
             tls: TlsFiles::default(),
+            near_cache: NearCacheConfig::default(),
         }
+    }
+
+    /// This config with the near cache `near_cache`.
+    pub fn with_near_cache(self, near_cache: NearCacheConfig) -> Self {
+        Self { near_cache, ..self }
     }
 }
 
@@ -89,6 +104,7 @@ impl RedisConfig {
 #[derive(Clone)]
 pub struct RedisStore {
     server: Arc<Server<ConnectionManager>>,
+    near_cache: Option<Arc<Counters>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -126,8 +142,13 @@ impl RedisStore {
             .await
             .with_context(|| format!("cannot connect to redis at {}", redact(&config.url)))?;
         let dedicated = timeouts(config.connect_timeout, config.command_timeout);
+        config.near_cache.validate()?;
+        let counters = Arc::new(Counters::default());
+        let near = NearCache::start(&config.near_cache, &client, dedicated.clone(), &counters)
+            .with_context(|| format!("invalid redis URL {:?}", redact(&config.url)))?;
         Ok(Self {
-            server: Arc::new(Server::new(client, shared, dedicated, None)),
+            near_cache: near.is_some().then_some(counters),
+            server: Arc::new(Server::new(client, shared, dedicated, None, near)),
         })
     }
 }
@@ -160,5 +181,9 @@ impl Store for RedisStore {
 
     async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
         Ok(vec![self.server.memory_policy().await?])
+    }
+
+    fn near_cache(&self) -> Option<NearCacheCounts> {
+        self.near_cache.as_ref().map(|counters| counters.snapshot())
     }
 }

@@ -16,6 +16,7 @@ use super::ack::ReplicaAck;
 use super::codec::{issues_or_revokes, only_deletions, only_reads, queue, replies, text};
 use super::error::{is_lost, store_error};
 use super::memory;
+use super::near_cache::{Flush, NearCache};
 use super::pool::Idle;
 use crate::store::{Command, MemoryPolicy, Reply, StoreError, Transaction};
 
@@ -33,6 +34,8 @@ pub(super) struct Server<C> {
     /// Set once a connection failed in a way that says the server is gone or
     /// no longer a master, so that whoever chose this server chooses again.
     lost: AtomicBool,
+    /// Answers batches of reads from memory, when configured.
+    near: Option<NearCache>,
 }
 
 impl<C> Server<C>
@@ -40,12 +43,14 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     /// `shared` must be a connection to `client`'s server; dedicated
-    /// connections are opened with `connection_config`.
+    /// connections are opened with `connection_config`, and so is `near`'s
+    /// tracking connection.
     pub(super) fn new(
         client: Client,
         shared: C,
         connection_config: AsyncConnectionConfig,
         ack: Option<ReplicaAck>,
+        near: Option<NearCache>,
     ) -> Self {
         Self {
             client,
@@ -54,6 +59,7 @@ where
             idle: Idle::default(),
             ack,
             lost: AtomicBool::new(false),
+            near,
         }
     }
 
@@ -67,10 +73,21 @@ where
         self.lost.load(Ordering::SeqCst)
     }
 
-    /// Records that the server is gone or demoted; its idle connections go too.
+    /// Records that the server is gone or demoted; its idle connections
+    /// and its near cache go too.
     pub(super) fn mark_lost(&self) {
         self.lost.store(true, Ordering::SeqCst);
         self.idle.clear(&());
+        if let Some(near) = &self.near {
+            near.flush(Flush::Topology);
+        }
+    }
+
+    /// Forgets the near cache's entries of the keys `commands` write.
+    fn forget_written(&self, commands: &[Command]) {
+        if let Some(near) = &self.near {
+            near.forget(written_keys(commands));
+        }
     }
 
     fn failed(&self, error: RedisError) -> StoreError {
@@ -154,10 +171,20 @@ where
     }
 
     /// Runs `commands` in order as one pipeline; one that issues or revokes
-    /// waits for replicas when writes are durable.
+    /// waits for replicas when writes are durable. With the near cache, a
+    /// batch of reads is answered there.
     pub(super) async fn batch(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        if let Some(near) = &self.near
+            && !commands.is_empty()
+            && only_reads(commands)
+        {
+            return near.batch(commands, |error| self.failed(error)).await;
+        }
         let ack = self.ack.filter(|_| issues_or_revokes(commands));
-        self.pipeline(commands, ack).await
+        self.forget_written(commands);
+        let outcome = self.pipeline(commands, ack).await;
+        self.forget_written(commands);
+        outcome
     }
 
     /// Runs `commands` in order as one pipeline; with `ack`, `WAIT` follows
@@ -226,6 +253,13 @@ where
     /// Runs `commands` atomically on the shared connection; when a full
     /// Redis refuses them and they only delete, in order as a pipeline.
     pub(super) async fn atomic(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        self.forget_written(commands);
+        let outcome = self.atomic_uncached(commands).await;
+        self.forget_written(commands);
+        outcome
+    }
+
+    async fn atomic_uncached(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
         let executed = match self.acknowledgement(commands) {
             // WAIT holds up every later command on its connection until the
             // replicas answer, so it must not hold up the shared one.
@@ -366,6 +400,7 @@ where
         commands: Vec<Command>,
     ) -> Result<Option<Vec<Reply>>, StoreError> {
         let mut connection = self.connection;
+        self.server.forget_written(&commands);
         let outcome = if commands.is_empty() {
             // EXEC with nothing queued still ends the WATCH.
             redis::cmd("UNWATCH")
@@ -376,11 +411,21 @@ where
         } else {
             self.server.exec(&mut connection, &commands).await
         };
+        self.server.forget_written(&commands);
         if outcome.is_ok() {
             self.server.idle.give_back((), connection);
         }
         outcome
     }
+}
+
+/// The keys that `commands` may write: every key of a command that is not
+/// a read.
+fn written_keys(commands: &[Command]) -> impl Iterator<Item = &str> {
+    commands
+        .iter()
+        .filter(|command| !command.is_read())
+        .flat_map(Command::keys)
 }
 
 #[cfg(test)]
@@ -400,6 +445,7 @@ mod tests {
             client,
             Answering::new(answers),
             AsyncConnectionConfig::new(),
+            None,
             None,
         )
     }

@@ -8,6 +8,7 @@ use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 use serde::Deserialize;
 
 use crate::store::redis::ack::ReplicaAck;
+use crate::store::redis::near_cache::NearCacheConfig;
 use crate::store::redis::net::{DEFAULT_TIMEOUT, millis, timeouts};
 
 /// The settings of the sentinel and cluster stores that mean the same on
@@ -55,6 +56,9 @@ pub struct ServerSettings {
     /// (`ack_timeout_ms`).
     #[serde(rename = "ack_timeout_ms", deserialize_with = "millis")]
     pub ack_timeout: Duration,
+    /// Answers batches of reads from memory (`[store.near_cache]`), one
+    /// cache per master; off by default.
+    pub near_cache: NearCacheConfig,
 }
 
 impl Default for ServerSettings {
@@ -69,6 +73,7 @@ impl Default for ServerSettings {
             command_timeout: DEFAULT_TIMEOUT,
             min_replicas_ack: 0,
             ack_timeout: DEFAULT_TIMEOUT,
+            near_cache: NearCacheConfig::default(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl fmt::Debug for ServerSettings {
             .field("command_timeout", &self.command_timeout)
             .field("min_replicas_ack", &self.min_replicas_ack)
             .field("ack_timeout", &self.ack_timeout)
+            .field("near_cache", &self.near_cache)
             .finish()
     }
 }

@@ -11,6 +11,7 @@ use super::discovery::Sentinels;
 use crate::store::StoreError;
 use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::error::store_error;
+use crate::store::redis::near_cache::{Counters, NearCache, NearCacheConfig};
 use crate::store::redis::net::Dialer;
 use crate::store::redis::server::{Server, role};
 
@@ -31,6 +32,9 @@ pub(super) struct Follower {
     /// Opens connections to the masters the sentinels name.
     dialer: Dialer,
     ack: Option<ReplicaAck>,
+    /// Each master's near cache, counted in `counters`.
+    near_cache: NearCacheConfig,
+    counters: Arc<Counters>,
     current: Mutex<Current>,
     /// One search for the master at a time.
     searching: tokio::sync::Mutex<()>,
@@ -47,13 +51,21 @@ struct Current {
 
 impl Follower {
     /// No master in use until [`Follower::master`] finds one; the masters
-    /// `sentinels` name are reached through `dialer` and take writes with
-    /// `ack`.
-    pub(super) fn new(sentinels: Sentinels, dialer: Dialer, ack: Option<ReplicaAck>) -> Self {
+    /// `sentinels` name are reached through `dialer`, take writes with
+    /// `ack`, and each gets a near cache of its own as `near_cache` says.
+    pub(super) fn new(
+        sentinels: Sentinels,
+        dialer: Dialer,
+        ack: Option<ReplicaAck>,
+        near_cache: NearCacheConfig,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
             sentinels,
             dialer,
             ack,
+            near_cache,
+            counters,
             current: Mutex::new(Current::default()),
             searching: tokio::sync::Mutex::new(()),
         }
@@ -148,12 +160,15 @@ impl Follower {
         let client = self.dialer.client(host, port).map_err(store_error)?;
         let mut shared = self.dialer.connect(&client).await.map_err(store_error)?;
         match role(&mut shared).await.map_err(store_error)?.as_str() {
-            "master" => Ok(Server::new(
-                client,
-                shared,
-                self.dialer.timeouts().clone(),
-                self.ack,
-            )),
+            "master" => {
+                let timeouts = self.dialer.timeouts().clone();
+                // A new master starts with an empty cache: a failover
+                // leaves the old one's behind.
+                let near =
+                    NearCache::start(&self.near_cache, &client, timeouts.clone(), &self.counters)
+                        .map_err(store_error)?;
+                Ok(Server::new(client, shared, timeouts, self.ack, near))
+            }
             role => Err(StoreError::new(format!("ROLE is {role}, not master"))),
         }
     }

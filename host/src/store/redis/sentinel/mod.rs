@@ -33,6 +33,7 @@ use self::master::{Follower, Master};
 use crate::error::SetupError;
 use crate::store::redis::codec::only_reads;
 use crate::store::redis::error::setup_error;
+use crate::store::redis::near_cache::{Counters, NearCacheCounts};
 use crate::store::redis::net::{Connector, Dialer, TlsFiles};
 use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
@@ -103,6 +104,7 @@ impl fmt::Debug for SentinelConfig {
 #[derive(Clone)]
 pub struct SentinelStore {
     follower: Arc<Follower>,
+    near_cache: Option<Arc<Counters>>,
 }
 
 impl fmt::Debug for SentinelStore {
@@ -142,10 +144,26 @@ impl SentinelStore {
                 .log_in(RedisConnectionInfo::default().set_db(config.db)),
             config.server.timeouts(ack),
         );
-        let follower = Arc::new(Follower::new(sentinels, masters, ack));
+        config.server.near_cache.validate()?;
+        let counters = Arc::new(Counters::default());
+        let near_cache = config
+            .server
+            .near_cache
+            .enabled
+            .then(|| Arc::clone(&counters));
+        let follower = Arc::new(Follower::new(
+            sentinels,
+            masters,
+            ack,
+            config.server.near_cache,
+            counters,
+        ));
         follower.master().await?;
         Follower::follow(Arc::downgrade(&follower));
-        Ok(Self { follower })
+        Ok(Self {
+            follower,
+            near_cache,
+        })
     }
 
     /// The master in use, as `host:port`; None while none is known.
@@ -215,6 +233,10 @@ impl Store for SentinelStore {
     async fn confirm_writes(&self) -> Result<(), StoreError> {
         self.on_master(false, |master| async move { master.confirm_writes().await })
             .await
+    }
+
+    fn near_cache(&self) -> Option<NearCacheCounts> {
+        self.near_cache.as_ref().map(|counters| counters.snapshot())
     }
 
     /// The master's; read from the next master when the one in use went.

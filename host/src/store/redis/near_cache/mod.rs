@@ -1,0 +1,377 @@
+//! The near cache: batches of reads answered from this process's memory,
+//! kept current by Redis's server-assisted client-side caching (RESP3
+//! `CLIENT TRACKING` and its invalidation pushes).
+//!
+//! The rules it keeps, each tested against real Redis (`tests/near_cache.rs`):
+//! - a cached key is never served at or after its deadline, the time its
+//!   `PTTL` was sent plus the `PTTL`; `TTL` is computed from that deadline;
+//! - a closed tracking connection, one silent past `max_stale`, a
+//!   `FLUSHALL`, a failover or a moved slot empties the cache before it
+//!   answers again ([`Flush`]);
+//! - this process's writes forget their keys before they return, and every
+//!   other client's writes arrive as invalidations;
+//! - only batches of reads are answered here; atomic steps, transactions
+//!   and batches that write always go to Redis;
+//! - at most `max_entries` entries and `max_bytes` bytes, least recently
+//!   used out first.
+//!
+//! `entries` holds what is known, `tracking` the connection that fills it
+//! and receives its invalidations, `stats` the counters.
+//!
+//! redis-rs has a client-side cache of its own (`cache-aio`); it is not
+//! used because it breaks the first three rules: it dates a key's expiry
+//! from when the reply arrived, not when the `PTTL` was sent, and caches
+//! a `TTL` reply as a value that goes stale with age; a fill whose reply
+//! is overtaken by its invalidation is stored anyway; the connection
+//! manager hands pushes over a channel after the replies that follow them;
+//! and its bound counts entries only.
+
+mod entries;
+mod stats;
+mod tracking;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use serde::Deserialize;
+
+use self::entries::{Bounds, Entries, Facts, Need};
+pub(crate) use self::stats::Counters;
+pub use self::stats::{Flush, NearCacheCounts};
+use self::tracking::Tracking;
+use super::codec::text;
+use super::net::millis;
+use crate::store::{Command, Reply, StoreError};
+
+/// How Redis tells the near cache what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingMode {
+    /// Redis remembers which keys this process read and invalidates those
+    /// only; it costs Redis memory per key read (`tracking-table-max-keys`).
+    #[default]
+    Default,
+    /// `BCAST`: Redis invalidates every key under `prefixes` (every key
+    /// when none) to every instance, read or not, and remembers nothing.
+    Broadcast,
+}
+
+/// The near cache of a Redis store (`[store.near_cache]`); off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NearCacheConfig {
+    /// Answer batches of reads from memory.
+    pub enabled: bool,
+    /// The most keys kept.
+    pub max_entries: usize,
+    /// The most bytes kept, keys and values and an estimate of the
+    /// bookkeeping; one entry keeps at most a sixteenth of it.
+    pub max_bytes: usize,
+    /// How invalidations are asked for.
+    pub mode: TrackingMode,
+    /// With `mode = "broadcast"`, the key prefixes to hear of (the
+    /// policy's); none for every key.
+    pub prefixes: Vec<String>,
+    /// How stale an answer may be when the tracking connection goes silent
+    /// without closing (`max_stale_ms`): a heartbeat runs every quarter of
+    /// it, and hits stop once the last heartbeat is older.
+    #[serde(rename = "max_stale_ms", deserialize_with = "millis")]
+    pub max_stale: Duration,
+}
+
+/// The default bound on entries.
+pub const DEFAULT_NEAR_CACHE_ENTRIES: usize = 100_000;
+
+impl Default for NearCacheConfig {
+    /// Off; when enabled, 100,000 entries, 64 MiB, default tracking, and a
+    /// second of staleness at most on a silent connection.
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_entries: DEFAULT_NEAR_CACHE_ENTRIES,
+            max_bytes: 64 << 20,
+            mode: TrackingMode::Default,
+            prefixes: Vec::new(),
+            max_stale: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NearCacheConfig {
+    /// On, with the defaults.
+    pub fn enabled() -> Self {
+        Self {
+            enabled: true,
+            ..Self::default()
+        }
+    }
+
+    /// Refuses settings that cannot work.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            self.max_entries > 0 && self.max_bytes > 0,
+            "near_cache: max_entries and max_bytes must be positive"
+        );
+        anyhow::ensure!(
+            self.max_stale >= Duration::from_millis(4),
+            "near_cache: max_stale_ms must be at least 4"
+        );
+        anyhow::ensure!(
+            self.mode == TrackingMode::Broadcast || self.prefixes.is_empty(),
+            "near_cache: prefixes need mode = \"broadcast\""
+        );
+        Ok(())
+    }
+}
+
+/// The near cache of one Redis server.
+pub(crate) struct NearCache {
+    entries: Arc<Entries>,
+    tracking: Arc<Tracking>,
+    counters: Arc<Counters>,
+}
+
+/// What one key of a batch needs fetched, and the incarnation its fill
+/// must find.
+struct Fetch<'a> {
+    key: &'a str,
+    incarnation: u64,
+    needs: Vec<Need>,
+}
+
+impl NearCache {
+    /// A cache of `client`'s server, counted in `counters`; None when the
+    /// config leaves it off.
+    pub(crate) fn start(
+        config: &NearCacheConfig,
+        client: &Client,
+        connection_config: AsyncConnectionConfig,
+        counters: &Arc<Counters>,
+    ) -> Result<Option<Self>, RedisError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let bounds = Bounds {
+            entries: config.max_entries,
+            bytes: config.max_bytes,
+        };
+        let entries = Arc::new(Entries::new(bounds, Arc::clone(counters)));
+        let tracking = Tracking::start(client, connection_config, config, Arc::clone(&entries))?;
+        Ok(Some(Self {
+            entries,
+            tracking,
+            counters: Arc::clone(counters),
+        }))
+    }
+
+    /// Answers `reads` (every command a read): from memory where the
+    /// entries hold the answer, the rest in one round trip on the tracking
+    /// connection, whose answers are then kept.
+    pub(crate) async fn batch(
+        &self,
+        reads: &[Command],
+        failed: impl Fn(RedisError) -> StoreError,
+    ) -> Result<Vec<Reply>, StoreError> {
+        let now = Instant::now();
+        let current = self.tracking.current();
+        let mut replies = Vec::with_capacity(reads.len());
+        let mut fetches: Vec<Fetch<'_>> = Vec::new();
+        for command in reads {
+            command.validate()?;
+            // Not current, the entries may be behind: every key is read
+            // again, its fill keeping the entry's incarnation.
+            let looked_up = match current {
+                true => self.entries.lookup(command, now),
+                false => Err(self.entries.reserve(command)),
+            };
+            match looked_up {
+                Ok(reply) => {
+                    self.counters.hit();
+                    replies.push(Some(reply));
+                }
+                Err(incarnations) => {
+                    self.counters.missed();
+                    replies.push(None);
+                    for (key, incarnation) in command.keys().zip(incarnations) {
+                        add_fetch(&mut fetches, key, incarnation, Need::of(command));
+                    }
+                }
+            }
+        }
+        if fetches.is_empty() {
+            // Answered without waiting: spend the task's budget as a socket
+            // read would, so that a loop of hits still lets the runtime run
+            // other tasks (the connections' drivers, the heartbeat).
+            tokio::task::consume_budget().await;
+            return Ok(replies.into_iter().map(Option::unwrap).collect());
+        }
+        let facts = self.fetch(&fetches).await.map_err(failed)?;
+        for (fetch, facts) in fetches.iter().zip(&facts) {
+            self.entries
+                .fill(fetch.key, fetch.incarnation, facts.clone());
+        }
+        let now = Instant::now();
+        let facts_of = |key: &str| {
+            let index = fetches.iter().position(|fetch| fetch.key == key);
+            &facts[index.expect("every missed key was fetched")]
+        };
+        reads
+            .iter()
+            .zip(replies)
+            .map(|(command, reply)| match reply {
+                Some(reply) => Ok(reply),
+                None => fresh(command, now, facts_of),
+            })
+            .collect()
+    }
+
+    /// One pipeline on the tracking connection: `PTTL` of each key, then
+    /// the reads each needs; the facts of each key, in order.
+    async fn fetch(&self, fetches: &[Fetch<'_>]) -> Result<Vec<Facts>, RedisError> {
+        let mut pipe = redis::pipe();
+        for fetch in fetches {
+            pipe.cmd("PTTL").arg(fetch.key);
+            for need in &fetch.needs {
+                match need {
+                    Need::String => pipe.cmd("GET").arg(fetch.key),
+                    Need::Field(field) => pipe.cmd("HGET").arg(fetch.key).arg(field),
+                    Need::All => pipe.cmd("HGETALL").arg(fetch.key),
+                };
+            }
+        }
+        let (values, sent) = self.tracking.send(&pipe).await?;
+        let mut values = values.into_iter();
+        let unexpected = |what: &str, value: &Value| {
+            RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "near cache fill",
+                format!("{what} answered {value:?}"),
+            ))
+        };
+        let mut next = || {
+            values.next().ok_or_else(|| {
+                RedisError::from((redis::ErrorKind::UnexpectedReturnType, "too few replies"))
+            })
+        };
+        fetches
+            .iter()
+            .map(|fetch| {
+                let pttl = match next()? {
+                    Value::Int(pttl) => pttl,
+                    other => return Err(unexpected("PTTL", &other)),
+                };
+                let mut facts = Facts::expiring(pttl, sent);
+                for need in &fetch.needs {
+                    let value = next()?;
+                    match need {
+                        Need::String => facts.string = Some(optional(value, "GET")?),
+                        Need::Field(field) => {
+                            let value = optional(value, "HGET")?;
+                            facts.fields.push((field.clone(), value));
+                        }
+                        Need::All => facts.all = Some(pairs(value)?),
+                    }
+                }
+                Ok(facts)
+            })
+            .collect()
+    }
+
+    /// Forgets `keys`, which this process writes: called before the write
+    /// is sent and again before it returns, so that no read of this process
+    /// after the write can be answered with the value before it.
+    pub(crate) fn forget<'a>(&self, keys: impl Iterator<Item = &'a str>) {
+        self.entries.forget(keys);
+    }
+
+    /// Empties the cache for `why`; no hit until the tracking connection
+    /// answers again.
+    pub(crate) fn flush(&self, why: Flush) {
+        self.tracking.unprove();
+        self.entries.flush(why);
+    }
+}
+
+/// Adds `need` of `key` to the fetches of one batch.
+fn add_fetch<'a>(fetches: &mut Vec<Fetch<'a>>, key: &'a str, incarnation: u64, need: Option<Need>) {
+    let fetch = match fetches.iter_mut().position(|fetch| fetch.key == key) {
+        Some(index) => &mut fetches[index],
+        None => {
+            fetches.push(Fetch {
+                key,
+                incarnation,
+                needs: Vec::new(),
+            });
+            fetches.last_mut().expect("just pushed")
+        }
+    };
+    if let Some(need) = need
+        && !fetch.needs.contains(&need)
+    {
+        fetch.needs.push(need);
+    }
+}
+
+/// `command`'s answer from the facts just fetched for its keys.
+fn fresh<'a>(
+    command: &Command,
+    now: Instant,
+    facts_of: impl Fn(&str) -> &'a Facts,
+) -> Result<Reply, StoreError> {
+    let mut exists = 0;
+    let mut answered = None;
+    for key in command.keys() {
+        let answer = facts_of(key).answer(command, now).ok_or_else(|| {
+            StoreError::new(format!("the near cache fetched no answer to {command:?}"))
+        })?;
+        match (answer, command) {
+            (Reply::Integer(n), Command::Exists(_)) => exists += n,
+            (reply, _) => answered = Some(reply),
+        }
+    }
+    Ok(match command {
+        Command::Exists(_) => Reply::Integer(exists),
+        _ => answered.expect("a read names one key"),
+    })
+}
+
+/// A bulk string or nil.
+fn optional(value: Value, what: &str) -> Result<Option<String>, RedisError> {
+    match value {
+        Value::Nil => Ok(None),
+        value => text(value).map(Some).map_err(|value| {
+            RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "near cache fill",
+                format!("{what} answered {value:?}"),
+            ))
+        }),
+    }
+}
+
+/// `HGETALL`'s answer, a RESP3 map.
+fn pairs(value: Value) -> Result<Vec<(String, String)>, RedisError> {
+    let unexpected = |value: Value| {
+        RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "near cache fill",
+            format!("HGETALL answered {value:?}"),
+        ))
+    };
+    match value {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(field, value)| {
+                Ok((
+                    text(field).map_err(unexpected)?,
+                    text(value).map_err(unexpected)?,
+                ))
+            })
+            .collect(),
+        other => Err(unexpected(other)),
+    }
+}
