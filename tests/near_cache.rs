@@ -6,13 +6,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use dsession::SessionManager;
 use dsession::store::{
     Command, Flush, NearCacheConfig, NearCacheCounts, RedisConfig, RedisStore, Reply, SetArgs,
-    SetCondition, Store, TrackingMode,
+    SetCondition, Store, StoreConfig, TrackingMode,
 };
+use dsession_service::ServeConfig;
 
 use crate::support::RedisServer;
+use crate::support::http::{self, auth};
+use crate::support::served::{service, token};
 
 /// How long an invalidation may take to arrive in these tests: far more
 /// than loopback needs, so that a miss means it never came.
@@ -451,5 +455,45 @@ async fn a_session_revoked_elsewhere_is_refused() {
     {
         assert!(start.elapsed() < ARRIVAL, "still valid after the revoke");
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `GET /auth` answered from the near cache shows in `/metrics`, with
+/// every flush reason listed from the start.
+#[tokio::test]
+async fn the_service_reports_the_near_cache_in_its_metrics() {
+    let server = RedisServer::start();
+    let config = ServeConfig {
+        store: StoreConfig::Redis(
+            RedisConfig::new(server.url()).with_near_cache(NearCacheConfig::enabled()),
+        ),
+        ..ServeConfig::default()
+    };
+    let (app, _) = service(config).await;
+    let token = token(&app, "alice").await;
+    let bearer = format!("Bearer {token}");
+    for _ in 0..5 {
+        let checked = auth(&app, &[("authorization", &bearer)]).await;
+        assert_eq!(checked.status, StatusCode::OK);
+    }
+    let (status, _, text) = http::get(&app, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let value = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // Each check reads its keys in one batch: the first misses, the rest hit.
+    assert!(value("dsession_near_cache_hits_total ") >= 4, "{text}");
+    assert!(value("dsession_near_cache_misses_total ") >= 1);
+    assert!(value("dsession_near_cache_entries ") >= 1);
+    for reason in Flush::ALL {
+        let series = format!(
+            "dsession_near_cache_flushes_total{{reason=\"{}\"}} ",
+            reason.label()
+        );
+        assert_eq!(value(&series), 0, "{series}");
     }
 }

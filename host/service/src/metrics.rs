@@ -2,11 +2,12 @@
 //! observer (operations, store errors, reloads, the user loader). Every
 //! label comes from a closed set the library defines.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use axum::http::Method;
@@ -14,6 +15,7 @@ use axum::http::Method;
 use dsession::ErrorKind;
 use dsession::loader::LoadFailure;
 use dsession::observe::{LoadOutcome, Observer, Operation, Outcome};
+use dsession::store::{Flush, NearCacheCounts};
 
 /// A method as a metric label: any token is a valid HTTP method, so one
 /// that is not standard is counted as `other` rather than given a series.
@@ -51,6 +53,92 @@ pub struct Metrics {
     loader_seconds: Histogram,
     loader_coalesced_waits: IntCounter,
     loader_no_detail_hits: IntCounter,
+    near_cache: NearCacheMetrics,
+}
+
+/// The store's near cache, read from its counters at each scrape.
+#[derive(Debug, Clone)]
+struct NearCacheMetrics {
+    hits: IntCounter,
+    misses: IntCounter,
+    invalidations: IntCounter,
+    flushes: IntCounterVec,
+    evictions: IntCounter,
+    entries: IntGauge,
+    bytes: IntGauge,
+    /// The counts at the last scrape, so that each adds what is new.
+    last: Arc<Mutex<NearCacheCounts>>,
+}
+
+impl NearCacheMetrics {
+    fn new(registry: &Registry) -> Self {
+        let metrics = Self {
+            hits: counter(
+                registry,
+                "dsession_near_cache_hits_total",
+                "Store reads answered from the near cache.",
+            ),
+            misses: counter(
+                registry,
+                "dsession_near_cache_misses_total",
+                "Store reads the near cache sent to Redis.",
+            ),
+            invalidations: counter(
+                registry,
+                "dsession_near_cache_invalidations_total",
+                "Keys Redis invalidated in the near cache.",
+            ),
+            flushes: counter_vec(
+                registry,
+                "dsession_near_cache_flushes_total",
+                "Times the near cache emptied itself, by reason (disconnected, silent, server, topology).",
+                &["reason"],
+            ),
+            evictions: counter(
+                registry,
+                "dsession_near_cache_evictions_total",
+                "Entries the near cache dropped to keep its bounds.",
+            ),
+            entries: gauge(
+                registry,
+                "dsession_near_cache_entries",
+                "Entries in the near cache.",
+            ),
+            bytes: gauge(
+                registry,
+                "dsession_near_cache_bytes",
+                "Bytes the near cache holds, estimated.",
+            ),
+            last: Arc::default(),
+        };
+        for reason in Flush::ALL {
+            metrics.flushes.with_label_values(&[reason.label()]);
+        }
+        metrics
+    }
+
+    fn update(&self, now: &NearCacheCounts) {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let add = |counter: &IntCounter, now: u64, last: u64| {
+            counter.inc_by(now.saturating_sub(last));
+        };
+        add(&self.hits, now.hits, last.hits);
+        add(&self.misses, now.misses, last.misses);
+        add(&self.invalidations, now.invalidations, last.invalidations);
+        add(&self.evictions, now.evictions, last.evictions);
+        for (index, reason) in Flush::ALL.iter().enumerate() {
+            self.flushes
+                .with_label_values(&[reason.label()])
+                .inc_by(now.flushes[index].saturating_sub(last.flushes[index]));
+        }
+        self.entries
+            .set(i64::try_from(now.entries).unwrap_or(i64::MAX));
+        self.bytes.set(i64::try_from(now.bytes).unwrap_or(i64::MAX));
+        *last = now.clone();
+    }
 }
 
 const LOADER_BUCKETS: &[f64] = &[
@@ -87,6 +175,14 @@ fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Hi
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
     let metric = HistogramVec::new(opts, labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric");
@@ -189,6 +285,7 @@ impl Default for Metrics {
                 "dsession_loader_no_detail_hits_total",
                 "Loads answered \"no detail\" from memory without calling the loader.",
             ),
+            near_cache: NearCacheMetrics::new(&registry),
             registry,
         };
         // Every closed-set label shows from the start, at zero.
@@ -234,6 +331,12 @@ impl Metrics {
     }
 
     /// Everything in Prometheus's text format.
+    /// Takes in the near cache's counts, when the store has one; called
+    /// before each [`Self::render`].
+    pub fn near_cache(&self, counts: &NearCacheCounts) {
+        self.near_cache.update(counts);
+    }
+
     pub fn render(&self) -> String {
         let mut text = Vec::new();
         TextEncoder::new()

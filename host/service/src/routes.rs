@@ -470,6 +470,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 /// Prometheus metrics in text format.
 #[utoipa::path(get, path = "/metrics", tag = "probes", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(counts) = state.sessions().store().near_cache() {
+        state.0.metrics.near_cache(&counts);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.0.metrics.render(),
