@@ -11,8 +11,10 @@ mod flags;
 
 // glibc's malloc took a fifth of the samples of a check under load, and
 // its arena locks contend between the runtime's threads (docs/PERFORMANCE.md).
+// The bench counts its allocations per operation through it.
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: bench::Counting<tikv_jemallocator::Jemalloc> =
+    bench::Counting(tikv_jemallocator::Jemalloc);
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -138,7 +138,12 @@ impl Tap {
     /// Counts what reaches `inner` and keeps each call for
     /// [`Self::take_calls`]. The record grows with every call.
     pub fn recording(inner: impl Store) -> Self {
-        Self::with(Arc::new(inner), Some(Mutex::default()))
+        Self::recording_shared(Arc::new(inner))
+    }
+
+    /// Like [`Self::recording`], for a store that is shared already.
+    pub fn recording_shared(inner: Arc<dyn Store>) -> Self {
+        Self::with(inner, Some(Mutex::default()))
     }
 
     fn with(inner: Arc<dyn Store>, calls: Option<Mutex<Vec<Call>>>) -> Self {

@@ -2,7 +2,7 @@
 //! with, sent through the same store client or to the same service in the
 //! same run at the same concurrency, so that the ratio holds on any machine.
 
-use dsession::store::{Command, Reply, SetArgs, SetCondition, Store as _, Tap};
+use dsession::store::{Call, Command, Reply, SetArgs, SetCondition, Store as _, Tap, Transaction};
 
 use super::args::Op;
 
@@ -11,6 +11,9 @@ use super::args::Op;
 pub(super) enum Target {
     Op(Op),
     Store(Baseline),
+    /// What one call of the operation sends to the store, sent raw
+    /// through the same client: the operation's cost without dsession.
+    Own(Op),
     /// `GET /healthz` through the service.
     Healthz,
 }
@@ -41,6 +44,13 @@ impl Target {
             Self::Store(Baseline::Get) => "baseline: GET",
             Self::Store(Baseline::GetTtl) => "baseline: GET+TTL pipelined",
             Self::Store(Baseline::Set) => "baseline: SET",
+            Self::Own(Op::Check) => "own batch: check-token",
+            Self::Own(Op::CheckUser) => "own batch: check-token-or-update-user",
+            Self::Own(Op::Set) => "own batch: set-token",
+            Self::Own(Op::SetSingle) => "own batch: set-token, single mode",
+            Self::Own(Op::Refresh) => "own batch: refresh-token",
+            Self::Own(Op::List) => "own batch: list-user-token",
+            Self::Own(_) => "own batch",
             Self::Healthz => "baseline: GET /healthz",
         }
     }
@@ -53,7 +63,18 @@ impl Target {
             }
             Self::Op(Op::Set | Op::SetSingle | Op::Refresh) => Some(Self::Store(Baseline::Set)),
             Self::Op(Op::Auth | Op::Grpc) => Some(Self::Healthz),
-            Self::Store(_) | Self::Healthz => None,
+            Self::Store(_) | Self::Own(_) | Self::Healthz => None,
+        }
+    }
+
+    /// The baseline of the operation's own commands, for the operations
+    /// that send the same commands at every call.
+    pub(super) fn own(self) -> Option<Self> {
+        match self {
+            Self::Op(
+                op @ (Op::Check | Op::CheckUser | Op::Set | Op::SetSingle | Op::Refresh | Op::List),
+            ) => Some(Self::Own(op)),
+            _ => None,
         }
     }
 
@@ -64,7 +85,8 @@ impl Target {
         let mut targets = Vec::new();
         for &op in ops {
             let baseline = Self::Op(op).baseline();
-            for target in [baseline, Some(Self::Op(op))].into_iter().flatten() {
+            let own = Self::Op(op).own();
+            for target in [baseline, Some(Self::Op(op)), own].into_iter().flatten() {
                 if !targets.contains(&target) {
                     targets.push(target);
                 }
@@ -122,4 +144,29 @@ fn set(key: &str, value: String, ttl_seconds: i64) -> Command {
         ttl_seconds,
         condition: SetCondition::Always,
     })
+}
+
+/// Sends `calls`, as one operation recorded them, to `store`: each batch,
+/// atomic step, watch and commit, in order.
+pub(super) async fn replay(store: &Tap, calls: &[Call]) -> Result<(), String> {
+    let failed = |e: dsession::store::StoreError| e.to_string();
+    let mut open: Option<Box<dyn Transaction>> = None;
+    for call in calls {
+        match call {
+            Call::Batch(commands) => drop(store.batch(commands.clone()).await.map_err(failed)?),
+            Call::Atomic(commands) => drop(store.atomic(commands.clone()).await.map_err(failed)?),
+            Call::Watch { keys, reads, .. } => {
+                let (transaction, _) = store
+                    .watch(keys.clone(), reads.clone())
+                    .await
+                    .map_err(failed)?;
+                open = Some(transaction);
+            }
+            Call::Commit { commands, .. } => {
+                let transaction = open.take().ok_or("a commit without its watch")?;
+                transaction.commit(commands.clone()).await.map_err(failed)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! the memory per session and `report` prints it all. Commands
 //! and round trips are counted by [`dsession::store::Tap`].
 
+mod allocations;
 mod args;
 mod baselines;
 mod footprint;
@@ -26,6 +27,7 @@ use dsession_service::{AppState, LimitsConfig, Metrics, ServeConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub use self::allocations::Counting;
 pub use self::args::BenchArgs;
 use self::args::{Instances, Op};
 use self::baselines::Target;
@@ -44,6 +46,18 @@ fn run_id() -> String {
 
 fn user_detail(user_id: &str) -> Value {
     json!({ "name": user_id, "plan": "pro", "roles": ["reader", "writer"] })
+}
+
+/// `config` with its near cache off; None when it had none on.
+fn without_near_cache(config: &StoreConfig) -> Option<StoreConfig> {
+    let mut config = config.clone();
+    let near_cache = match &mut config {
+        StoreConfig::Memory => return None,
+        StoreConfig::Redis(redis) => &mut redis.near_cache,
+        StoreConfig::Sentinel(sentinel) => &mut sentinel.server.near_cache,
+        StoreConfig::Cluster(cluster) => &mut cluster.server.near_cache,
+    };
+    std::mem::take(&mut near_cache.enabled).then_some(config)
 }
 
 /// Runs the bench; the report goes to stdout, progress to stderr.
@@ -74,6 +88,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(config) => config.open().await?,
         None => Arc::new(MemoryStore::new()),
     };
+    // The GET, GET+TTL and SET baselines measure Redis, never the near cache.
+    let raw = match config.as_ref().and_then(without_near_cache) {
+        Some(config) => Tap::shared(config.open().await?),
+        None => Tap::shared(Arc::clone(&inner)),
+    };
+    let recorder = Tap::recording_shared(Arc::clone(&inner));
     let store = Tap::shared(inner);
     let run = run_id();
     let loading = Loading::measure(&args.policy, &run)?;
@@ -89,8 +109,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let builder = || args.builder(&policy).store(store.clone()).limits(limits);
-    let sessions = builder()
-        .loader(|user_id: String| async move { Ok(Some(user_detail(&user_id))) })
+    let loader = |user_id: String| async move { Ok(Some(user_detail(&user_id))) };
+    let sessions = builder().loader(loader).build()?;
+    // The same operations on a recording tap: what each one sends, for the
+    // baselines that send exactly that.
+    let recorded = args
+        .builder(&policy)
+        .store(recorder.clone())
+        .limits(limits)
+        .loader(loader)
+        .build()?;
+    let recorded_single = args
+        .builder(&policy)
+        .store(recorder.clone())
+        .limits(limits)
+        .settings(Settings {
+            single_mode: true,
+            ..Settings::default()
+        })
         .build()?;
     let single = builder()
         .settings(Settings {
@@ -135,6 +171,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bench = Arc::new(Bench {
         run,
         store,
+        raw,
+        recorder,
+        recording: tokio::sync::Mutex::new(()),
+        recorded,
+        recorded_single,
         sessions,
         single,
         service,

@@ -20,6 +20,10 @@ pub(super) struct Figure {
     /// The commands as Redis sees them (`dsession::store::Counts::redis_commands`).
     pub(super) commands: u64,
     pub(super) round_trips: u64,
+    /// Allocations while the figure ran, every thread's.
+    pub(super) allocations: u64,
+    /// The near cache's hits and misses while the figure ran, if it has one.
+    pub(super) near_cache: Option<(u64, u64)>,
 }
 
 impl Figure {
@@ -29,6 +33,12 @@ impl Figure {
 
     fn per_op(&self, count: u64) -> f64 {
         count as f64 / (self.ops + self.errors).max(1) as f64
+    }
+
+    /// Hits out of the near cache's reads, when it has one and read.
+    fn hit_rate(&self) -> Option<f64> {
+        let (hits, misses) = self.near_cache?;
+        (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
     }
 }
 
@@ -49,10 +59,17 @@ pub(super) struct Report {
 
 impl Report {
     fn baseline_of(&self, figure: &Figure) -> Option<&Figure> {
-        let baseline = figure.target.baseline()?;
+        self.find(figure.target.baseline()?, figure.concurrency)
+    }
+
+    fn own_of(&self, figure: &Figure) -> Option<&Figure> {
+        self.find(figure.target.own()?, figure.concurrency)
+    }
+
+    fn find(&self, target: Target, concurrency: usize) -> Option<&Figure> {
         self.figures
             .iter()
-            .find(|other| other.target == baseline && other.concurrency == figure.concurrency)
+            .find(|other| other.target == target && other.concurrency == concurrency)
     }
 
     pub(super) fn json(&self) -> Value {
@@ -61,6 +78,7 @@ impl Report {
             .iter()
             .map(|figure| {
                 let baseline = self.baseline_of(figure);
+                let own = self.own_of(figure);
                 json!({
                     "name": figure.target.name(),
                     "concurrency": figure.concurrency,
@@ -75,6 +93,9 @@ impl Report {
                     "round_trips_per_op": figure.per_op(figure.round_trips),
                     "baseline": baseline.map(|b| b.target.name()),
                     "ratio": baseline.map(|b| figure.rate() / b.rate()),
+                    "own_batch_ratio": own.map(|b| figure.rate() / b.rate()),
+                    "allocations_per_op": figure.per_op(figure.allocations),
+                    "near_cache_hit_rate": figure.hit_rate(),
                 })
             })
             .collect();
@@ -110,17 +131,36 @@ impl Report {
         let _ = writeln!(out, "{}", super::loading::text(&self.loading));
         let _ = writeln!(
             out,
-            "{:>5}  {:<38} {:>10} {:>9} {:>9} {:>7} {:>7} {:>6} {:>7}",
-            "tasks", "figure", "ops/s", "p50 µs", "p99 µs", "errors", "cmd/op", "rt/op", "ratio"
+            "{:>5}  {:<38} {:>10} {:>9} {:>9} {:>7} {:>7} {:>6} {:>8} {:>6} {:>7} {:>5}",
+            "tasks",
+            "figure",
+            "ops/s",
+            "p50 µs",
+            "p99 µs",
+            "errors",
+            "cmd/op",
+            "rt/op",
+            "alloc/op",
+            "hit%",
+            "ratio",
+            "own"
         );
         for figure in &self.figures {
             let ratio = self
                 .baseline_of(figure)
                 .map(|baseline| format!("{:.0}%", 100.0 * figure.rate() / baseline.rate()))
                 .unwrap_or_default();
+            let own = self
+                .own_of(figure)
+                .map(|own| format!("{:.0}%", 100.0 * figure.rate() / own.rate()))
+                .unwrap_or_default();
+            let hits = figure
+                .hit_rate()
+                .map(|rate| format!("{:.1}", 100.0 * rate))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{:>5}  {:<38} {:>10.0} {:>9.1} {:>9.1} {:>7} {:>7.2} {:>6.2} {:>7}",
+                "{:>5}  {:<38} {:>10.0} {:>9.1} {:>9.1} {:>7} {:>7.2} {:>6.2} {:>8.1} {:>6} {:>7} {:>5}",
                 figure.concurrency,
                 figure.target.name(),
                 figure.rate(),
@@ -129,7 +169,10 @@ impl Report {
                 figure.errors,
                 figure.per_op(figure.commands),
                 figure.per_op(figure.round_trips),
-                ratio
+                figure.per_op(figure.allocations),
+                hits,
+                ratio,
+                own
             );
             if let Some(error) = &figure.first_error {
                 let _ = writeln!(out, "       first error: {error}");
@@ -143,7 +186,14 @@ impl Report {
         let _ = writeln!(
             out,
             "ratio: ops/s against the baseline above it at the same concurrency \
-             (GET for checks and lists, SET for writes, /healthz for /auth and Check)"
+             (GET for checks and lists, SET for writes, /healthz for /auth and Check; \
+             these baselines always go to Redis, never to the near cache)"
+        );
+        let _ = writeln!(
+            out,
+            "own: ops/s against the operation's own commands, recorded from one call and sent \
+             raw through the same client; alloc/op: allocations per operation, every thread's \
+             (the counting allocator); hit%: near cache hits out of its reads"
         );
         if let Some(footprint) = &self.footprint {
             let _ = writeln!(

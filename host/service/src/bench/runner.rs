@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use dsession::SessionManager;
-use dsession::store::Tap;
+use dsession::store::{Call, Store as _, Tap};
 
+use super::allocations;
 use super::args::Op;
-use super::baselines::{Baseline, Target};
+use super::baselines::{Baseline, Target, replay};
 use super::grpc::Grpc;
 use super::http::Http;
 use super::report::Figure;
@@ -29,6 +30,15 @@ pub(super) struct Bench {
     /// earlier runs filled meets only users of its own.
     pub(super) run: String,
     pub(super) store: Tap,
+    /// The store without its near cache, for the GET, GET+TTL and SET
+    /// baselines; a tap of its own either way.
+    pub(super) raw: Tap,
+    /// Records what `recorded` and `recorded_single` send, one operation
+    /// at a time (`recording`).
+    pub(super) recorder: Tap,
+    pub(super) recording: tokio::sync::Mutex<()>,
+    pub(super) recorded: SessionManager,
+    pub(super) recorded_single: SessionManager,
     pub(super) sessions: SessionManager,
     pub(super) single: SessionManager,
     pub(super) service: Option<SocketAddr>,
@@ -42,6 +52,8 @@ struct Task {
     key: String,
     http: Option<Http>,
     grpc: Option<Grpc>,
+    /// What one call of the operation sent, for its own-batch baseline.
+    calls: Vec<Call>,
 }
 
 /// What one task measured.
@@ -62,9 +74,14 @@ impl Bench {
             key: format!("dsession-bench:{index}"),
             http: None,
             grpc: None,
+            calls: Vec::new(),
         };
         let sessions = &self.sessions;
-        match target {
+        let prepared = match target {
+            Target::Own(op) => Target::Op(op),
+            target => target,
+        };
+        match prepared {
             Target::Op(
                 Op::Check | Op::CheckUser | Op::CheckUserCold | Op::Refresh | Op::Auth | Op::Grpc,
             ) => {
@@ -82,11 +99,15 @@ impl Bench {
                 }
             }
             Target::Store(Baseline::Get | Baseline::GetTtl) => {
-                Baseline::prepare(&self.store, &task.key, &task.user, TOKEN_TTL).await?;
+                Baseline::prepare(&self.raw, &task.key, &task.user, TOKEN_TTL).await?;
             }
             Target::Op(Op::Set | Op::SetSingle)
             | Target::Store(Baseline::Set)
+            | Target::Own(_)
             | Target::Healthz => {}
+        }
+        if let Target::Own(op) = target {
+            task.calls = self.record(op, &mut task).await?;
         }
         if matches!(target, Target::Op(Op::Auth) | Target::Healthz) {
             let address = self.service.context("the service is not running")?;
@@ -102,6 +123,43 @@ impl Bench {
             task.grpc = Some(Grpc::connect(address, &task.token).await?);
         }
         Ok(task)
+    }
+
+    /// What one call of `op` on `task` sends to the store, in order.
+    async fn record(&self, op: Op, task: &mut Task) -> anyhow::Result<Vec<Call>> {
+        let _alone = self.recording.lock().await;
+        self.recorder.take_calls();
+        let recorded = &self.recorded;
+        match op {
+            Op::Check => drop(recorded.check_token(&task.token).await?),
+            Op::CheckUser => drop(
+                recorded
+                    .check_token_or_update_user(&task.token, TOKEN_TTL)
+                    .await?,
+            ),
+            Op::Set => drop(
+                recorded
+                    .set_token(&format!("{}-recorded", task.user), SHORT_TTL)
+                    .await?,
+            ),
+            Op::SetSingle => drop(
+                self.recorded_single
+                    .set_token(&task.user, SHORT_TTL)
+                    .await?,
+            ),
+            Op::Refresh => drop(recorded.refresh_token(&task.token, TOKEN_TTL).await?),
+            Op::List => drop(recorded.list_user_token(&task.user).await?),
+            other => anyhow::bail!("{other:?} has no own-batch baseline"),
+        }
+        Ok(self.recorder.take_calls())
+    }
+
+    /// The tap that `target` goes through.
+    pub(super) fn tap(&self, target: Target) -> &Tap {
+        match target {
+            Target::Store(_) => &self.raw,
+            _ => &self.store,
+        }
     }
 
     /// Runs `target` once; the error says what went wrong. Returns how long
@@ -168,9 +226,10 @@ impl Bench {
             }
             Target::Store(baseline) => {
                 baseline
-                    .once(&self.store, &task.key, &task.user, SHORT_TTL)
+                    .once(&self.raw, &task.key, &task.user, SHORT_TTL)
                     .await?;
             }
+            Target::Own(_) => replay(&self.store, &task.calls).await?,
         }
         Ok(started.elapsed())
     }
@@ -229,7 +288,10 @@ pub(super) async fn measure(
         }));
     }
     prepared.wait().await;
-    bench.store.counters().take();
+    let tap = bench.tap(target);
+    tap.counters().take();
+    let near_cache = tap.near_cache();
+    allocations::start();
     go.wait().await;
     let started = Instant::now();
     let tick = Duration::from_millis(250);
@@ -244,19 +306,27 @@ pub(super) async fn measure(
     }
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
+    let mut allocated = None;
     let mut errors = 0;
     let mut first_error = None;
     for task in tasks {
+        // The tasks stop within one call each: the first to end bounds the
+        // count, before the tallies are merged (which allocates).
         let tally = task
             .await
             .context("a bench task panicked")?
             .with_context(|| format!("cannot prepare {label}"))?;
+        allocated.get_or_insert_with(allocations::stop);
         latencies.extend(tally.latencies);
         errors += tally.errors;
         first_error = first_error.or(tally.first_error);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let counts = bench.store.counters().take();
+    let allocations = allocated.unwrap_or_else(allocations::stop);
+    let counts = tap.counters().take();
+    let near_cache = near_cache
+        .zip(tap.near_cache())
+        .map(|(before, after)| (after.hits - before.hits, after.misses - before.misses));
     latencies.sort_unstable();
     Ok(Figure {
         target,
@@ -269,6 +339,8 @@ pub(super) async fn measure(
         first_error,
         commands: counts.redis_commands(),
         round_trips: counts.round_trips,
+        allocations,
+        near_cache,
     })
 }
 
