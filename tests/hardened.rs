@@ -95,17 +95,81 @@ async fn a_redis_dump_holds_no_token_and_no_secret() {
     }
 }
 
-async fn each_check_slides_the_idle_expiry_and_an_unused_token_expires(env: Env) {
-    let sessions = hardened(&env, &[("idle_timeout_seconds", "2")]);
+/// A manager on `env`'s store running the hardened policy with `config`,
+/// and the tap that counts its store calls.
+fn tapped(env: &Env, config: &[(&str, &str)]) -> (Tap, SessionManager) {
+    let tap = Tap::shared(Arc::clone(&env.store));
+    let sessions = SessionManager::builder()
+        .store(tap.clone())
+        .policy(hardened_policy())
+        .policy_config(config.iter().copied())
+        .build()
+        .unwrap();
+    (tap, sessions)
+}
+
+async fn with_no_touch_interval_each_check_slides_the_idle_expiry(env: Env) {
+    let config = [
+        ("idle_timeout_seconds", "2"),
+        ("touch_interval_seconds", "0"),
+    ];
+    let (tap, sessions) = tapped(&env, &config);
     let issued = sessions.set_token("alice", 600).await.unwrap();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
+        tap.counters().take();
         let user = sessions.check_token(&issued.token).await.unwrap();
         assert_eq!(user.unwrap().token_remain_live_time, 2, "the idle timeout");
+        assert_eq!(
+            tap.counters().take().round_trips,
+            2,
+            "the read, then EXPIRE"
+        );
     }
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert!(!valid(&sessions, &issued.token).await, "unused for 3 s");
     assert!(sessions.list_user_token("alice").await.unwrap().is_empty());
+}
+
+async fn checks_within_the_touch_interval_only_read_and_idle_expiry_keeps_to_it(env: Env) {
+    let config = [
+        ("idle_timeout_seconds", "4"),
+        ("touch_interval_seconds", "2"),
+    ];
+    let (tap, sessions) = tapped(&env, &config);
+    let issued = sessions.set_token("alice", 600).await.unwrap();
+    let check = || async {
+        tap.counters().take();
+        let user = sessions.check_token(&issued.token).await.unwrap().unwrap();
+        let counts = tap.counters().take();
+        (
+            user.token_remain_live_time,
+            counts.round_trips,
+            counts.commands,
+        )
+    };
+    // GET, TTL and HGET in one round trip: a slide now would add under 2 s.
+    assert_eq!(check().await, (4, 1, 3), "just issued");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (left, round_trips, commands) = check().await;
+    assert!((3..=4).contains(&left), "{left}");
+    assert_eq!((round_trips, commands), (1, 3), "0.5 s after");
+    // 1.5 s left of 4: the slide adds 2 s or more, and takes one EXPIRE.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(check().await, (4, 2, 4), "2.5 s after");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (left, round_trips, _) = check().await;
+    assert!((3..=4).contains(&left), "{left}");
+    assert_eq!(round_trips, 1);
+
+    // Unused since that check, whose key the touch 0.5 s before left with
+    // 3.5 s: it expires within [idle - interval, idle] = [2 s, 4 s] of it.
+    // Listing reads the key's TTL without sliding it.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    assert!(sessions.list_user_token("alice").await.unwrap().is_empty());
+    assert!(!valid(&sessions, &issued.token).await, "unused for 4.2 s");
 }
 
 async fn no_check_keeps_a_token_past_its_absolute_lifetime(env: Env) {
@@ -219,6 +283,7 @@ async fn a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused(env: 
         ("max_sessions", "lots"),
         ("colour", "blue"),
         ("key_prefix", "a}"),
+        ("touch_interval_seconds", "1800"),
     ] {
         let refused = hardened(&env, &[bad]);
         assert!(
@@ -236,7 +301,8 @@ async fn a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused(env: 
 }
 
 on_every_store!(
-    each_check_slides_the_idle_expiry_and_an_unused_token_expires,
+    with_no_touch_interval_each_check_slides_the_idle_expiry,
+    checks_within_the_touch_interval_only_read_and_idle_expiry_keeps_to_it,
     no_check_keeps_a_token_past_its_absolute_lifetime,
     refresh_never_extends_past_the_absolute_lifetime,
     a_login_beyond_max_sessions_evicts_the_oldest,
@@ -300,9 +366,21 @@ async fn the_hardened_policy_describes_the_keys_it_reads() {
     let names: Vec<&str> = keys.iter().map(|key| key.name.as_str()).collect();
     assert_eq!(
         names,
-        ["key_prefix", "idle_timeout_seconds", "max_sessions"]
+        [
+            "key_prefix",
+            "idle_timeout_seconds",
+            "touch_interval_seconds",
+            "max_sessions"
+        ]
     );
-    assert!(keys.iter().all(|key| key.default.is_some()));
+    // The touch interval's default follows the idle timeout: no single one.
+    let defaults: Vec<Option<&str>> = keys.iter().map(|key| key.default.as_deref()).collect();
+    assert_eq!(defaults, [Some("dsession"), Some("1800"), None, Some("0")]);
+    assert!(
+        keys[2]
+            .description
+            .contains("a tenth of idle_timeout_seconds")
+    );
     assert_eq!(
         Policy::builtin().unwrap().config_keys().await.unwrap(),
         None

@@ -3,9 +3,15 @@
 //!
 //! - The store holds only the SHA-256 of a token's secret: a dump,
 //!   `MONITOR` or a replica snapshot yields no usable token.
-//! - A token expires after `idle_timeout_seconds` unused (each check slides
-//!   it in the check's one round trip, `GETEX`) and at its absolute
-//!   deadline, the TTL it was issued with, whatever happens.
+//! - A token expires after `idle_timeout_seconds` unused and at its
+//!   absolute deadline, the TTL it was issued with, whatever happens. A
+//!   check reads alone (`GET` and `TTL` of the token key, `HGET` of the
+//!   epoch), so that it is cacheable; it slides the idle expiry with an
+//!   `EXPIRE` in a second round trip only when that adds
+//!   `touch_interval_seconds` (by default a tenth of the idle timeout), so
+//!   about once per interval per token. A token unused since a check then
+//!   expires between the idle timeout minus the interval and the idle
+//!   timeout after it (see [`layout`]).
 //! - At most `max_sessions` live tokens per user: a login beyond it revokes
 //!   the oldest in the same optimistic transaction.
 //! - Revoking every token of a user is one write: the user's index goes,
@@ -372,18 +378,18 @@ impl Policy for Hardened {
             return Ok(None);
         };
         let token_key = self.layout.token_key(user_id, &digest);
-        // The read slides the idle expiry in the same round trip; a token
-        // whose deadline is nearer than the idle timeout keeps its key a little
-        // past it, but is refused by the deadline check below.
-        let read = match self.layout.idle_timeout {
-            Some(idle) => cmd::getex(token_key, idle),
-            None => cmd::get(token_key),
-        };
-        let mut reads = vec![read, self.epoch(user_id)];
+        // Reads alone, so that a check is cacheable: the slide of the idle
+        // expiry, when one is due, is a second round trip.
+        let mut reads = vec![
+            cmd::get(&token_key),
+            cmd::ttl(&token_key),
+            self.epoch(user_id),
+        ];
         reads.extend(detail.read(self, user_id));
         let mut replies = store::batch(&reads)?;
-        let [value, epoch] = replies.next_n()?;
-        let value = value.text("GETEX token")?;
+        let [value, key_ttl, epoch] = replies.next_n()?;
+        let value = value.text("GET token")?;
+        let key_ttl = key_ttl.integer("TTL token")?;
         let had_key = value.is_some();
         let now = time::now();
         let Some(record) = live_record(value, epoch.text("HGET epoch")?, now)? else {
@@ -394,7 +400,24 @@ impl Policy for Hardened {
             }
             return Ok(None);
         };
-        let remaining = self.layout.key_ttl(record.deadline - now);
+        // Gone between the GET and the TTL: it expired meanwhile.
+        if time::lifetime(key_ttl, now).is_none() {
+            return Ok(None);
+        }
+        let left = record.deadline - now;
+        let remaining = match self.layout.touch(key_ttl, left) {
+            Some(slid) => {
+                // EXPIRE never creates a key: a token revoked or expired
+                // since the read stays dead, and is answered as the read
+                // would answer it now.
+                let touched = store::one(cmd::expire(token_key, slid).into())?;
+                if touched.integer("EXPIRE token")? == 0 {
+                    return Ok(None);
+                }
+                slid
+            }
+            None => layout::remaining(key_ttl, left),
+        };
         Ok(Some(User {
             id: user_id.to_owned(),
             token: token.to_owned(),
@@ -460,7 +483,7 @@ impl Describe for Hardened {
             .iter()
             .map(|(name, default, description)| ConfigKey {
                 name: (*name).to_owned(),
-                default: Some((*default).to_owned()),
+                default: default.map(str::to_owned),
                 description: (*description).to_owned(),
             })
             .collect()

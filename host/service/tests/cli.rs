@@ -389,12 +389,22 @@ fn policy_check_lists_the_settings_a_policy_reads() {
         .collect();
     assert_eq!(
         names,
-        ["key_prefix", "idle_timeout_seconds", "max_sessions"]
+        [
+            "key_prefix",
+            "idle_timeout_seconds",
+            "touch_interval_seconds",
+            "max_sessions"
+        ]
     );
-    assert_eq!(keys[2]["default"], "0");
+    assert_eq!(keys[3]["default"], "0");
+    assert!(keys[2]["default"].is_null(), "a tenth of the idle timeout");
 
     let text = stdout(&dsession(&["policy", "check", "hardened"]));
     assert!(text.contains("max_sessions (default \"0\")"), "{text}");
+    assert!(
+        text.contains("touch_interval_seconds (no default)"),
+        "{text}"
+    );
     let default = stdout(&dsession(&["policy", "check", "default"]));
     assert!(
         default.contains("the policy does not describe its settings"),
