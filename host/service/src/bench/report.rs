@@ -205,6 +205,20 @@ impl Report {
                 footprint["before_bytes"],
                 footprint["after_bytes"],
             );
+            let near_cache = &footprint["near_cache"];
+            if !near_cache.is_null() {
+                let _ = writeln!(
+                    out,
+                    "near cache, every session checked: {} entries; {:.0} bytes of RSS per session \
+                     here ({} estimated in all), {:.0} bytes per session in Redis's tracking table",
+                    near_cache["entries"],
+                    near_cache["rss_bytes_per_session"].as_f64().unwrap_or(0.0),
+                    near_cache["estimated_bytes"],
+                    near_cache["redis_tracking_bytes_per_session"]
+                        .as_f64()
+                        .unwrap_or(0.0),
+                );
+            }
         }
         out
     }
