@@ -14,6 +14,9 @@ pub(super) enum Target {
     /// What one call of the operation sends to the store, sent raw
     /// through the same client: the operation's cost without dsession.
     Own(Op),
+    /// check-token through the store without its near cache, in a run with
+    /// one: what the cache is measured against.
+    UncachedCheck,
     /// `GET /healthz` through the service.
     Healthz,
 }
@@ -51,6 +54,7 @@ impl Target {
             Self::Own(Op::Refresh) => "own batch: refresh-token",
             Self::Own(Op::List) => "own batch: list-user-token",
             Self::Own(_) => "own batch",
+            Self::UncachedCheck => "check-token, near cache off",
             Self::Healthz => "baseline: GET /healthz",
         }
     }
@@ -58,9 +62,8 @@ impl Target {
     /// The baseline an operation is compared with.
     pub(super) fn baseline(self) -> Option<Self> {
         match self {
-            Self::Op(Op::Check | Op::CheckUser | Op::CheckUserCold | Op::List) => {
-                Some(Self::Store(Baseline::Get))
-            }
+            Self::Op(Op::Check | Op::CheckUser | Op::CheckUserCold | Op::List)
+            | Self::UncachedCheck => Some(Self::Store(Baseline::Get)),
             Self::Op(Op::Set | Op::SetSingle | Op::Refresh) => Some(Self::Store(Baseline::Set)),
             Self::Op(Op::Auth | Op::Grpc) => Some(Self::Healthz),
             Self::Store(_) | Self::Own(_) | Self::Healthz => None,
@@ -79,14 +82,19 @@ impl Target {
     }
 
     /// The figures of one concurrency, in order: each operation after its
-    /// baseline, each baseline once, and GET+TTL after GET for a check.
-    pub(super) fn plan(ops: &[Op]) -> Vec<Self> {
+    /// baseline, each baseline once, and GET+TTL after GET for a check;
+    /// with `near_cache`, the check without it after the check.
+    pub(super) fn plan(ops: &[Op], near_cache: bool) -> Vec<Self> {
         let get_ttl = Self::Store(Baseline::GetTtl);
         let mut targets = Vec::new();
         for &op in ops {
             let baseline = Self::Op(op).baseline();
             let own = Self::Op(op).own();
-            for target in [baseline, Some(Self::Op(op)), own].into_iter().flatten() {
+            let uncached = (near_cache && op == Op::Check).then_some(Self::UncachedCheck);
+            for target in [baseline, Some(Self::Op(op)), uncached, own]
+                .into_iter()
+                .flatten()
+            {
                 if !targets.contains(&target) {
                     targets.push(target);
                 }

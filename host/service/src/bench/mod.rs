@@ -89,7 +89,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => Arc::new(MemoryStore::new()),
     };
     // The GET, GET+TTL and SET baselines measure Redis, never the near cache.
-    let raw = match config.as_ref().and_then(without_near_cache) {
+    let uncached_config = config.as_ref().and_then(without_near_cache);
+    let raw = match &uncached_config {
         Some(config) => Tap::shared(config.open().await?),
         None => Tap::shared(Arc::clone(&inner)),
     };
@@ -168,7 +169,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         (None, None, None)
     };
+    let uncached = match uncached_config {
+        Some(_) => Some(
+            args.builder(&policy)
+                .store(raw.clone())
+                .limits(limits)
+                .build()?,
+        ),
+        None => None,
+    };
     let bench = Arc::new(Bench {
+        uncached,
         run,
         store,
         raw,
@@ -184,7 +195,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let mut figures = Vec::new();
     for &concurrency in &args.concurrency {
-        for target in Target::plan(ops) {
+        for target in Target::plan(ops, bench.uncached.is_some()) {
             let figure = figures.len();
             figures.push(measure(&bench, figure, target, concurrency, duration).await?);
         }

@@ -39,6 +39,8 @@ pub(super) struct Bench {
     pub(super) recording: tokio::sync::Mutex<()>,
     pub(super) recorded: SessionManager,
     pub(super) recorded_single: SessionManager,
+    /// With the near cache on, a manager on `raw`, for the uncached check.
+    pub(super) uncached: Option<SessionManager>,
     pub(super) sessions: SessionManager,
     pub(super) single: SessionManager,
     pub(super) service: Option<SocketAddr>,
@@ -79,6 +81,7 @@ impl Bench {
         let sessions = &self.sessions;
         let prepared = match target {
             Target::Own(op) => Target::Op(op),
+            Target::UncachedCheck => Target::Op(Op::Check),
             target => target,
         };
         match prepared {
@@ -104,6 +107,7 @@ impl Bench {
             Target::Op(Op::Set | Op::SetSingle)
             | Target::Store(Baseline::Set)
             | Target::Own(_)
+            | Target::UncachedCheck
             | Target::Healthz => {}
         }
         if let Target::Own(op) = target {
@@ -157,7 +161,7 @@ impl Bench {
     /// The tap that `target` goes through.
     pub(super) fn tap(&self, target: Target) -> &Tap {
         match target {
-            Target::Store(_) => &self.raw,
+            Target::Store(_) | Target::UncachedCheck => &self.raw,
             _ => &self.store,
         }
     }
@@ -230,6 +234,14 @@ impl Bench {
                     .await?;
             }
             Target::Own(_) => replay(&self.store, &task.calls).await?,
+            Target::UncachedCheck => {
+                let uncached = self.uncached.as_ref().ok_or("no uncached manager")?;
+                match uncached.check_token(&task.token).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err("a live token checked as not valid".into()),
+                    Err(e) => return Err(failed(e)),
+                }
+            }
         }
         Ok(started.elapsed())
     }
