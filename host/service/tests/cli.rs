@@ -230,6 +230,44 @@ fn bench_quick_measures_every_operation_with_one_round_trip_per_check() {
         assert_eq!(figure(name)["round_trips_per_op"], 1.0, "{name}");
     }
     assert_eq!(figure("baseline: GET /healthz")["round_trips_per_op"], 0.0);
+    // The operation's own commands, sent raw: the same commands, one round
+    // trip, no policy; every figure counts its allocations.
+    let own = figure("own batch: check-token");
+    assert_eq!(own["commands_per_op"], 3.0);
+    assert_eq!(own["round_trips_per_op"], 1.0);
+    assert!(figure("check-token")["own_batch_ratio"].as_f64().unwrap() > 0.0);
+    for figure in figures {
+        assert!(
+            figure["allocations_per_op"].as_f64().unwrap() > 0.0,
+            "{figure}"
+        );
+        assert!(figure["near_cache_hit_rate"].is_null(), "{figure}");
+    }
+}
+
+#[test]
+fn bench_quick_with_the_near_cache_answers_checks_from_memory() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let report = bench(&["--redis", &url, "--near-cache", "--ops", "check,auth"]);
+    let figures = report["figures"].as_array().unwrap();
+    let figure = |name: &str| {
+        figures
+            .iter()
+            .find(|figure| figure["name"] == name)
+            .unwrap_or_else(|| panic!("no figure {name} in {report}"))
+    };
+    for name in ["check-token", "GET /auth"] {
+        let hits = figure(name)["near_cache_hit_rate"].as_f64().unwrap();
+        assert!(hits > 0.9, "{name}: {hits}");
+    }
+    // The baselines and the uncached check measure Redis, not the cache.
+    for name in ["baseline: GET", "check-token, near cache off"] {
+        assert!(figure(name)["near_cache_hit_rate"].is_null(), "{name}");
+        assert_eq!(figure(name)["round_trips_per_op"], 1.0, "{name}");
+    }
+    let refused = dsession(&["bench", "--quick", "--near-cache"]);
+    assert_error_says(&refused, "--near-cache needs a Redis store");
 }
 
 #[test]
