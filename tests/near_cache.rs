@@ -1,7 +1,8 @@
 //! The near cache's rules, each against a real Redis: expiry from the
 //! key's deadline, a flush on every connection change, this process's
 //! writes and every other client's seen, only batches of reads cached,
-//! bounded memory; and checks that stay right under racing writers.
+//! bounded memory; and checks that stay right under racing writers. Then
+//! the same rules on a Redis Cluster, and a flush when a slot moves.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,14 +10,14 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use dsession::SessionManager;
 use dsession::store::{
-    Command, Flush, NearCacheConfig, NearCacheCounts, RedisConfig, RedisStore, Reply, SetArgs,
-    SetCondition, Store, StoreConfig, TrackingMode,
+    ClusterStore, Command, Flush, NearCacheConfig, NearCacheCounts, RedisConfig, RedisStore, Reply,
+    SetArgs, SetCondition, Store, StoreConfig, TrackingMode, key_slot,
 };
 use dsession_service::ServeConfig;
 
-use crate::support::RedisServer;
 use crate::support::http::{self, auth};
 use crate::support::served::{service, token};
+use crate::support::{RedisCluster, RedisServer, cluster_config};
 
 /// How long an invalidation may take to arrive in these tests: far more
 /// than loopback needs, so that a miss means it never came.
@@ -32,16 +33,16 @@ async fn store(server: &RedisServer) -> RedisStore {
     cached(server, NearCacheConfig::enabled()).await
 }
 
-fn counts(store: &RedisStore) -> NearCacheCounts {
+fn counts(store: &impl Store) -> NearCacheCounts {
     store.near_cache().expect("the near cache is on")
 }
 
-fn flushes(store: &RedisStore, why: Flush) -> u64 {
+fn flushes(store: &impl Store, why: Flush) -> u64 {
     let index = Flush::ALL.iter().position(|&reason| reason == why).unwrap();
     counts(store).flushes[index]
 }
 
-async fn get(store: &RedisStore, key: &str) -> Reply {
+async fn get(store: &impl Store, key: &str) -> Reply {
     store
         .batch(vec![Command::Get(key.into())])
         .await
@@ -73,7 +74,7 @@ async fn redis_set(server: &RedisServer, key: &str, value: &str) {
 
 /// Reads `key` through `store` until it answers `expected`, within
 /// [`ARRIVAL`]; panics with what it answered last otherwise.
-async fn until_seen(store: &RedisStore, key: &str, expected: &Reply) {
+async fn until_seen(store: &impl Store, key: &str, expected: &Reply) {
     let start = Instant::now();
     loop {
         let answer = get(store, key).await;
@@ -89,7 +90,7 @@ async fn until_seen(store: &RedisStore, key: &str, expected: &Reply) {
 }
 
 /// Waits until `store`'s cache has flushed for `why` more than `before` times.
-async fn until_flushed(store: &RedisStore, why: Flush, before: u64) {
+async fn until_flushed(store: &impl Store, why: Flush, before: u64) {
     let start = Instant::now();
     while flushes(store, why) <= before {
         assert!(start.elapsed() < ARRIVAL, "no {why:?} flush");
@@ -404,7 +405,7 @@ async fn racing_readers_never_go_back_in_time() {
             tokio::spawn(async move {
                 let mut seen = 0;
                 while seen < LAST {
-                    let Reply::Text(version) = get(&store, "version").await else {
+                    let Reply::Text(version) = get(store.as_ref(), "version").await else {
                         panic!("no version");
                     };
                     let version: u64 = version.parse().unwrap();
@@ -419,7 +420,7 @@ async fn racing_readers_never_go_back_in_time() {
         .await
         .expect("every reader reaches the last version")
         .unwrap();
-    assert!(counts(&store).hits > 0);
+    assert!(counts(store.as_ref()).hits > 0);
 }
 
 /// A session revoked by another instance is refused by the cached one
@@ -496,4 +497,237 @@ async fn the_service_reports_the_near_cache_in_its_metrics() {
         );
         assert_eq!(value(&series), 0, "{series}");
     }
+}
+
+// Redis Cluster: one cache per master, each with its own tracking connection.
+
+async fn cluster_store(cluster: &RedisCluster, near_cache: NearCacheConfig) -> ClusterStore {
+    let mut config = cluster_config(cluster);
+    config.server.near_cache = near_cache;
+    ClusterStore::connect(config).await.unwrap()
+}
+
+/// One key in a slot of each master.
+fn key_on_each_master(cluster: &RedisCluster) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut masters = Vec::new();
+    for i in 0.. {
+        let key = format!("near{i}");
+        let master = cluster.master_of(key_slot(&key));
+        if !masters.contains(&master) {
+            masters.push(master);
+            keys.push(key);
+        }
+        if masters.len() == cluster.master_ports().len() {
+            return keys;
+        }
+    }
+    unreachable!("the keys are endless")
+}
+
+fn gets(keys: &[String]) -> Vec<Command> {
+    keys.iter().map(|key| Command::Get(key.clone())).collect()
+}
+
+fn sets(keys: &[String], value: &str) -> Vec<Command> {
+    keys.iter().map(|key| set(key, value)).collect()
+}
+
+/// `SET` straight on the master of `key`'s slot, as any client may.
+async fn master_set(cluster: &RedisCluster, key: &str, value: &str) {
+    let port = cluster.master_of(key_slot(key));
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut master = ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut master)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_repeated_reads_are_hits_on_every_master_and_writes_elsewhere_are_seen() {
+    let cluster = RedisCluster::start();
+    let store = cluster_store(&cluster, NearCacheConfig::enabled()).await;
+    let other = cluster_store(&cluster, NearCacheConfig::default()).await;
+    assert_eq!(other.near_cache(), None);
+    let keys = key_on_each_master(&cluster);
+    other.batch(sets(&keys, "first")).await.unwrap();
+    let first = vec![text("first"); keys.len()];
+    assert_eq!(store.batch(gets(&keys)).await.unwrap(), first);
+    let before = counts(&store);
+    for _ in 0..5 {
+        assert_eq!(store.batch(gets(&keys)).await.unwrap(), first);
+    }
+    let after = counts(&store);
+    assert_eq!(after.hits - before.hits, 5 * keys.len() as u64, "{after:?}");
+    assert_eq!(after.misses, before.misses);
+    assert_eq!(after.entries, keys.len() as u64, "{after:?}");
+
+    // Another dsession, through the cluster.
+    other.batch(sets(&keys, "second")).await.unwrap();
+    for key in &keys {
+        until_seen(&store, key, &text("second")).await;
+    }
+    // Any client, on each master.
+    for key in &keys {
+        master_set(&cluster, key, "third").await;
+        until_seen(&store, key, &text("third")).await;
+    }
+    assert!(
+        counts(&store).invalidations >= 2 * keys.len() as u64,
+        "{:?}",
+        counts(&store)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_this_process_reads_its_own_writes_at_once() {
+    let cluster = RedisCluster::start();
+    let store = cluster_store(&cluster, NearCacheConfig::enabled()).await;
+    let keys = key_on_each_master(&cluster);
+    for round in 0..100 {
+        let value = round.to_string();
+        let expected = vec![text(&value); keys.len()];
+        store.batch(sets(&keys, &value)).await.unwrap();
+        assert_eq!(
+            store.batch(gets(&keys)).await.unwrap(),
+            expected,
+            "round {round}"
+        );
+        assert_eq!(
+            store.batch(gets(&keys)).await.unwrap(),
+            expected,
+            "round {round}"
+        );
+        for key in &keys {
+            store
+                .atomic(vec![Command::Del(vec![key.clone()])])
+                .await
+                .unwrap();
+        }
+        let gone = vec![Reply::Nil; keys.len()];
+        assert_eq!(
+            store.batch(gets(&keys)).await.unwrap(),
+            gone,
+            "round {round}"
+        );
+        let key = &keys[round % keys.len()];
+        let (transaction, _) = store
+            .watch(vec![key.clone()], vec![Command::Get(key.clone())])
+            .await
+            .unwrap();
+        let committed = transaction.commit(vec![set(key, &value)]).await.unwrap();
+        assert_eq!(committed, Some(vec![Reply::Ok]));
+        assert_eq!(get(&store, key).await, text(&value), "round {round}");
+    }
+    assert!(counts(&store).hits > 0, "{:?}", counts(&store));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_atomic_steps_transactions_and_writing_batches_always_go_to_redis() {
+    let cluster = RedisCluster::start();
+    let store = cluster_store(&cluster, NearCacheConfig::enabled()).await;
+    let keys = key_on_each_master(&cluster);
+    store.batch(sets(&keys, "v")).await.unwrap();
+    assert_eq!(store.batch(gets(&keys)).await.unwrap().len(), keys.len());
+    let before = counts(&store);
+    for key in &keys {
+        let read = || vec![Command::Get(key.clone())];
+        assert_eq!(store.atomic(read()).await.unwrap(), [text("v")]);
+        let (transaction, replies) = store.watch(vec![key.clone()], read()).await.unwrap();
+        assert_eq!(replies, [text("v")]);
+        transaction.commit(Vec::new()).await.unwrap();
+    }
+    let mut mixed = gets(&keys);
+    mixed.push(set("other", "x"));
+    let replies = store.batch(mixed).await.unwrap();
+    assert_eq!(replies.last(), Some(&Reply::Ok));
+    let after = counts(&store);
+    assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+}
+
+/// Redis invalidates a key a migration takes away, but not a key that did
+/// not exist when it was read: only the master's word that it no longer
+/// serves the slot flushes that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_moved_slot_flushes_and_writes_on_its_new_master_are_seen() {
+    let cluster = RedisCluster::start();
+    let store = cluster_store(&cluster, NearCacheConfig::enabled()).await;
+    let other = cluster_store(&cluster, NearCacheConfig::default()).await;
+    let (kept, missing) = ("{moving}kept", "{moving}missing");
+    let reads = || vec![Command::Get(missing.into()), Command::Get(kept.into())];
+    other.batch(vec![set(kept, "before")]).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            store.batch(reads()).await.unwrap(),
+            [Reply::Nil, text("before")]
+        );
+    }
+    assert_eq!(counts(&store).hits, 2);
+    let slot = key_slot("moving");
+    let from = cluster.master_of(slot);
+    let to = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&port| port != from)
+        .unwrap();
+    let before = flushes(&store, Flush::Topology);
+    cluster.migrate_slot(slot, to, 10);
+    until_flushed(&store, Flush::Topology, before).await;
+
+    other
+        .batch(vec![set(missing, "now"), set(kept, "after")])
+        .await
+        .unwrap();
+    until_seen(&store, missing, &text("now")).await;
+    until_seen(&store, kept, &text("after")).await;
+    // The new master's cache serves the slot, and hears of its writes.
+    let start = Instant::now();
+    let hits = counts(&store).hits;
+    while counts(&store).hits == hits {
+        assert!(start.elapsed() < ARRIVAL, "no hit after the move");
+        assert_eq!(
+            store.batch(reads()).await.unwrap(),
+            [text("now"), text("after")]
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    master_set(&cluster, missing, "later").await;
+    until_seen(&store, missing, &text("later")).await;
+    assert_eq!(cluster.master_of(slot), to);
+}
+
+/// Killing a master closes its tracking connection: its cache is flushed
+/// before the promoted replica answers, and what is written there is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_killed_master_empties_its_cache_and_the_promoted_replica_is_read() {
+    let mut cluster = RedisCluster::start();
+    let store = cluster_store(&cluster, NearCacheConfig::enabled()).await;
+    let other = cluster_store(&cluster, NearCacheConfig::default()).await;
+    let key = "{failing}k";
+    other.batch(vec![set(key, "before")]).await.unwrap();
+    assert_eq!(get(&store, key).await, text("before"));
+    assert_eq!(get(&store, key).await, text("before"));
+    let before = flushes(&store, Flush::Disconnected);
+    let victim = cluster.master_of(key_slot(key));
+    cluster.kill(victim);
+    until_flushed(&store, Flush::Disconnected, before).await;
+
+    // A failover takes seconds: the node timeout, then an election. With
+    // the victim dead, a write that succeeds went to the promoted replica.
+    let start = Instant::now();
+    loop {
+        if other.batch(vec![set(key, "after")]).await.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no failover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until_seen(&store, key, &text("after")).await;
 }

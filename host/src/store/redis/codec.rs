@@ -116,6 +116,15 @@ pub(super) fn only_reads(commands: &[Command]) -> bool {
     commands.iter().all(Command::is_read)
 }
 
+/// The keys that `commands` may write: every key of a command that is not
+/// a read.
+pub(super) fn written_keys(commands: &[Command]) -> impl Iterator<Item = &str> {
+    commands
+        .iter()
+        .filter(|command| !command.is_read())
+        .flat_map(Command::keys)
+}
+
 /// Whether every command only deletes (`DEL`, `HDEL`), so that it may run
 /// outside `MULTI` when a full Redis refuses everything queued there: it
 /// frees memory, and a revocation needs nothing else.

@@ -13,7 +13,9 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError, Value};
 
 use super::ack::ReplicaAck;
-use super::codec::{issues_or_revokes, only_deletions, only_reads, queue, replies, text};
+use super::codec::{
+    issues_or_revokes, only_deletions, only_reads, queue, replies, text, written_keys,
+};
 use super::error::{is_lost, store_error};
 use super::memory;
 use super::near_cache::{Flush, NearCache};
@@ -417,15 +419,6 @@ where
         }
         outcome
     }
-}
-
-/// The keys that `commands` may write: every key of a command that is not
-/// a read.
-fn written_keys(commands: &[Command]) -> impl Iterator<Item = &str> {
-    commands
-        .iter()
-        .filter(|command| !command.is_read())
-        .flat_map(Command::keys)
 }
 
 #[cfg(test)]

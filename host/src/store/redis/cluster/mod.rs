@@ -27,12 +27,41 @@
 //! anything is sent. A batch may span slots: its commands are grouped by
 //! slot and the groups sent at once, one round trip per node.
 //!
+//! With the near cache on (`[store.near_cache]`, `--near-cache`), each
+//! master gets a cache of its own, made when a batch first reads from it,
+//! with its own tracking connection; their counters add up in
+//! [`Store::near_cache`]. A batch of reads only is grouped by slot as any
+//! batch, and each group is answered by the cache of the slot's master,
+//! while that master's own `CLUSTER NODES` line, read at the cache's first
+//! use and then every quarter of `max_stale`, says it serves the slot, and
+//! was asked for less than `max_stale` ago. A group whose fill meets a
+//! redirection or a node that cannot serve goes to Redis as an uncached
+//! request, which follows redirections and retries, after the master's
+//! cache is flushed. Every change this store learns of the slot map (a
+//! `MOVED` on any path, a refreshed `CLUSTER SLOTS`, a slot forgotten after
+//! a failure) flushes the caches of the masters that lost a slot, and a
+//! master that stops serving a slot it served at its last check, or starts
+//! migrating it away, has its cache flushed by that check; Redis sends no
+//! invalidation for a key that was missing when read and is written on the
+//! slot's new master, so this is what keeps such a key from staying missing
+//! in the old master's cache. A slot move that no call of this process
+//! meets is thus noticed within a quarter of `max_stale` plus a round trip.
+//! Only the masters that lost a slot are flushed, not every master; a node
+//! the slot map no longer names loses its cache and its tracking
+//! connection. Atomic steps, transactions and batches that write always go
+//! to Redis, and forget the keys they write in every master's cache before
+//! they are sent and again before they return (a key may be cached under
+//! the master that served its slot before).
+//!
 //! The rooms: `slots` (key slots, the master of each slot, `CLUSTER
-//! SLOTS`), `retry` (the retry table and the pauses between tries),
-//! `nodes` (the connections, and what a failure teaches about the slot's
-//! master), `request` (what a call sends and what the replies mean, its
-//! tries) and `transaction` (`WATCH` and commit).
+//! SLOTS`, the slots a node says it serves), `retry` (the retry table and
+//! the pauses between tries), `nodes` (the connections, what a failure
+//! teaches about the slot's master, and the near caches' checks), `near`
+//! (each master's near cache and the slots it may answer for), `request`
+//! (what a call sends and what the replies mean, its tries, and the cached
+//! path of a batch's reads) and `transaction` (`WATCH` and commit).
 
+mod near;
 mod nodes;
 mod request;
 mod retry;
@@ -49,8 +78,9 @@ use redis::IntoConnectionInfo;
 use redis::cluster::ClusterClientBuilder;
 use serde::Deserialize;
 
-use self::nodes::Nodes;
-use self::request::Request;
+use self::near::NearCaches;
+use self::nodes::{Nodes, check_near_caches};
+use self::request::{Request, cached};
 pub use self::slots::key_slot;
 use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
@@ -59,6 +89,7 @@ use crate::store::redis::codec::{
 };
 use crate::store::redis::error::{redact, setup_error, store_error};
 use crate::store::redis::memory;
+use crate::store::redis::near_cache::NearCacheCounts;
 use crate::store::redis::net::{ADDRESS_FORMS, Connector, Dialer, TlsFiles, node_url};
 use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
@@ -162,6 +193,7 @@ impl ClusterStore {
         // Credentials in the first URL serve every node, as redis-rs does.
         let settings = config.server.log_in(infos[0].redis_settings().clone());
         let ack = config.server.ack()?;
+        config.server.near_cache.validate()?;
         let mut builder = ClusterClientBuilder::new(infos)
             .connection_timeout(config.server.connect_timeout)
             .response_timeout(config.server.command_timeout)
@@ -188,16 +220,52 @@ impl ClusterStore {
             settings,
             config.server.timeouts(ack),
         );
-        let nodes = Nodes::new(cluster, dialer, ack, config.server.command_timeout);
+        let nodes = Nodes::new(
+            cluster,
+            dialer,
+            ack,
+            config.server.command_timeout,
+            NearCaches::new(&config.server.near_cache),
+        );
         nodes
             .refresh_masters()
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))
             .context("cannot read the slots of the redis cluster")?;
+        let nodes = Arc::new(nodes);
+        if let Some(interval) = nodes.near_check_interval() {
+            tokio::spawn(check_near_caches(Arc::downgrade(&nodes), interval));
+        }
         Ok(Self {
             seeds: seeds.into(),
-            nodes: Arc::new(nodes),
+            nodes,
         })
+    }
+}
+
+impl ClusterStore {
+    /// [`Store::atomic`], without the near cache's bookkeeping.
+    async fn atomic_uncached(&self, commands: &[Command]) -> Result<Vec<Reply>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let slot = one_slot("an atomic step", commands.iter().flat_map(Command::keys))?;
+        let writes = !only_reads(commands);
+        let mut request = Request {
+            commands,
+            transaction: true,
+            ack: self.nodes.ack().filter(|_| writes),
+        };
+        let answer = match request.run(&self.nodes, slot, !writes).await {
+            // Nothing ran; deletions alone may run outside MULTI, where a
+            // full node takes them, so that a policy can still revoke.
+            Err(refused) if refused.is_out_of_memory() && only_deletions(commands) => {
+                request.transaction = false;
+                request.run(&self.nodes, slot, false).await?
+            }
+            answer => answer?,
+        };
+        answer.ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
     }
 }
 
@@ -205,10 +273,16 @@ impl ClusterStore {
 impl Store for ClusterStore {
     /// Groups `commands` by slot and sends the groups at once, each to its
     /// master; `DEL` and `EXISTS` over keys of several slots are split and
-    /// their counts added.
+    /// their counts added. With the near cache, a batch of reads is
+    /// answered group by group from the cache of each slot's master.
     async fn batch(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
         for command in &commands {
             command.validate()?;
+        }
+        let reads = only_reads(&commands);
+        let cache = reads && self.nodes.caches_reads();
+        if !reads {
+            self.nodes.forget_written(&commands);
         }
         let mut groups: BTreeMap<u16, Vec<Command>> = BTreeMap::new();
         // For each command, where its parts went: (slot, index in group).
@@ -226,6 +300,9 @@ impl Store for ClusterStore {
             );
         }
         let sent = groups.iter().map(|(&slot, group)| async move {
+            if cache && let Some(replies) = cached(&self.nodes, slot, group).await? {
+                return Ok((slot, replies));
+            }
             let request = Request {
                 commands: group,
                 transaction: group.len() > 1 && !may_run_twice(group),
@@ -234,10 +311,13 @@ impl Store for ClusterStore {
             let answer = request.run(&self.nodes, slot, only_reads(group)).await?;
             Ok::<_, StoreError>((slot, answer.unwrap_or_default()))
         });
-        let mut answers: HashMap<u16, Vec<Reply>> = futures_util::future::try_join_all(sent)
-            .await?
-            .into_iter()
-            .collect();
+        let answers = futures_util::future::try_join_all(sent).await;
+        if !reads {
+            for group in groups.values() {
+                self.nodes.forget_written(group);
+            }
+        }
+        let mut answers: HashMap<u16, Vec<Reply>> = answers?.into_iter().collect();
         parts
             .into_iter()
             .map(|parts| {
@@ -265,27 +345,12 @@ impl Store for ClusterStore {
 
     /// `MULTI`/`EXEC` on the master of the commands' one slot; when a full
     /// node refuses them and they only delete, in order as a pipeline.
+    /// Never answered by the near cache.
     async fn atomic(&self, commands: Vec<Command>) -> Result<Vec<Reply>, StoreError> {
-        if commands.is_empty() {
-            return Ok(Vec::new());
-        }
-        let slot = one_slot("an atomic step", commands.iter().flat_map(Command::keys))?;
-        let writes = !only_reads(&commands);
-        let mut request = Request {
-            commands: &commands,
-            transaction: true,
-            ack: self.nodes.ack().filter(|_| writes),
-        };
-        let answer = match request.run(&self.nodes, slot, !writes).await {
-            // Nothing ran; deletions alone may run outside MULTI, where a
-            // full node takes them, so that a policy can still revoke.
-            Err(refused) if refused.is_out_of_memory() && only_deletions(&commands) => {
-                request.transaction = false;
-                request.run(&self.nodes, slot, false).await?
-            }
-            answer => answer?,
-        };
-        answer.ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched"))
+        self.nodes.forget_written(&commands);
+        let outcome = self.atomic_uncached(&commands).await;
+        self.nodes.forget_written(&commands);
+        outcome
     }
 
     async fn watch(
@@ -343,5 +408,10 @@ impl Store for ClusterStore {
 
     fn is_sharded(&self) -> bool {
         true
+    }
+
+    /// Every master's near cache counted together.
+    fn near_cache(&self) -> Option<NearCacheCounts> {
+        self.nodes.near_cache_counts()
     }
 }

@@ -1,8 +1,10 @@
 //! The cluster's nodes: redis-rs's cluster connection for batches and
 //! atomic steps, dedicated connections (a small pool per master) for the
-//! rest, and the master of each slot as the nodes tell it.
+//! rest, the master of each slot as the nodes tell it, and the masters'
+//! near caches, flushed when their master loses a slot and checked against
+//! what each master says it serves.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -10,13 +12,15 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, Value};
 
+use super::near::{MasterCache, NearCaches};
 use super::retry::{Next, Retry, Target, next_step};
 use super::slots::{Masters, SlotRange};
-use crate::store::StoreError;
 use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::error::store_error;
+use crate::store::redis::near_cache::NearCacheCounts;
 use crate::store::redis::net::{Dialer, host_and_port};
 use crate::store::redis::pool::Idle;
+use crate::store::{Command, StoreError};
 
 /// A connection of its own to one node, for a `WATCH` or a durable write.
 pub(super) struct Dedicated {
@@ -35,16 +39,21 @@ pub(super) struct Nodes {
     command_timeout: Duration,
     masters: Masters,
     idle: Idle<Arc<str>>,
+    /// The masters' near caches, when configured; each master that loses
+    /// a slot in `masters` has its cache flushed.
+    near: Option<NearCaches>,
 }
 
 impl Nodes {
     /// The nodes `cluster` reaches, and `dialer` for dedicated connections
-    /// to them. No slot's master is known until [`Nodes::refresh_masters`].
+    /// and tracking connections to them. No slot's master is known until
+    /// [`Nodes::refresh_masters`].
     pub(super) fn new(
         cluster: ClusterConnection,
         dialer: Dialer,
         ack: Option<ReplicaAck>,
         command_timeout: Duration,
+        near: Option<NearCaches>,
     ) -> Self {
         Self {
             cluster,
@@ -53,6 +62,7 @@ impl Nodes {
             command_timeout,
             masters: Masters::new(),
             idle: Idle::default(),
+            near,
         }
     }
 
@@ -61,9 +71,100 @@ impl Nodes {
         self.ack
     }
 
-    /// Forgets the master of `slot`, so that the next call asks the cluster.
+    /// Forgets the master of `slot`, so that the next call asks the cluster;
+    /// the cache of the master known before is flushed.
     pub(super) fn forget(&self, slot: u16) {
-        self.masters.forget(slot);
+        let lost = self.masters.forget(slot);
+        self.lost(lost.as_slice());
+    }
+
+    /// Records that `address` serves `slot`, from a `MOVED`; the cache of
+    /// the master known before is flushed.
+    pub(super) fn learn(&self, slot: u16, address: &str) {
+        let lost = self.masters.learn(slot, address);
+        self.lost(lost.as_slice());
+    }
+
+    /// Flushes the caches of `masters`, which lost a slot: a key of it may
+    /// be written on its new master, and the old one says nothing of that.
+    fn lost(&self, masters: &[Arc<str>]) {
+        if let Some(near) = &self.near
+            && !masters.is_empty()
+        {
+            near.flush(masters);
+        }
+    }
+
+    /// The near caches' counters, when configured.
+    pub(super) fn near_cache_counts(&self) -> Option<NearCacheCounts> {
+        self.near.as_ref().map(NearCaches::counts)
+    }
+
+    /// Whether batches of reads may be answered by near caches.
+    pub(super) fn caches_reads(&self) -> bool {
+        self.near.is_some()
+    }
+
+    /// How often [`check_near_caches`] asks the masters which slots they
+    /// serve; None without near caches.
+    pub(super) fn near_check_interval(&self) -> Option<Duration> {
+        self.near.as_ref().map(NearCaches::check_interval)
+    }
+
+    /// Forgets the keys `commands` write in every master's near cache:
+    /// called before they are sent and again before the call returns.
+    pub(super) fn forget_written(&self, commands: &[Command]) {
+        if let Some(near) = &self.near {
+            near.forget_written(commands);
+        }
+    }
+
+    /// The near cache of `master`, started when there is none, once the
+    /// master said which slots it serves; None without near caches, or
+    /// when the cache cannot start.
+    pub(super) async fn near_cache(&self, master: &Arc<str>) -> Option<Arc<MasterCache>> {
+        let near = self.near.as_ref()?;
+        let client = || {
+            let (host, port) = node(master)?;
+            self.dialer.client(host, port)
+        };
+        let cache = match near.get_or_start(master, client, self.dialer.timeouts()) {
+            Ok(cache) => cache,
+            Err(error) => {
+                tracing::warn!(%error, %master, "near cache: cannot start a master's cache");
+                return None;
+            }
+        };
+        cache
+            .first_check(self.check_near_cache(near, master, &cache))
+            .await;
+        Some(cache)
+    }
+
+    /// Asks `master` which slots it serves, for its cache.
+    async fn check_near_cache(&self, near: &NearCaches, master: &str, cache: &MasterCache) {
+        let asked = Instant::now();
+        let nodes = redis::cmd("CLUSTER").arg("NODES").clone();
+        let answer = tokio::time::timeout(near.check_timeout(), self.ask(master, nodes))
+            .await
+            .unwrap_or_else(|_| Err(RedisError::from((ErrorKind::Io, "CLUSTER NODES timed out"))));
+        cache.checked(answer, asked);
+    }
+
+    /// Checks every master's near cache at once; the cache of a node that
+    /// the slot map no longer names goes.
+    async fn check_near_caches(&self) {
+        let Some(near) = &self.near else {
+            return;
+        };
+        let checks = near.all().into_iter().map(|(master, cache)| async move {
+            if self.masters.names(&master) {
+                self.check_near_cache(near, &master, &cache).await;
+            } else {
+                near.remove(&master);
+            }
+        });
+        futures_util::future::join_all(checks).await;
     }
 
     /// The deadline of a call that starts now, all its tries included.
@@ -88,9 +189,9 @@ impl Nodes {
             Next::Redirect {
                 address,
                 asking: false,
-            } => self.masters.learn(slot, address),
+            } => self.learn(slot, address),
             Next::Redirect { asking: true, .. } => {}
-            Next::Later => self.masters.forget(slot),
+            Next::Later => self.forget(slot),
             Next::Fail => return Err(store_error(error).context(format!("slot {slot}"))),
         }
         retry.aim(next);
@@ -186,15 +287,20 @@ impl Nodes {
     }
 
     /// The master of `slot` as known, after `CLUSTER SLOTS` if unknown.
-    async fn master(&self, slot: u16) -> Result<Arc<str>, RedisError> {
+    pub(super) async fn master(&self, slot: u16) -> Result<Arc<str>, RedisError> {
         self.masters
-            .get(slot, async || self.slot_ranges().await)
+            .get(
+                slot,
+                async || self.slot_ranges().await,
+                |lost| self.lost(&lost),
+            )
             .await
     }
 
     /// Reads the master of every slot from `CLUSTER SLOTS`.
     pub(super) async fn refresh_masters(&self) -> Result<(), RedisError> {
-        self.masters.set(self.slot_ranges().await?);
+        let lost = self.masters.set(self.slot_ranges().await?);
+        self.lost(&lost);
         Ok(())
     }
 
@@ -225,6 +331,20 @@ impl Nodes {
             .clone()
             .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await
+    }
+}
+
+/// Checks the near caches of `nodes` every `interval` (a quarter of
+/// `max_stale`), while the nodes live.
+pub(super) async fn check_near_caches(nodes: Weak<Nodes>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(nodes) = nodes.upgrade() else {
+            return;
+        };
+        nodes.check_near_caches().await;
     }
 }
 

@@ -5,9 +5,10 @@
 use redis::{Pipeline, RedisError, Value};
 
 use super::nodes::Nodes;
-use super::retry::{Retry, interruption};
+use super::retry::{Next, Retry, interruption, next_step};
 use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::codec::{queue, replies};
+use crate::store::redis::error::store_error;
 use crate::store::{Command, Reply, StoreError};
 
 /// What a call sends to one slot's master.
@@ -29,6 +30,70 @@ pub(super) enum Failure {
     Redis(RedisError),
     /// Nothing to retry.
     Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// Answers `reads`, every one of them a read of `slot`, from the near cache
+/// of the slot's master; None when they must go to Redis as any request
+/// does: no near cache, a master that did not say at its last check that
+/// it serves the slot, or a fill that met a redirection or a node that
+/// could not serve. That cache is then flushed, and what the failure
+/// taught about the slot's master kept, before the request that follows.
+pub(super) async fn cached(
+    nodes: &Nodes,
+    slot: u16,
+    reads: &[Command],
+) -> Result<Option<Vec<Reply>>, StoreError> {
+    // Not knowing the master, the request finds it, retrying as it must.
+    let Ok(master) = nodes.master(slot).await else {
+        return Ok(None);
+    };
+    let Some(cache) = nodes.near_cache(&master).await else {
+        return Ok(None);
+    };
+    if !cache.serves(slot) {
+        return Ok(None);
+    }
+    let error = match cache.near.batch(reads, Failure::Redis).await {
+        Ok(replies) => return Ok(Some(replies)),
+        Err(Failure::Store(error)) => return Err(error),
+        Err(Failure::Redis(error)) => first_of_pipeline(error),
+    };
+    let next = next_step(&error, true);
+    if next == Next::Fail {
+        return Err(store_error(error).context(format!("slot {slot}")));
+    }
+    cache.interrupted(slot);
+    match next {
+        Next::Redirect {
+            address,
+            asking: false,
+        } => nodes.learn(slot, &address),
+        Next::Redirect { asking: true, .. } => {}
+        Next::Later | Next::Fail => nodes.forget(slot),
+    }
+    Ok(None)
+}
+
+/// The first server error of a failed pipeline, which alone names the node
+/// of a redirection; any other error as it is.
+fn first_of_pipeline(error: RedisError) -> RedisError {
+    if error.detail().is_some() {
+        return error;
+    }
+    let first = error
+        .clone()
+        .into_server_errors()
+        .and_then(|errors| errors.first().map(|(_, first)| first.clone()));
+    match first {
+        Some(first) => first.into(),
+        None => error,
+    }
 }
 
 impl Request<'_> {
@@ -140,8 +205,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::redis::cluster::retry::{Next, next_step};
-    use crate::store::redis::error::store_error;
     use crate::store::{SetArgs, SetCondition};
 
     fn set(key: &str) -> Command {
@@ -242,6 +305,27 @@ mod tests {
             }
             _ => panic!("WRONGTYPE must fail the call"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_near_cache_fill_refused_with_moved_names_the_node_to_learn() {
+        use crate::store::redis::error::sample::{Answering, io_error};
+
+        let mut pipe = redis::pipe();
+        pipe.cmd("PTTL").arg("{u}a").cmd("GET").arg("{u}a");
+        let mut node = Answering::new(&[&["-MOVED 42 10.0.0.2:7001", "-MOVED 42 10.0.0.2:7001"]]);
+        let refused = pipe.query_async::<Vec<Value>>(&mut node).await.unwrap_err();
+        let error = first_of_pipeline(refused);
+        assert_eq!(error.redirect_node(), Some(("10.0.0.2:7001", 42)));
+        assert_eq!(
+            next_step(&error, true),
+            Next::Redirect {
+                address: "10.0.0.2:7001".into(),
+                asking: false
+            }
+        );
+        let broken = first_of_pipeline(io_error(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(next_step(&broken, true), Next::Later);
     }
 
     #[test]

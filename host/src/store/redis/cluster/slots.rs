@@ -144,10 +144,12 @@ impl Masters {
 
     /// The master of `slot` as known, or after asking `slots` (the ranges
     /// of `CLUSTER SLOTS`) if unknown; one caller asks while the others wait.
+    /// The masters that lost a slot to the answer are handed to `lost`.
     pub(super) async fn get(
         &self,
         slot: u16,
         slots: impl AsyncFnOnce() -> Result<Vec<SlotRange>, RedisError>,
+        lost: impl FnOnce(Vec<Arc<str>>),
     ) -> Result<Arc<str>, RedisError> {
         if let Some(address) = self.known(slot) {
             return Ok(address);
@@ -156,7 +158,7 @@ impl Masters {
         if let Some(address) = self.known(slot) {
             return Ok(address);
         }
-        self.set(slots().await?);
+        lost(self.set(slots().await?));
         self.known(slot).ok_or_else(|| {
             RedisError::from((
                 ErrorKind::ClusterConnectionNotFound,
@@ -166,26 +168,135 @@ impl Masters {
         })
     }
 
-    /// Takes the master of every slot from `ranges`, forgetting the rest.
-    pub(super) fn set(&self, ranges: Vec<SlotRange>) {
-        let mut masters = self.by_slot();
-        masters.iter_mut().for_each(|master| *master = None);
+    /// Takes the master of every slot from `ranges`, forgetting the rest;
+    /// the masters that were known for a slot and are not its master now,
+    /// each once.
+    pub(super) fn set(&self, ranges: Vec<SlotRange>) -> Vec<Arc<str>> {
+        let mut fresh: Vec<Option<Arc<str>>> = vec![None; SLOTS];
         for range in ranges {
             let address: Arc<str> = range.master.into();
             for slot in range.start..=range.end {
-                masters[usize::from(slot)] = Some(Arc::clone(&address));
+                fresh[usize::from(slot)] = Some(Arc::clone(&address));
             }
+        }
+        let old = std::mem::replace(&mut *self.by_slot(), fresh.clone());
+        let mut lost: Vec<Arc<str>> = Vec::new();
+        for (old, fresh) in old.into_iter().zip(fresh) {
+            if let Some(old) = old
+                && fresh.as_ref() != Some(&old)
+                && !lost.contains(&old)
+            {
+                lost.push(old);
+            }
+        }
+        lost
+    }
+
+    /// Records that `address` serves `slot` (from a `MOVED`); the master
+    /// known before, if it was another.
+    pub(super) fn learn(&self, slot: u16, address: &str) -> Option<Arc<str>> {
+        let old = self.by_slot()[usize::from(slot)].replace(address.into());
+        old.filter(|old| &**old != address)
+    }
+
+    /// Whether `address` is known as the master of some slot.
+    pub(super) fn names(&self, address: &str) -> bool {
+        self.by_slot()
+            .iter()
+            .any(|master| master.as_deref() == Some(address))
+    }
+
+    /// Forgets the master of `slot`, so that the next call asks the cluster;
+    /// the master known before, if any.
+    pub(super) fn forget(&self, slot: u16) -> Option<Arc<str>> {
+        self.by_slot()[usize::from(slot)].take()
+    }
+}
+
+/// A set of slots.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct SlotSet {
+    bits: Box<[u64; SLOTS / 64]>,
+}
+
+impl SlotSet {
+    /// No slot.
+    pub(super) fn empty() -> Self {
+        Self {
+            bits: Box::new([0; SLOTS / 64]),
         }
     }
 
-    /// Records that `address` serves `slot` (from a `MOVED`).
-    pub(super) fn learn(&self, slot: u16, address: &str) {
-        self.by_slot()[usize::from(slot)] = Some(address.into());
+    pub(super) fn contains(&self, slot: u16) -> bool {
+        let slot = usize::from(slot);
+        slot < SLOTS && self.bits[slot / 64] & (1 << (slot % 64)) != 0
     }
 
-    /// Forgets the master of `slot`, so that the next call asks the cluster.
-    pub(super) fn forget(&self, slot: u16) {
-        self.by_slot()[usize::from(slot)] = None;
+    fn insert(&mut self, slot: u16) {
+        let slot = usize::from(slot);
+        if slot < SLOTS {
+            self.bits[slot / 64] |= 1 << (slot % 64);
+        }
+    }
+
+    pub(super) fn remove(&mut self, slot: u16) {
+        let slot = usize::from(slot);
+        if slot < SLOTS {
+            self.bits[slot / 64] &= !(1 << (slot % 64));
+        }
+    }
+
+    /// Whether every slot of `self` is in `other`.
+    pub(super) fn is_subset(&self, other: &Self) -> bool {
+        self.bits
+            .iter()
+            .zip(other.bits.iter())
+            .all(|(mine, theirs)| mine & !theirs == 0)
+    }
+
+    /// The slots a node serves by its own word, from its `CLUSTER NODES`
+    /// reply: those of its `myself` line, none if that line says it is no
+    /// master, and none that it is migrating away (`[slot->-id]`), whose
+    /// missing keys it sends on with `ASK`.
+    pub(super) fn served_by_myself(nodes: &str) -> Result<Self, RedisError> {
+        let unexpected = || {
+            RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "unexpected reply to CLUSTER NODES",
+                nodes.lines().next().unwrap_or_default().to_owned(),
+            ))
+        };
+        let myself = nodes
+            .lines()
+            .map(|line| line.split_ascii_whitespace().collect::<Vec<_>>())
+            .find(|fields| {
+                fields
+                    .get(2)
+                    .is_some_and(|flags| flags.split(',').any(|flag| flag == "myself"))
+            })
+            .ok_or_else(unexpected)?;
+        let mut served = Self::empty();
+        if !myself[2].split(',').any(|flag| flag == "master") {
+            return Ok(served);
+        }
+        let mut migrating = Vec::new();
+        for field in myself.iter().skip(8) {
+            let number = |text: &str| text.parse::<u16>().map_err(|_| unexpected());
+            if let Some(moving) = field.strip_prefix('[') {
+                if let Some((slot, _)) = moving.split_once("->-") {
+                    migrating.push(number(slot)?);
+                }
+                continue;
+            }
+            let (start, end) = field.split_once('-').unwrap_or((field, field));
+            for slot in number(start)?..=number(end)? {
+                served.insert(slot);
+            }
+        }
+        for slot in migrating {
+            served.remove(slot);
+        }
+        Ok(served)
     }
 }
 
@@ -291,11 +402,62 @@ mod tests {
         masters.set(ranges);
         assert_eq!(masters.known(99).as_deref(), Some("10.0.0.1:7000"));
         assert_eq!(masters.known(100), None);
-        masters.learn(5, "10.0.0.2:7001");
+        assert!(masters.names("10.0.0.1:7000") && !masters.names("10.0.0.2:7001"));
+        assert_eq!(
+            masters.learn(5, "10.0.0.2:7001").as_deref(),
+            Some("10.0.0.1:7000")
+        );
         assert_eq!(masters.known(5).as_deref(), Some("10.0.0.2:7001"));
-        masters.forget(5);
+        assert_eq!(masters.learn(5, "10.0.0.2:7001"), None, "nothing changed");
+        assert_eq!(masters.forget(5).as_deref(), Some("10.0.0.2:7001"));
         assert_eq!(masters.known(5), None);
-        masters.set(Vec::new());
+        let lost = masters.set(Vec::new());
         assert_eq!(masters.known(0), None);
+        assert_eq!(lost, [Arc::from("10.0.0.1:7000")]);
+    }
+
+    #[test]
+    fn a_new_slot_map_names_each_master_that_lost_a_slot_once() {
+        let masters = Masters::new();
+        let range = |start, end, master: &str| SlotRange {
+            start,
+            end,
+            master: master.into(),
+            replicas: 0,
+        };
+        let first = masters.set(vec![range(0, 99, "a:1"), range(100, 199, "b:1")]);
+        assert!(first.is_empty(), "{first:?}");
+        let same = masters.set(vec![range(0, 99, "a:1"), range(100, 199, "b:1")]);
+        assert!(same.is_empty(), "{same:?}");
+        let moved = masters.set(vec![range(0, 98, "a:1"), range(99, 199, "b:1")]);
+        assert_eq!(moved, [Arc::from("a:1")]);
+    }
+
+    /// `CLUSTER NODES` of a master of slots 0-5460 and 10000 that is
+    /// migrating slot 5 and importing 6000, and of a replica.
+    const MASTER: &str = "\
+07c37dfeb2352e0b 127.0.0.1:30004@31004 slave e7d1eecce10fd6bb 0 1426238317239 4 connected
+e7d1eecce10fd6bb 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460 10000 \
+[5->-292f8b365bb7edb5] [6000-<-292f8b365bb7edb5]
+292f8b365bb7edb5 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-9999
+";
+    const REPLICA: &str = "\
+e7d1eecce10fd6bb 127.0.0.1:30001@31001 master - 0 1426238317239 1 connected 0-5460
+07c37dfeb2352e0b 127.0.0.1:30004@31004 myself,slave e7d1eecce10fd6bb 0 0 4 connected
+";
+
+    #[test]
+    fn a_node_serves_its_own_slots_but_not_those_it_migrates_away_nor_as_a_replica() {
+        let served = SlotSet::served_by_myself(MASTER).unwrap();
+        for slot in [0, 4, 6, 5460, 10000] {
+            assert!(served.contains(slot), "{slot}");
+        }
+        for slot in [5, 5461, 6000, 9999, 10001, 16383] {
+            assert!(!served.contains(slot), "{slot}");
+        }
+        let none = SlotSet::served_by_myself(REPLICA).unwrap();
+        assert!(none == SlotSet::empty());
+        assert!(none.is_subset(&served) && !served.is_subset(&none));
+        assert!(SlotSet::served_by_myself("garbage").is_err());
     }
 }

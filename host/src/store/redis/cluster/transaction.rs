@@ -115,9 +115,24 @@ struct ClusterTransaction {
 
 #[async_trait]
 impl Transaction for ClusterTransaction {
+    /// Never answered by the near cache; the keys it writes are forgotten
+    /// there before it is sent and again before it returns.
     async fn commit(
         self: Box<Self>,
         commands: Vec<Command>,
+    ) -> Result<Option<Vec<Reply>>, StoreError> {
+        let nodes = Arc::clone(&self.nodes);
+        nodes.forget_written(&commands);
+        let outcome = self.commit_uncached(&commands).await;
+        nodes.forget_written(&commands);
+        outcome
+    }
+}
+
+impl ClusterTransaction {
+    async fn commit_uncached(
+        self: Box<Self>,
+        commands: &[Command],
     ) -> Result<Option<Vec<Reply>>, StoreError> {
         let mut dedicated = self.dedicated;
         if commands.is_empty() {
@@ -129,7 +144,7 @@ impl Transaction for ClusterTransaction {
             self.nodes.give_back(dedicated);
             return Ok(Some(Vec::new()));
         }
-        for command in &commands {
+        for command in commands {
             command.validate()?;
         }
         let slot = one_slot("a transaction", commands.iter().flat_map(Command::keys))?;
@@ -141,9 +156,9 @@ impl Transaction for ClusterTransaction {
                 self.slot
             )));
         }
-        let writes = !only_reads(&commands);
+        let writes = !only_reads(commands);
         let request = Request {
-            commands: &commands,
+            commands,
             transaction: true,
             ack: self.nodes.ack().filter(|_| writes),
         };

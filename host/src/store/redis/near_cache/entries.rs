@@ -216,6 +216,18 @@ impl Lru {
     }
 }
 
+impl Drop for Entries {
+    /// What a cache dropped with its server (a master given up) held is no
+    /// longer counted as held.
+    fn drop(&mut self) {
+        let lru = self
+            .lru
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.counters.released(lru.entries.len(), lru.bytes);
+    }
+}
+
 impl std::fmt::Debug for Entries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entries")
@@ -419,6 +431,23 @@ mod tests {
         // At the deadline the entry is not served: the caller asks Redis.
         let expired = now + Duration::from_secs(10);
         assert!(cache.lookup(&get("k"), expired).is_err());
+    }
+
+    #[test]
+    fn a_dropped_cache_is_no_longer_counted_as_holding_anything() {
+        let (cache, counters) = entries(wide());
+        let now = Instant::now();
+        for key in ["a", "b"] {
+            let incarnation = cache.lookup(&get(key), now).unwrap_err()[0];
+            cache.fill(key, incarnation, value("v", None));
+        }
+        let held = counters.snapshot();
+        assert_eq!(held.entries, 2);
+        assert!(held.bytes > 0);
+        drop(cache);
+        let after = counters.snapshot();
+        assert_eq!((after.entries, after.bytes), (0, 0));
+        assert_eq!(after.flushes, [0; 4], "a drop is no flush");
     }
 
     #[test]

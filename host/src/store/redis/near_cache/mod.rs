@@ -7,13 +7,23 @@
 //!   `PTTL` was sent plus the `PTTL`; `TTL` is computed from that deadline;
 //! - a closed tracking connection, one silent past `max_stale`, a
 //!   `FLUSHALL`, a failover or a moved slot empties the cache before it
-//!   answers again ([`Flush`]);
+//!   answers again ([`Flush`]); on a cluster, a slot moved by others is
+//!   noticed within a quarter of `max_stale` when no call of this process
+//!   met its redirection first;
 //! - this process's writes forget their keys before they return, and every
 //!   other client's writes arrive as invalidations;
 //! - only batches of reads are answered here; atomic steps, transactions
 //!   and batches that write always go to Redis;
 //! - at most `max_entries` entries and `max_bytes` bytes, least recently
 //!   used out first.
+//!
+//! One cache serves one Redis server: the redis store has one, the
+//! sentinel store one per master it finds (a new one after each
+//! failover), and the cluster store one per master, all sharing one
+//! [`Counters`]. On a cluster a "moved slot" is noticed by the cluster
+//! store, not here: a redirection on any of its paths, or the master's own
+//! `CLUSTER NODES` that it reads every quarter of `max_stale`, flushes the
+//! master's cache for [`Flush::Topology`] (`store/redis/cluster/near.rs`).
 //!
 //! `entries` holds what is known, `tracking` the connection that fills it
 //! and receives its invalidations, `stats` the counters.
@@ -170,12 +180,14 @@ impl NearCache {
 
     /// Answers `reads` (every command a read): from memory where the
     /// entries hold the answer, the rest in one round trip on the tracking
-    /// connection, whose answers are then kept.
-    pub(crate) async fn batch(
+    /// connection, whose answers are then kept. A failed round trip is
+    /// `failed`'s error, so that the cluster store can tell a redirection
+    /// from a refusal.
+    pub(crate) async fn batch<E: From<StoreError>>(
         &self,
         reads: &[Command],
-        failed: impl Fn(RedisError) -> StoreError,
-    ) -> Result<Vec<Reply>, StoreError> {
+        failed: impl Fn(RedisError) -> E,
+    ) -> Result<Vec<Reply>, E> {
         let now = Instant::now();
         let current = self.tracking.current();
         let mut replies = Vec::with_capacity(reads.len());
@@ -224,7 +236,7 @@ impl NearCache {
             .zip(replies)
             .map(|(command, reply)| match reply {
                 Some(reply) => Ok(reply),
-                None => fresh(command, now, facts_of),
+                None => fresh(command, now, facts_of).map_err(E::from),
             })
             .collect()
     }

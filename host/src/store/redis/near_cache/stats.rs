@@ -111,6 +111,11 @@ impl Counters {
     pub(super) fn flushed(&self, why: Flush, entries: usize, bytes: usize) {
         let index = Flush::ALL.iter().position(|&reason| reason == why);
         self.flushes[index.expect("every reason is listed")].fetch_add(1, Ordering::Relaxed);
+        self.released(entries, bytes);
+    }
+
+    /// `entries` entries of `bytes` in all are no longer held.
+    pub(super) fn released(&self, entries: usize, bytes: usize) {
         self.entries.fetch_sub(entries as u64, Ordering::Relaxed);
         self.bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
     }
