@@ -183,24 +183,33 @@ impl Config {
         (key_ttl < 0 || slid - key_ttl >= self.touch_interval).then_some(slid)
     }
 
-    fn user_part(&self, user_id: &str) -> String {
-        format!("{}:{{{}}}", self.prefix, escape(user_id))
+    /// `{prefix}:{u}:{suffix}` in one allocation: a check builds two keys,
+    /// and `format!` made each several.
+    fn user_key_with(&self, user_id: &str, suffix: &[&str]) -> String {
+        let suffix_len: usize = suffix.iter().map(|part| part.len()).sum();
+        let mut key = String::with_capacity(self.prefix.len() + user_id.len() + 4 + suffix_len);
+        key.push_str(&self.prefix);
+        key.push_str(":{");
+        escape_into(&mut key, user_id);
+        key.push_str("}:");
+        suffix.iter().for_each(|part| key.push_str(part));
+        key
     }
 
     /// The key of the token whose secret hashes to `digest`.
     pub fn token_key(&self, user_id: &str, digest: &str) -> String {
-        format!("{}:t:{digest}", self.user_part(user_id))
+        self.user_key_with(user_id, &["t:", digest])
     }
 
     /// The user's index: digest → `{created_ns} {deadline} {epoch}`, plus
     /// the user's current epoch.
     pub fn index_key(&self, user_id: &str) -> String {
-        format!("{}:idx", self.user_part(user_id))
+        self.user_key_with(user_id, &["idx"])
     }
 
     /// The user-info cache entry.
     pub fn user_key(&self, user_id: &str) -> String {
-        format!("{}:user", self.user_part(user_id))
+        self.user_key_with(user_id, &["user"])
     }
 }
 
@@ -211,19 +220,21 @@ pub fn remaining(key_ttl: i64, left: i64) -> i64 {
     if key_ttl < 0 { left } else { key_ttl.min(left) }
 }
 
-/// The user id as it sits in a hash tag: `%`, `{` and `}` percent-encoded,
-/// so that the tag is the whole id and never empty.
-pub fn escape(user_id: &str) -> String {
-    let mut escaped = String::with_capacity(user_id.len());
-    for c in user_id.chars() {
-        match c {
-            '%' => escaped.push_str("%25"),
-            '{' => escaped.push_str("%7B"),
-            '}' => escaped.push_str("%7D"),
-            c => escaped.push(c),
-        }
+/// Appends the user id as it sits in a hash tag to `out`: `%`, `{` and `}`
+/// percent-encoded, so that the tag is the whole id and never empty; the
+/// runs between them copied whole.
+pub fn escape_into(out: &mut String, user_id: &str) {
+    let mut rest = user_id;
+    while let Some(at) = rest.bytes().position(|b| matches!(b, b'%' | b'{' | b'}')) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'%' => "%25",
+            b'{' => "%7B",
+            _ => "%7D",
+        });
+        rest = &rest[at + 1..];
     }
-    escaped
+    out.push_str(rest);
 }
 
 /// The SHA-256 of a token's secret, in hex: all the store ever sees of it.
@@ -300,9 +311,17 @@ mod tests {
             .collect()
     }
 
+    fn escape(user_id: &str) -> String {
+        let mut escaped = String::new();
+        escape_into(&mut escaped, user_id);
+        escaped
+    }
+
     #[test]
     fn every_key_of_a_user_holds_the_same_hash_tag() {
         let config = Config::new(&[], 60, false).unwrap();
+        assert_eq!(escape("%a{b}c"), "%25a%7Bb%7Dc");
+        assert_eq!(config.token_key("a}b", "ab"), "dsession:{a%7Db}:t:ab");
         for user in ["alice", "a}b", "{x}", "%7B"] {
             let tag = format!("{{{}}}", escape(user));
             for key in [
