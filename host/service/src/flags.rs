@@ -7,8 +7,7 @@ use anyhow::Context as _;
 use clap::{ArgGroup, Args};
 use dsession::Settings;
 use dsession::store::{
-    ClusterConfig, NearCacheConfig, RedisConfig, SentinelConfig, ServerSettings, StoreConfig,
-    TlsFiles,
+    ClusterConfig, RedisConfig, SentinelConfig, ServerSettings, StoreConfig, TlsFiles,
 };
 use dsession_service::{LoaderConfig, LoaderKind, OnLoaderError, PolicyConfig, ServeConfig};
 
@@ -136,7 +135,7 @@ impl StoreArgs {
         if !self.near_cache {
             return Ok(());
         }
-        let Some(near_cache) = near_cache_of(store) else {
+        let Some(near_cache) = store.near_cache_mut() else {
             anyhow::bail!(
                 "--near-cache needs a Redis store (--redis, --sentinel or --cluster, or a \
                  [store] in the config file)"
@@ -150,7 +149,7 @@ impl StoreArgs {
     /// `--near-cache` says so.
     pub(crate) fn config(&self) -> Option<StoreConfig> {
         let mut store = self.named()?;
-        if let Some(near_cache) = near_cache_of(&mut store) {
+        if let Some(near_cache) = store.near_cache_mut() {
             near_cache.enabled |= self.near_cache;
         }
         Some(store)
@@ -194,16 +193,6 @@ impl StoreArgs {
                 ..SentinelConfig::new(self.sentinel.clone(), master_name)
             })
         })
-    }
-}
-
-/// The near cache settings of a Redis store; none for the memory store.
-fn near_cache_of(store: &mut StoreConfig) -> Option<&mut NearCacheConfig> {
-    match store {
-        StoreConfig::Memory => None,
-        StoreConfig::Redis(config) => Some(&mut config.near_cache),
-        StoreConfig::Sentinel(config) => Some(&mut config.server.near_cache),
-        StoreConfig::Cluster(config) => Some(&mut config.server.near_cache),
     }
 }
 

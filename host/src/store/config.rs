@@ -5,7 +5,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 #[cfg(feature = "redis")]
-use super::{ClusterConfig, ClusterStore, RedisConfig, RedisStore, SentinelConfig, SentinelStore};
+use super::{
+    ClusterConfig, ClusterStore, NearCacheConfig, RedisConfig, RedisStore, SentinelConfig,
+    SentinelStore,
+};
 use super::{MemoryStore, Store};
 use crate::error::SetupError;
 
@@ -47,6 +50,18 @@ impl StoreConfig {
             Self::Sentinel(_) => "sentinel",
             #[cfg(feature = "redis")]
             Self::Cluster(_) => "cluster",
+        }
+    }
+
+    /// The near cache settings of a Redis store; None for the memory store,
+    /// which has no Redis to cache.
+    #[cfg(feature = "redis")]
+    pub fn near_cache_mut(&mut self) -> Option<&mut NearCacheConfig> {
+        match self {
+            Self::Memory => None,
+            Self::Redis(config) => Some(&mut config.near_cache),
+            Self::Sentinel(config) => Some(&mut config.server.near_cache),
+            Self::Cluster(config) => Some(&mut config.server.near_cache),
         }
     }
 

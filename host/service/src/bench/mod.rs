@@ -51,12 +51,7 @@ fn user_detail(user_id: &str) -> Value {
 /// `config` with its near cache off; None when it had none on.
 fn without_near_cache(config: &StoreConfig) -> Option<StoreConfig> {
     let mut config = config.clone();
-    let near_cache = match &mut config {
-        StoreConfig::Memory => return None,
-        StoreConfig::Redis(redis) => &mut redis.near_cache,
-        StoreConfig::Sentinel(sentinel) => &mut sentinel.server.near_cache,
-        StoreConfig::Cluster(cluster) => &mut cluster.server.near_cache,
-    };
+    let near_cache = config.near_cache_mut()?;
     std::mem::take(&mut near_cache.enabled).then_some(config)
 }
 
@@ -109,32 +104,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             dsession::check_slot_layout(&policy, &settings, &config).await?;
         }
     }
-    let builder = || args.builder(&policy).store(store.clone()).limits(limits);
+    let on = |tap: &Tap| args.builder(&policy).store(tap.clone()).limits(limits);
+    let builder = || on(&store);
     let loader = |user_id: String| async move { Ok(Some(user_detail(&user_id))) };
+    let single_mode = Settings {
+        single_mode: true,
+        ..Settings::default()
+    };
     let sessions = builder().loader(loader).build()?;
+    let single = builder().settings(single_mode.clone()).build()?;
     // The same operations on a recording tap: what each one sends, for the
     // baselines that send exactly that.
-    let recorded = args
-        .builder(&policy)
-        .store(recorder.clone())
-        .limits(limits)
-        .loader(loader)
-        .build()?;
-    let recorded_single = args
-        .builder(&policy)
-        .store(recorder.clone())
-        .limits(limits)
-        .settings(Settings {
-            single_mode: true,
-            ..Settings::default()
-        })
-        .build()?;
-    let single = builder()
-        .settings(Settings {
-            single_mode: true,
-            ..Settings::default()
-        })
-        .build()?;
+    let recorded = on(&recorder).loader(loader).build()?;
+    let recorded_single = on(&recorder).settings(single_mode).build()?;
     // The service runs for the /auth and Check figures and their baseline;
     // dropping `stop_service` stops it.
     let (stop_service, service, grpc) = if ops.contains(&Op::Auth) || ops.contains(&Op::Grpc) {

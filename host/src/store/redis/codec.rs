@@ -184,7 +184,8 @@ pub(super) fn text(value: Value) -> Result<String, Value> {
     }
 }
 
-fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
+/// `command`'s reply from Redis's `value`, RESP2 or RESP3.
+pub(super) fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
     let unexpected =
         |value: &Value| StoreError::new(format!("unexpected redis reply {value:?} to {command:?}"));
     Ok(match (command, value) {

@@ -79,7 +79,7 @@ use redis::cluster::ClusterClientBuilder;
 use serde::Deserialize;
 
 use self::near::NearCaches;
-use self::nodes::{Nodes, check_near_caches};
+use self::nodes::Nodes;
 use self::request::{Request, cached};
 pub use self::slots::key_slot;
 use self::slots::{one_slot, per_slot};
@@ -89,7 +89,7 @@ use crate::store::redis::codec::{
 };
 use crate::store::redis::error::{redact, setup_error, store_error};
 use crate::store::redis::memory;
-use crate::store::redis::near_cache::NearCacheCounts;
+use crate::store::redis::near_cache::{NearCacheCounts, every};
 use crate::store::redis::net::{ADDRESS_FORMS, Connector, Dialer, TlsFiles, node_url};
 use crate::store::redis::settings::ServerSettings;
 use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
@@ -234,7 +234,11 @@ impl ClusterStore {
             .context("cannot read the slots of the redis cluster")?;
         let nodes = Arc::new(nodes);
         if let Some(interval) = nodes.near_check_interval() {
-            tokio::spawn(check_near_caches(Arc::downgrade(&nodes), interval));
+            tokio::spawn(every(
+                Arc::downgrade(&nodes),
+                interval,
+                async |nodes: Arc<Nodes>| nodes.check_near_caches().await,
+            ));
         }
         Ok(Self {
             seeds: seeds.into(),

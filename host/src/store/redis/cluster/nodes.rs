@@ -4,7 +4,7 @@
 //! near caches, flushed when their master loses a slot and checked against
 //! what each master says it serves.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -153,7 +153,7 @@ impl Nodes {
 
     /// Checks every master's near cache at once; the cache of a node that
     /// the slot map no longer names goes.
-    async fn check_near_caches(&self) {
+    pub(super) async fn check_near_caches(&self) {
         let Some(near) = &self.near else {
             return;
         };
@@ -331,20 +331,6 @@ impl Nodes {
             .clone()
             .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await
-    }
-}
-
-/// Checks the near caches of `nodes` every `interval` (a quarter of
-/// `max_stale`), while the nodes live.
-pub(super) async fn check_near_caches(nodes: Weak<Nodes>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(nodes) = nodes.upgrade() else {
-            return;
-        };
-        nodes.check_near_caches().await;
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Instant;
 use hashlink::LruCache;
 
 use super::stats::{Counters, Flush};
-use crate::store::{Command, HashExistsArgs, HashGetArgs, Reply};
+use crate::store::{Command, HashExistsArgs, HashGetArgs, Reply, StoreError};
 
 /// Bytes an entry costs besides its key and its values: the map's slot,
 /// the entry, the facts' vectors. An estimate, so that the byte bound
@@ -104,6 +104,28 @@ impl Facts {
             .map(|(_, value)| value.clone())
     }
 
+    /// Keeps `reply`, the answer to `need`'s [`Need::read`].
+    pub(super) fn learn(&mut self, need: &Need, reply: Reply) -> Result<(), StoreError> {
+        let text = |reply: Reply| match reply {
+            Reply::Text(text) => Ok(Some(text)),
+            Reply::Nil => Ok(None),
+            other => Err(StoreError::new(format!("a near cache fill read {other:?}"))),
+        };
+        match need {
+            Need::String => self.string = Some(text(reply)?),
+            Need::Field(field) => self.fields.push((field.clone(), text(reply)?)),
+            Need::All => match reply {
+                Reply::Pairs(pairs) => self.all = Some(pairs),
+                other => {
+                    return Err(StoreError::new(format!(
+                        "a near cache fill read {other:?} for HGETALL"
+                    )));
+                }
+            },
+        }
+        Ok(())
+    }
+
     /// These facts with what `newer`, read since, adds; `newer`'s expiry
     /// wins. Both come from one incarnation, so no write came between.
     fn merge(&mut self, newer: Self) {
@@ -140,6 +162,26 @@ impl Facts {
     }
 }
 
+/// `command`'s answer from each of its keys' answers, None when a key has
+/// none: `EXISTS` adds its keys' counts, every other read names one key.
+pub(super) fn combine(
+    command: &Command,
+    mut answer: impl FnMut(&str) -> Option<Reply>,
+) -> Option<Reply> {
+    let Command::Exists(keys) = command else {
+        let key = command.keys().next().expect("a read names one key");
+        return answer(key);
+    };
+    let mut exists = 0;
+    for key in keys {
+        match answer(key)? {
+            Reply::Integer(n) => exists += n,
+            _ => return None,
+        }
+    }
+    Some(Reply::Integer(exists))
+}
+
 fn text_or_nil(value: Option<String>) -> Reply {
     value.map_or(Reply::Nil, Reply::Text)
 }
@@ -154,6 +196,18 @@ pub(super) enum Need {
 }
 
 impl Need {
+    /// The read that fetches it for `key`.
+    pub(super) fn read(&self, key: &str) -> Command {
+        match self {
+            Self::String => Command::Get(key.to_owned()),
+            Self::Field(field) => Command::HashGet(HashGetArgs {
+                key: key.to_owned(),
+                field: field.clone(),
+            }),
+            Self::All => Command::HashGetAll(key.to_owned()),
+        }
+    }
+
     /// What `command`, a read, needs of its key; none for `TTL` and
     /// `EXISTS`, which the expiry answers.
     pub(super) fn of(command: &Command) -> Option<Self> {
@@ -257,39 +311,44 @@ impl Entries {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `command`'s answer if every key it reads has facts that hold it at
-    /// `now`; else the incarnation each of its keys' fill must keep, an
+    /// Each read's answer, under one lock: from the facts when every key
+    /// it reads has facts that hold it at `now` and the entries are
+    /// `current`; else the incarnation each of its keys' fill must keep, an
     /// entry without facts made for each key that had none.
-    pub(super) fn lookup(&self, command: &Command, now: Instant) -> Result<Reply, Vec<u64>> {
+    pub(super) fn lookup_all(
+        &self,
+        reads: &[Command],
+        now: Instant,
+        current: bool,
+    ) -> Vec<Result<Reply, Vec<u64>>> {
         let mut lru = self.lru();
-        let mut exists = 0;
-        let mut answered = None;
-        for key in command.keys() {
-            let answer = lru.entries.get(key).and_then(|entry| {
-                let facts = entry.facts.as_ref()?;
-                // Past its deadline an entry is never served; the fill that
-                // follows asks Redis.
-                if facts.expired(now) {
-                    return None;
-                }
-                facts.answer(command, now)
-            });
-            match (answer, command) {
-                (Some(Reply::Integer(n)), Command::Exists(_)) => exists += n,
-                (Some(reply), _) => answered = Some(reply),
-                (None, _) => return Err(self.incarnations(&mut lru, command)),
-            }
-        }
-        Ok(match command {
-            Command::Exists(_) => Reply::Integer(exists),
-            _ => answered.expect("a read names one key"),
-        })
+        reads
+            .iter()
+            .map(|command| match current {
+                true => self.lookup_in(&mut lru, command, now),
+                // Not current, the entries may be behind: every key is read
+                // again, its fill keeping the entry's incarnation.
+                false => Err(self.incarnations(&mut lru, command)),
+            })
+            .collect()
     }
 
-    /// The incarnation of each of `command`'s keys, made where missing,
-    /// for a fill whatever the entries hold.
-    pub(super) fn reserve(&self, command: &Command) -> Vec<u64> {
-        self.incarnations(&mut self.lru(), command)
+    #[cfg(test)]
+    fn lookup(&self, command: &Command, now: Instant) -> Result<Reply, Vec<u64>> {
+        self.lookup_in(&mut self.lru(), command, now)
+    }
+
+    fn lookup_in(&self, lru: &mut Lru, command: &Command, now: Instant) -> Result<Reply, Vec<u64>> {
+        let answer = combine(command, |key| {
+            let facts = lru.entries.get(key)?.facts.as_ref()?;
+            // Past its deadline an entry is never served; the fill that
+            // follows asks Redis.
+            if facts.expired(now) {
+                return None;
+            }
+            facts.answer(command, now)
+        });
+        answer.ok_or_else(|| self.incarnations(lru, command))
     }
 
     /// The incarnation of each of `command`'s keys, made where missing.

@@ -46,11 +46,12 @@ use std::time::{Duration, Instant};
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use serde::Deserialize;
 
-use self::entries::{Bounds, Entries, Facts, Need};
+use self::entries::{Bounds, Entries, Facts, Need, combine};
 pub(crate) use self::stats::Counters;
 pub use self::stats::{Flush, NearCacheCounts};
 use self::tracking::Tracking;
-use super::codec::text;
+pub(crate) use self::tracking::every;
+use super::codec::{queue, reply};
 use super::net::millis;
 use crate::store::{Command, Reply, StoreError};
 
@@ -188,25 +189,17 @@ impl NearCache {
         reads: &[Command],
         failed: impl Fn(RedisError) -> E,
     ) -> Result<Vec<Reply>, E> {
-        let now = Instant::now();
-        let current = self.tracking.current();
-        let mut replies = Vec::with_capacity(reads.len());
-        let mut fetches: Vec<Fetch<'_>> = Vec::new();
         for command in reads {
             command.validate()?;
-            // Not current, the entries may be behind: every key is read
-            // again, its fill keeping the entry's incarnation.
-            let looked_up = match current {
-                true => self.entries.lookup(command, now),
-                false => Err(self.entries.reserve(command)),
-            };
+        }
+        let now = Instant::now();
+        let looked_up = self.entries.lookup_all(reads, now, self.tracking.current());
+        let mut replies = Vec::with_capacity(reads.len());
+        let mut fetches: Vec<Fetch<'_>> = Vec::new();
+        for (command, looked_up) in reads.iter().zip(looked_up) {
             match looked_up {
-                Ok(reply) => {
-                    self.counters.hit();
-                    replies.push(Some(reply));
-                }
+                Ok(reply) => replies.push(Some(reply)),
                 Err(incarnations) => {
-                    self.counters.missed();
                     replies.push(None);
                     for (key, incarnation) in command.keys().zip(incarnations) {
                         add_fetch(&mut fetches, key, incarnation, Need::of(command));
@@ -214,6 +207,8 @@ impl NearCache {
                 }
             }
         }
+        let misses = replies.iter().filter(|reply| reply.is_none()).count();
+        self.counters.read(reads.len() - misses, misses);
         if fetches.is_empty() {
             // Answered without waiting: spend the task's budget as a socket
             // read would, so that a loop of hits still lets the runtime run
@@ -221,7 +216,7 @@ impl NearCache {
             tokio::task::consume_budget().await;
             return Ok(replies.into_iter().map(Option::unwrap).collect());
         }
-        let facts = self.fetch(&fetches).await.map_err(failed)?;
+        let facts = self.fetch(&fetches, failed).await?;
         for (fetch, facts) in fetches.iter().zip(&facts) {
             self.entries
                 .fill(fetch.key, fetch.incarnation, facts.clone());
@@ -236,61 +231,61 @@ impl NearCache {
             .zip(replies)
             .map(|(command, reply)| match reply {
                 Some(reply) => Ok(reply),
-                None => fresh(command, now, facts_of).map_err(E::from),
+                None => {
+                    combine(command, |key| facts_of(key).answer(command, now)).ok_or_else(|| {
+                        StoreError::new(format!("the near cache fetched no answer to {command:?}"))
+                            .into()
+                    })
+                }
             })
             .collect()
     }
 
     /// One pipeline on the tracking connection: `PTTL` of each key, then
-    /// the reads each needs; the facts of each key, in order.
-    async fn fetch(&self, fetches: &[Fetch<'_>]) -> Result<Vec<Facts>, RedisError> {
+    /// the reads each needs; the facts of each key, in order. A failed
+    /// round trip is `failed`'s error.
+    async fn fetch<E: From<StoreError>>(
+        &self,
+        fetches: &[Fetch<'_>],
+        failed: impl Fn(RedisError) -> E,
+    ) -> Result<Vec<Facts>, E> {
         let mut pipe = redis::pipe();
-        for fetch in fetches {
-            pipe.cmd("PTTL").arg(fetch.key);
-            for need in &fetch.needs {
-                match need {
-                    Need::String => pipe.cmd("GET").arg(fetch.key),
-                    Need::Field(field) => pipe.cmd("HGET").arg(fetch.key).arg(field),
-                    Need::All => pipe.cmd("HGETALL").arg(fetch.key),
-                };
-            }
-        }
-        let (values, sent) = self.tracking.send(&pipe).await?;
-        let mut values = values.into_iter();
-        let unexpected = |what: &str, value: &Value| {
-            RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "near cache fill",
-                format!("{what} answered {value:?}"),
-            ))
-        };
-        let mut next = || {
-            values.next().ok_or_else(|| {
-                RedisError::from((redis::ErrorKind::UnexpectedReturnType, "too few replies"))
-            })
-        };
-        fetches
+        let reads: Vec<Vec<Command>> = fetches
             .iter()
             .map(|fetch| {
-                let pttl = match next()? {
-                    Value::Int(pttl) => pttl,
-                    other => return Err(unexpected("PTTL", &other)),
-                };
-                let mut facts = Facts::expiring(pttl, sent);
-                for need in &fetch.needs {
-                    let value = next()?;
-                    match need {
-                        Need::String => facts.string = Some(optional(value, "GET")?),
-                        Need::Field(field) => {
-                            let value = optional(value, "HGET")?;
-                            facts.fields.push((field.clone(), value));
-                        }
-                        Need::All => facts.all = Some(pairs(value)?),
-                    }
-                }
-                Ok(facts)
+                fetch
+                    .needs
+                    .iter()
+                    .map(|need| need.read(fetch.key))
+                    .collect()
             })
-            .collect()
+            .collect();
+        for (fetch, reads) in fetches.iter().zip(&reads) {
+            pipe.cmd("PTTL").arg(fetch.key);
+            queue(&mut pipe, reads, false)?;
+        }
+        let (values, sent) = self.tracking.send(&pipe).await.map_err(failed)?;
+        let mut values = values.into_iter();
+        let mut next = || {
+            values.next().ok_or_else(|| {
+                StoreError::new("redis answered too few replies to a near cache fill")
+            })
+        };
+        let mut all = Vec::with_capacity(fetches.len());
+        for (fetch, reads) in fetches.iter().zip(reads) {
+            let pttl = match next()? {
+                Value::Int(pttl) => pttl,
+                other => {
+                    return Err(StoreError::new(format!("PTTL answered {other:?}")).into());
+                }
+            };
+            let mut facts = Facts::expiring(pttl, sent);
+            for (need, read) in fetch.needs.iter().zip(&reads) {
+                facts.learn(need, reply(read, next()?)?)?;
+            }
+            all.push(facts);
+        }
+        Ok(all)
     }
 
     /// Forgets `keys`, which this process writes: called before the write
@@ -325,65 +320,5 @@ fn add_fetch<'a>(fetches: &mut Vec<Fetch<'a>>, key: &'a str, incarnation: u64, n
         && !fetch.needs.contains(&need)
     {
         fetch.needs.push(need);
-    }
-}
-
-/// `command`'s answer from the facts just fetched for its keys.
-fn fresh<'a>(
-    command: &Command,
-    now: Instant,
-    facts_of: impl Fn(&str) -> &'a Facts,
-) -> Result<Reply, StoreError> {
-    let mut exists = 0;
-    let mut answered = None;
-    for key in command.keys() {
-        let answer = facts_of(key).answer(command, now).ok_or_else(|| {
-            StoreError::new(format!("the near cache fetched no answer to {command:?}"))
-        })?;
-        match (answer, command) {
-            (Reply::Integer(n), Command::Exists(_)) => exists += n,
-            (reply, _) => answered = Some(reply),
-        }
-    }
-    Ok(match command {
-        Command::Exists(_) => Reply::Integer(exists),
-        _ => answered.expect("a read names one key"),
-    })
-}
-
-/// A bulk string or nil.
-fn optional(value: Value, what: &str) -> Result<Option<String>, RedisError> {
-    match value {
-        Value::Nil => Ok(None),
-        value => text(value).map(Some).map_err(|value| {
-            RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "near cache fill",
-                format!("{what} answered {value:?}"),
-            ))
-        }),
-    }
-}
-
-/// `HGETALL`'s answer, a RESP3 map.
-fn pairs(value: Value) -> Result<Vec<(String, String)>, RedisError> {
-    let unexpected = |value: Value| {
-        RedisError::from((
-            redis::ErrorKind::UnexpectedReturnType,
-            "near cache fill",
-            format!("HGETALL answered {value:?}"),
-        ))
-    };
-    match value {
-        Value::Map(pairs) => pairs
-            .into_iter()
-            .map(|(field, value)| {
-                Ok((
-                    text(field).map_err(unexpected)?,
-                    text(value).map_err(unexpected)?,
-                ))
-            })
-            .collect(),
-        other => Err(unexpected(other)),
     }
 }

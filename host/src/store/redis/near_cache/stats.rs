@@ -82,12 +82,14 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(super) fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(super) fn missed(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
+    /// One batch's reads: `hits` answered from memory, `misses` sent.
+    pub(super) fn read(&self, hits: usize, misses: usize) {
+        if hits > 0 {
+            self.hits.fetch_add(hits as u64, Ordering::Relaxed);
+        }
+        if misses > 0 {
+            self.misses.fetch_add(misses as u64, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn invalidated(&self) {

@@ -83,7 +83,11 @@ impl Tracking {
             origin: Instant::now(),
             max_stale: config.max_stale,
         });
-        tokio::spawn(heartbeat(Arc::downgrade(&tracking), config.max_stale / 4));
+        tokio::spawn(every(
+            Arc::downgrade(&tracking),
+            config.max_stale / 4,
+            async |tracking: Arc<Self>| tracking.beat().await,
+        ));
         Ok(tracking)
     }
 
@@ -215,15 +219,21 @@ fn on_push(entries: &Entries, open: &AtomicBool, push: PushInfo) {
     }
 }
 
-/// Beats every `interval` while the tracking connection lives.
-async fn heartbeat(tracking: Weak<Tracking>, interval: Duration) {
+/// Runs `beat` on `target` every `interval` while `target` lives: a near
+/// cache's heartbeat, and the cluster's check of which slots each master
+/// serves.
+pub(crate) async fn every<T, F, Fut>(target: Weak<T>, interval: Duration, beat: F)
+where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(tracking) = tracking.upgrade() else {
+        let Some(target) = target.upgrade() else {
             return;
         };
-        tracking.beat().await;
+        beat(target).await;
     }
 }
