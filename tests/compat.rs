@@ -150,3 +150,50 @@ async fn a_token_key_naming_another_user_is_reported_not_trusted() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_login_with_attributes_writes_gosessions_keys_as_before_and_one_more_it_ignores() {
+    let env = Env::new(Kind::Redis).await;
+    let mut redis = env.redis.as_ref().unwrap().client().await;
+    let sessions = env.builder().build().unwrap();
+    let attributes = dsession::SessionAttributes {
+        device: Some("laptop".into()),
+        ip: Some("192.0.2.7".into()),
+        ..Default::default()
+    };
+    let issued = sessions
+        .set_token_with("alice", 3600, &attributes)
+        .await
+        .unwrap();
+    let token_key = format!("gosession-token_{}", issued.token);
+    let value: String = redis.get(&token_key).await.unwrap();
+    assert_eq!(value, "gosession-user_alice");
+    let index: HashMap<String, String> = redis.hgetall("gosession-token_alice").await.unwrap();
+    assert_eq!(
+        index,
+        HashMap::from([(issued.token.clone(), issued.token_expire_time.to_string())])
+    );
+    let meta_key = format!("{token_key}_{}", "0".repeat(32));
+    let meta: String = redis.get(&meta_key).await.unwrap();
+    let (created, json) = meta.split_once(' ').unwrap();
+    assert_near(created.parse().unwrap(), now(), "issue time");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(json).unwrap(),
+        json!({ "device": "laptop", "ip": "192.0.2.7" })
+    );
+    let meta_ttl: i64 = redis.ttl(&meta_key).await.unwrap();
+    assert_near(meta_ttl, 3600, "metadata TTL");
+
+    // gosession's DeleteToken removes its two keys alone; dsession then
+    // finds the token dead and lists nothing.
+    let _: () = redis.del(&token_key).await.unwrap();
+    let _: () = redis
+        .hdel("gosession-token_alice", &issued.token)
+        .await
+        .unwrap();
+    assert!(sessions.check_token(&issued.token).await.unwrap().is_none());
+    assert!(sessions.list_user_token("alice").await.unwrap().is_empty());
+    let mut keys: Vec<String> = redis.keys("*").await.unwrap();
+    keys.sort();
+    assert_eq!(keys, [meta_key], "left to expire with the token's TTL");
+}

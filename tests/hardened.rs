@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use dsession::store::{MemoryStore, Tap};
-use dsession::{Error, Policy, SessionManager, Settings};
+use dsession::{Error, Policy, SessionAttributes, SessionManager, Settings};
 use dsession_service::ServeConfig;
 use serde_json::json;
 
@@ -123,7 +123,7 @@ async fn with_no_touch_interval_each_check_slides_the_idle_expiry(env: Env) {
         assert_eq!(
             tap.counters().take().round_trips,
             2,
-            "the read, then EXPIRE"
+            "the read, then the slide"
         );
     }
     tokio::time::sleep(Duration::from_millis(3100)).await;
@@ -154,7 +154,7 @@ async fn checks_within_the_touch_interval_only_read_and_idle_expiry_keeps_to_it(
     let (left, round_trips, commands) = check().await;
     assert!((3..=4).contains(&left), "{left}");
     assert_eq!((round_trips, commands), (1, 3), "0.5 s after");
-    // 1.5 s left of 4: the slide adds 2 s or more, and takes one EXPIRE.
+    // 1.5 s left of 4: the slide adds 2 s or more, and takes one SET XX.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(check().await, (4, 2, 4), "2.5 s after");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -284,6 +284,8 @@ async fn a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused(env: 
         ("colour", "blue"),
         ("key_prefix", "a}"),
         ("touch_interval_seconds", "1800"),
+        ("on_limit", "sometimes"),
+        ("max_sessions_per_device", "-1"),
     ] {
         let refused = hardened(&env, &[bad]);
         assert!(
@@ -307,9 +309,161 @@ on_every_store!(
     refresh_never_extends_past_the_absolute_lifetime,
     a_login_beyond_max_sessions_evicts_the_oldest,
     fifty_racing_logins_leave_exactly_max_sessions_live,
-    a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused;
+    a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused,
+    fifty_racing_logins_on_one_device_leave_exactly_its_limit_and_spare_other_devices,
+    fifty_racing_logins_past_a_reject_new_limit_are_refused_by_name_and_exact,
+    a_label_of_device_limits_replaces_the_per_device_limit;
     policy = crate::support::hardened_policy, cluster
 );
+
+fn on(device: &str) -> SessionAttributes {
+    SessionAttributes {
+        device: Some(device.to_owned()),
+        ..SessionAttributes::default()
+    }
+}
+
+/// `logins` racing logins of `user` on `device`: the tokens issued, and
+/// the refusals' messages.
+async fn race_logins(
+    sessions: &Arc<SessionManager>,
+    user: &str,
+    device: &str,
+    logins: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..logins {
+        let (sessions, user, device) = (Arc::clone(sessions), user.to_owned(), on(device));
+        tasks.spawn(async move { sessions.set_token_with(&user, 600, &device).await });
+    }
+    let (mut tokens, mut refused) = (Vec::new(), Vec::new());
+    while let Some(login) = tasks.join_next().await {
+        match login.unwrap() {
+            Ok(issued) => tokens.push(issued.token),
+            Err(Error::Conflict(message)) => refused.push(message),
+            Err(error) => panic!("a racing login failed: {error}"),
+        }
+    }
+    (tokens, refused)
+}
+
+async fn live_on(sessions: &SessionManager, user: &str, device: &str) -> usize {
+    sessions
+        .list_user_token(user)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|entry| entry.attributes.device.as_deref() == Some(device))
+        .count()
+}
+
+async fn fifty_racing_logins_on_one_device_leave_exactly_its_limit_and_spare_other_devices(
+    env: Env,
+) {
+    let sessions = Arc::new(hardened(&env, &[("max_sessions_per_device", "2")]));
+    let laptop = sessions
+        .set_token_with("alice", 600, &on("laptop"))
+        .await
+        .unwrap()
+        .token;
+    let unlabelled = sessions.set_token("alice", 600).await.unwrap().token;
+    let (tokens, refused) = race_logins(&sessions, "alice", "phone", 50).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    let mut live = 0;
+    for token in &tokens {
+        live += usize::from(valid(&sessions, token).await);
+    }
+    assert_eq!(live, 2, "the phone keeps its limit");
+    assert_eq!(live_on(&sessions, "alice", "phone").await, 2);
+    assert!(valid(&sessions, &laptop).await, "another device is spared");
+    assert!(
+        valid(&sessions, &unlabelled).await,
+        "no device, no device limit"
+    );
+    assert_eq!(sessions.list_user_token("alice").await.unwrap().len(), 4);
+}
+
+async fn fifty_racing_logins_past_a_reject_new_limit_are_refused_by_name_and_exact(env: Env) {
+    let config = [
+        ("max_sessions_per_device", "3"),
+        ("max_sessions", "5"),
+        ("on_limit", "reject_new"),
+    ];
+    let sessions = Arc::new(hardened(&env, &config));
+    let (tokens, refused) = race_logins(&sessions, "bob", "phone", 50).await;
+    assert_eq!((tokens.len(), refused.len()), (3, 47));
+    assert!(
+        refused
+            .iter()
+            .all(|message| message.contains("max_sessions_per_device")),
+        "{refused:?}"
+    );
+    for token in &tokens {
+        assert!(
+            valid(&sessions, token).await,
+            "an accepted login stays valid"
+        );
+    }
+    // The user-wide bound refuses by name too, once other devices fill it.
+    let (tablet, _) = race_logins(&sessions, "bob", "tablet", 2).await;
+    assert_eq!(tablet.len(), 2);
+    let Err(Error::Conflict(message)) = sessions.set_token_with("bob", 600, &on("tv")).await else {
+        panic!("a sixth session was let in");
+    };
+    assert!(message.contains("max_sessions"), "{message}");
+    assert_eq!(sessions.list_user_token("bob").await.unwrap().len(), 5);
+    // A revoked session frees its slot.
+    sessions.delete_token(&tokens[0]).await.unwrap();
+    sessions
+        .set_token_with("bob", 600, &on("phone"))
+        .await
+        .unwrap();
+}
+
+async fn a_label_of_device_limits_replaces_the_per_device_limit(env: Env) {
+    let config = [
+        ("max_sessions_per_device", "2"),
+        ("device_limits", "tv=1, kiosk=0"),
+    ];
+    let sessions = hardened(&env, &config);
+    let mut tv = Vec::new();
+    for _ in 0..3 {
+        tv.push(
+            sessions
+                .set_token_with("carol", 600, &on("tv"))
+                .await
+                .unwrap()
+                .token,
+        );
+        sessions
+            .set_token_with("carol", 600, &on("phone"))
+            .await
+            .unwrap();
+        sessions
+            .set_token_with("carol", 600, &on("kiosk"))
+            .await
+            .unwrap();
+    }
+    assert!(!valid(&sessions, &tv[1]).await && valid(&sessions, &tv[2]).await);
+    assert_eq!(live_on(&sessions, "carol", "tv").await, 1);
+    assert_eq!(live_on(&sessions, "carol", "phone").await, 2);
+    assert_eq!(
+        live_on(&sessions, "carol", "kiosk").await,
+        3,
+        "0 is no limit"
+    );
+    for bad in ["tv", "tv=x", "=2", "tv=1,tv=2"] {
+        let refused = env
+            .builder()
+            .policy(hardened_policy())
+            .policy_config([("device_limits", bad)])
+            .build()
+            .unwrap()
+            .self_check()
+            .await;
+        assert!(matches!(refused, Err(Error::InvalidArgument(_))), "{bad}");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_all_of_ten_thousand_tokens_is_one_write() {
@@ -370,12 +524,26 @@ async fn the_hardened_policy_describes_the_keys_it_reads() {
             "key_prefix",
             "idle_timeout_seconds",
             "touch_interval_seconds",
-            "max_sessions"
+            "max_sessions",
+            "max_sessions_per_device",
+            "device_limits",
+            "on_limit"
         ]
     );
     // The touch interval's default follows the idle timeout: no single one.
     let defaults: Vec<Option<&str>> = keys.iter().map(|key| key.default.as_deref()).collect();
-    assert_eq!(defaults, [Some("dsession"), Some("1800"), None, Some("0")]);
+    assert_eq!(
+        defaults,
+        [
+            Some("dsession"),
+            Some("1800"),
+            None,
+            Some("0"),
+            Some("0"),
+            Some(""),
+            Some("evict_oldest")
+        ]
+    );
     assert!(
         keys[2]
             .description

@@ -70,15 +70,22 @@ async fn a_policy_that_breaks_the_contract_fails() {
     assert!(lines[0].contains("only issues tokens"), "{}", lines[0]);
 }
 
-/// A policy built on the 0.2.0 contract, before self-check, is refused
-/// with an error that names both versions.
+/// Policies built on the old contracts (0.2.0, before self-check; 0.3.0,
+/// before session attributes and pages) are refused with an error that
+/// names both versions.
 #[test]
-fn a_policy_for_the_old_contract_is_refused_by_name() {
-    let old = concat!(env!("CARGO_MANIFEST_DIR"), "/guests/hostile-0.2.0.wasm");
-    let error = Policy::from_file(old).unwrap_err().to_string();
-    assert!(
-        error.contains("dsession:session@0.2.0") && error.contains("dsession:session@0.3.0"),
-        "{error}"
-    );
-    assert!(error.contains("rebuild"), "{error}");
+fn a_policy_for_an_old_contract_is_refused_by_name() {
+    for version in ["0.2.0", "0.3.0"] {
+        let old = format!(
+            "{}/guests/hostile-{version}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let error = Policy::from_file(&old).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("dsession:session@{version}"))
+                && error.contains("dsession:session@0.4.0"),
+            "{error}"
+        );
+        assert!(error.contains("rebuild"), "{error}");
+    }
 }

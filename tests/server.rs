@@ -525,3 +525,107 @@ async fn hot_swap_under_load_fails_no_request() {
     assert_eq!(failed, 0);
     assert!(ok > 0);
 }
+
+#[tokio::test]
+async fn sessions_are_listed_with_their_attributes_a_page_at_a_time() {
+    let mut config = ServeConfig::default();
+    config.policy.path = Some("hardened".into());
+    config
+        .policy
+        .config
+        .insert("max_sessions_per_device".into(), "3".into());
+    config
+        .policy
+        .config
+        .insert("on_limit".into(), "reject_new".into());
+    let (app, _) = service(config).await;
+    let attributes = json!({
+        "device": "phone",
+        "user_agent": "Mozilla/5.0 (Android 15)",
+        "ip": "::ffff:198.51.100.7",
+        "labels": { "app": "shop" },
+    });
+    for _ in 0..3 {
+        let body = json!({ "user_id": "alice", "ttl": 600, "attributes": attributes });
+        let created = post(&app, "/v1/tokens", body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    }
+    let body = json!({ "user_id": "alice", "attributes": { "device": "phone" } });
+    let refused = post(&app, "/v1/tokens", body).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&refused), "conflict");
+    assert!(
+        error_message(&refused).contains("max_sessions_per_device"),
+        "{}",
+        error_message(&refused)
+    );
+
+    let first = send(
+        &app,
+        Method::GET,
+        "/v1/users/alice/tokens?limit=2",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let tokens = first.body["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(
+        tokens[0]["attributes"],
+        json!({
+            "device": "phone",
+            "user_agent": "Mozilla/5.0 (Android 15)",
+            "ip": "198.51.100.7",
+            "labels": { "app": "shop" },
+        })
+    );
+    assert!(tokens[0]["created_at"].as_i64().unwrap() > 0);
+    assert!(tokens[0]["last_seen"].as_i64().unwrap() > 0);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let escaped: String = url_escape(cursor);
+    let uri = format!("/v1/users/alice/tokens?limit=2&cursor={escaped}");
+    let second = send(&app, Method::GET, &uri, &[], None).await;
+    assert_eq!(second.body["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    assert_ne!(second.body["tokens"][0]["token"], tokens[0]["token"]);
+    assert_ne!(second.body["tokens"][0]["token"], tokens[1]["token"]);
+
+    for (query, word) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=two", "limit"),
+        ("cursor=nope", "cursor"),
+        ("colour=blue", "colour"),
+    ] {
+        let uri = format!("/v1/users/alice/tokens?{query}");
+        let bad = send(&app, Method::GET, &uri, &[], None).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            error_message(&bad).contains(word),
+            "{query}: {:?}",
+            bad.body
+        );
+    }
+    let secret = "x".repeat(600);
+    let body = json!({ "user_id": "bob", "attributes": { "user_agent": secret } });
+    let oversized = post(&app, "/v1/tokens", body).await;
+    assert_eq!(oversized.status, StatusCode::BAD_REQUEST);
+    assert!(error_message(&oversized).contains("user_agent"));
+    assert!(!error_message(&oversized).contains("xxxx"));
+    let body = json!({ "user_id": "bob", "attributes": { "colour": "blue" } });
+    let unknown = post(&app, "/v1/tokens", body).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}
+
+/// `text` percent-escaped for a query string.
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

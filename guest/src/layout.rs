@@ -9,6 +9,9 @@ use dsession_policy_sdk::{Error, random, token, ttl};
 /// Hex digits in a token's random part (128 bits).
 pub const TOKEN_RANDOM_HEX: usize = 32;
 
+/// What a token's metadata key adds to its token key.
+const META_SUFFIX: &str = "00000000000000000000000000000000";
+
 /// Settings after validation, with gosession's prefix normalisation applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -54,6 +57,17 @@ impl Layout {
     /// `{token_prefix}_{user_id}`: hash of the user's tokens to their expiry.
     pub fn index_key(&self, user_id: &str) -> String {
         format!("{}_{}", self.token_prefix, user_id)
+    }
+
+    /// `{token_prefix}_{token}_{32 zeros}`: when the token was issued and
+    /// the login's attributes, `{created_at} {json}`; lives as long as the
+    /// token. No key of gosession's layout can be named so: as a token key
+    /// its user id, and as an index its user id, would end in `_` and 32 hex
+    /// digits, which [`check_user_id`] rejects. It also matches the ACL
+    /// pattern `{token_prefix}_*` that token keys need. gosession reads no
+    /// such key, so it never sees one.
+    pub fn meta_key(&self, token: &str) -> String {
+        format!("{}_{}_{}", self.token_prefix, token, META_SUFFIX)
     }
 
     /// `{user_prefix}_{user_id}`: the user-info cache entry.
@@ -106,6 +120,10 @@ mod tests {
         assert_eq!(layout.token_key("a_b_00"), "gosession-token_a_b_00");
         assert_eq!(layout.index_key("a_b"), "gosession-token_a_b");
         assert_eq!(layout.user_key("a_b"), "gosession-user_a_b");
+        assert_eq!(
+            layout.meta_key("a_b_00"),
+            format!("gosession-token_a_b_00_{}", "0".repeat(32))
+        );
         assert_eq!(layout.index_ttl_for(10), 2592000);
         assert_eq!(
             layout.index_ttl_for(ttl::MAX_TTL_SECONDS),

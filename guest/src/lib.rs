@@ -6,6 +6,15 @@
 //! | `{token_prefix}_{token}` | `{user_prefix}_{user_id}` | the token's |
 //! | `{token_prefix}_{user_id}` (hash) | token → expiry, unix seconds | ≥ index TTL, ≥ its longest token |
 //! | `{user_prefix}_{user_id}` | `{"id":…,"detail":…}` | the user-info TTL |
+//! | `{token_prefix}_{token}_{32 zeros}` | `{created_at} {attributes as JSON}` | the token's |
+//!
+//! The last key is dsession's own, written only for a login that gives
+//! attributes (a device, a user agent, an IP, labels), so that a plain
+//! login writes gosession's keys and nothing else. gosession never reads
+//! it; a token it revokes or refreshes leaves the key to expire on its own,
+//! or to expire before the token, whose listing then shows no attributes.
+//! The index records no issue time, so the list is ordered by expiry,
+//! latest first: newest first for tokens issued with one TTL.
 //!
 //! A token is `{user_id}_{32 lowercase hex}`; its user is the part before
 //! the last `_`. [`layout`] names the keys and checks user ids and tokens;
@@ -29,9 +38,12 @@
 
 pub mod layout;
 
+use std::cmp::Reverse;
+
+use dsession_policy_sdk::page::{self, Position};
 use dsession_policy_sdk::{
-    Command, Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache,
-    UserDetail, cmd, random, store, time, ttl,
+    Command, Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes, Settings,
+    TokenEntry, TokenPage, User, UserCache, UserDetail, attributes, cmd, random, store, time, ttl,
 };
 use layout::Layout;
 
@@ -83,8 +95,11 @@ impl Gosession {
     /// Deletes `tokens`, then their index entries: deletions alone, which
     /// a full Redis still runs (see the module's docs).
     fn forget(&self, user_id: &str, tokens: Vec<String>) -> [Command; 2] {
+        let keys = tokens
+            .iter()
+            .flat_map(|token| [self.layout.token_key(token), self.layout.meta_key(token)]);
         [
-            cmd::del(tokens.iter().map(|token| self.layout.token_key(token))),
+            cmd::del(keys),
             cmd::hdel(self.layout.index_key(user_id), tokens),
         ]
     }
@@ -208,14 +223,24 @@ impl Policy for Gosession {
         layout::check_user_id(user_id)
     }
 
-    fn set_token(&self, user_id: &str, ttl: i64) -> Result<IssuedToken, Error> {
+    fn set_token(
+        &self,
+        user_id: &str,
+        ttl: i64,
+        attributes: &SessionAttributes,
+    ) -> Result<IssuedToken, Error> {
         let token = layout::new_token(user_id, &random::bytes());
-        let expires = time::now() + ttl;
+        let now = time::now();
+        let expires = now + ttl;
         let mut writes = vec![
             cmd::set(self.layout.token_key(&token), self.layout.user_key(user_id))
                 .ttl(ttl)
                 .into(),
         ];
+        if !attributes::is_empty(attributes) {
+            let meta = format!("{now} {}", attributes::encode(attributes));
+            writes.push(cmd::set(self.layout.meta_key(&token), meta).ttl(ttl).into());
+        }
         writes.extend(self.index_writes(user_id, &token, expires, ttl));
         if self.single_mode {
             self.replace_tokens(user_id, &writes)?;
@@ -240,7 +265,10 @@ impl Policy for Gosession {
         }
         let expires = time::now() + ttl;
         // EXPIRE never creates a key: a dead token stays dead, whatever races it.
-        let mut commands = vec![cmd::expire(self.layout.token_key(token), ttl).into()];
+        let mut commands = vec![
+            cmd::expire(self.layout.token_key(token), ttl).into(),
+            cmd::expire(self.layout.meta_key(token), ttl).into(),
+        ];
         commands.extend(self.index_writes(user_id, token, expires, ttl));
         if store::atomic(&commands)?.at(0)?.integer("EXPIRE token")? == 1 {
             return Ok(expires);
@@ -295,32 +323,56 @@ impl Policy for Gosession {
         }))
     }
 
-    fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>, Error> {
-        let tokens: Vec<String> = self
+    fn list_user_token(&self, user_id: &str, page: &PageRequest) -> Result<TokenPage, Error> {
+        let mut listed: Vec<Listed> = self
             .listed(user_id)?
             .into_iter()
-            .map(|(token, _)| token)
+            .map(|(token, expiry)| Listed {
+                at: At::of(&expiry, &token),
+                token,
+            })
             .collect();
-        let ttls = store::ttls(tokens.iter().map(|token| self.layout.token_key(token)))?;
+        listed.sort_by(|a, b| a.at.cmp(&b.at));
+        let (listed, more) = page::cut(listed, |entry| entry.at.clone(), page)?;
+        let reads: Vec<Command> = listed
+            .iter()
+            .flat_map(|entry| {
+                [
+                    cmd::ttl(self.layout.token_key(&entry.token)),
+                    cmd::get(self.layout.meta_key(&entry.token)),
+                ]
+            })
+            .collect();
+        let mut replies = store::batch(&reads)?;
         let now = time::now();
-        let mut live = Vec::new();
+        let mut tokens = Vec::with_capacity(listed.len());
         let mut dead = Vec::new();
-        for (token, ttl) in tokens.into_iter().zip(ttls) {
-            match time::lifetime(ttl, now) {
-                Some((remaining, expires)) => live.push(TokenEntry {
-                    token,
-                    token_remain_live_time: remaining,
-                    token_expire_time: expires,
-                    created_at: None,
-                }),
-                None => dead.push(token),
-            }
+        for entry in &listed {
+            let [ttl, meta] = replies.next_n()?;
+            let Some((remaining, expires)) = time::lifetime(ttl.integer("TTL token")?, now) else {
+                dead.push(entry.token.clone());
+                continue;
+            };
+            let (created_at, attributes) = match meta.text("GET meta")? {
+                Some(meta) => read_meta(&meta)?,
+                None => (None, attributes::none()),
+            };
+            tokens.push(TokenEntry {
+                token: entry.token.clone(),
+                token_remain_live_time: remaining,
+                token_expire_time: expires,
+                created_at,
+                last_seen: None,
+                attributes,
+            });
         }
         if !dead.is_empty() {
             self.unlist(user_id, dead)?;
         }
-        live.sort_by(|a, b| a.token.cmp(&b.token));
-        Ok(live)
+        Ok(TokenPage {
+            tokens,
+            next_cursor: page::next(listed.last().map(|entry| entry.at.clone()), more),
+        })
     }
 
     fn delete_user_token(&self, user_id: &str) -> Result<(), Error> {
@@ -336,5 +388,73 @@ impl Policy for Gosession {
         // entry, so a later delete-user-token still finds it.
         store::atomic(&self.forget(user_id, tokens))?;
         Ok(())
+    }
+}
+
+/// A token in its user's list.
+struct Listed {
+    token: String,
+    at: At,
+}
+
+/// A token's place in its user's list: latest expiry first, then by a
+/// hash of the token (16 hex digits, compared as text), so that a cursor,
+/// which travels in URLs, never holds a token. Any whole number and
+/// lowercase hex digits name a place.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct At {
+    expiry: Reverse<i64>,
+    hash: String,
+}
+
+impl At {
+    fn of(expiry: &str, token: &str) -> Self {
+        Self {
+            // An entry gosession or an older writer left unreadable sorts
+            // last; its token's TTL decides whether it lives.
+            expiry: Reverse(expiry.parse().unwrap_or(i64::MIN)),
+            hash: page::hash(token),
+        }
+    }
+}
+
+impl Position for At {
+    fn encode(&self) -> String {
+        format!("{} {}", self.expiry.0, self.hash)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (expiry, hash) = text.split_once(' ')?;
+        Some(Self {
+            expiry: Reverse(expiry.parse().ok()?),
+            hash: page::is_hex(hash).then(|| hash.to_owned())?,
+        })
+    }
+}
+
+/// `{created_at} {json}`, as `set-token` writes the metadata key.
+fn read_meta(meta: &str) -> Result<(Option<i64>, SessionAttributes), Error> {
+    let corrupt = || Error::Corrupt(format!("session metadata key holds {meta:?}"));
+    let (created_at, json) = meta.split_once(' ').ok_or_else(corrupt)?;
+    let created_at = created_at.parse().map_err(|_| corrupt())?;
+    Ok((Some(created_at), attributes::decode(json)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_name_a_place_by_expiry_then_a_hash_of_the_token() {
+        let token = format!("alice_{}", "0".repeat(32));
+        let at = At::of("1700000000", &token);
+        assert_eq!(at.encode(), "1700000000 3b638201f997dc88");
+        assert_eq!(At::decode(&at.encode()), Some(at.clone()));
+        assert!(At::of("1700000001", &token) < at);
+        assert!(At::of("never", &token) > at);
+        assert!(At::decode(&format!("0 {}", "f".repeat(64))).is_some());
+        for foreign in [token.as_str(), "1 ", "1 AB", "x 00"] {
+            assert_eq!(At::decode(foreign), None, "{foreign}");
+        }
     }
 }

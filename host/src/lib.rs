@@ -92,4 +92,8 @@ pub use policy::pool::InstanceStats;
 #[cfg(feature = "redis")]
 pub use policy::slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
 pub use policy::{BUILTIN_POLICIES, CompileCacheStats, Policy, Runtime, RuntimeBuilder};
-pub use types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};
+pub use types::{
+    IssuedToken, MAX_DEVICE_CHARS, MAX_LABEL_NAME_CHARS, MAX_LABEL_VALUE_CHARS, MAX_LABELS,
+    MAX_USER_AGENT_CHARS, PageRequest, SelfCheck, SessionAttributes, Settings, TokenEntry,
+    TokenPage, User, UserInfo,
+};

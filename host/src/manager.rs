@@ -16,9 +16,12 @@ use crate::policy::limits::Limits;
 use crate::policy::pool::{InstanceStats, Instances};
 use crate::policy::{Policy, Runtime, convert};
 use crate::store::{MemoryStore, Store};
-use crate::types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};
-use crate::wit::WitSettings;
+use crate::types::{
+    IssuedToken, PageRequest, SelfCheck, SessionAttributes, Settings, TokenEntry, TokenPage, User,
+    UserInfo,
+};
 use crate::wit::token_manage::Guest;
+use crate::wit::{WitAttributes, WitPageRequest, WitSettings};
 
 /// Builds a [`SessionManager`].
 #[derive(Default)]
@@ -390,8 +393,26 @@ impl SessionManager {
     /// Issues a token for `user_id`, valid `ttl_seconds` (0: the default).
     /// In single mode the user's other tokens are revoked at once.
     pub async fn set_token(&self, user_id: &str, ttl_seconds: i64) -> Result<IssuedToken> {
+        self.set_token_with(user_id, ttl_seconds, &SessionAttributes::default())
+            .await
+    }
+
+    /// [`Self::set_token`] for a login that says where it comes from: the
+    /// policy keeps `attributes` with the session, and
+    /// [`Self::list_user_token_page`] lists them. Attributes past their
+    /// bounds are [`Error::InvalidArgument`], naming the field and never
+    /// its value; a login past a limit the policy keeps by refusing is
+    /// [`Error::Conflict`], naming the limit.
+    pub async fn set_token_with(
+        &self,
+        user_id: &str,
+        ttl_seconds: i64,
+        attributes: &SessionAttributes,
+    ) -> Result<IssuedToken> {
+        let attributes = attributes.clone().check().map_err(Error::InvalidArgument)?;
+        let attributes = WitAttributes::from(&attributes);
         self.call(Operation::SetToken, async |api, store| {
-            api.call_set_token(store, &self.0.settings, user_id, ttl_seconds)
+            api.call_set_token(store, &self.0.settings, user_id, ttl_seconds, &attributes)
                 .await
         })
         .await
@@ -461,14 +482,29 @@ impl SessionManager {
         .and_then(|user| user.map(User::try_from).transpose())
     }
 
-    /// The live tokens of a user, sorted by token.
+    /// Every live token of a user, newest first (the default policy:
+    /// latest expiry first).
     pub async fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>> {
+        let every = PageRequest::default();
+        Ok(self.list_user_token_page(user_id, &every).await?.tokens)
+    }
+
+    /// One page of the live tokens of a user, newest first: up to
+    /// `page.limit` tokens (0: all) after `page.cursor`, the `next_cursor`
+    /// of the page before. A cursor the policy did not make is
+    /// [`Error::InvalidArgument`].
+    pub async fn list_user_token_page(
+        &self,
+        user_id: &str,
+        page: &PageRequest,
+    ) -> Result<TokenPage> {
+        let page = WitPageRequest::from(page);
         self.call(Operation::ListUserToken, async |api, store| {
-            api.call_list_user_token(store, &self.0.settings, user_id)
+            api.call_list_user_token(store, &self.0.settings, user_id, &page)
                 .await
         })
         .await
-        .map(|entries| entries.into_iter().map(TokenEntry::from).collect())
+        .map(TokenPage::from)
     }
 
     /// Revokes every token of a user.

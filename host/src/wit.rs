@@ -36,6 +36,8 @@ pub(crate) use self::policy::{Policy, PolicyIndices};
 
 pub(crate) use self::describe::ConfigKey as WitConfigKey;
 pub(crate) use self::types::{
-    Error as WitError, IssuedToken as WitIssuedToken, SelfCheckReport as WitSelfCheck,
-    Settings as WitSettings, TokenEntry as WitTokenEntry, User as WitUser, UserInfo as WitUserInfo,
+    Error as WitError, IssuedToken as WitIssuedToken, PageRequest as WitPageRequest,
+    SelfCheckReport as WitSelfCheck, SessionAttributes as WitAttributes, Settings as WitSettings,
+    TokenEntry as WitTokenEntry, TokenPage as WitTokenPage, User as WitUser,
+    UserInfo as WitUserInfo,
 };

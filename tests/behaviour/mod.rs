@@ -71,6 +71,9 @@ on_every_store!(
     set_token_prunes_expired_entries_so_the_index_stays_small,
     the_index_outlives_its_longest_token_and_never_shrinks,
     configured_prefixes_are_used_with_underscores_replaced,
+    attributes_given_at_login_are_listed_with_the_session,
+    attributes_past_their_bounds_are_refused_by_field_and_write_nothing,
+    many_sessions_are_listed_page_by_page_newest_first_each_once,
 );
 
 /// The same behaviour on the hardened policy, where it fits: the tests
@@ -91,7 +94,10 @@ mod hardened {
         delete_user_token_revokes_every_token_of_that_user_only,
         without_a_loader_add_and_refresh_user_write_nothing_and_say_why,
         ids_a_header_cannot_carry_are_rejected_at_creation,
-        a_token_is_valid_until_its_key_expires_even_with_one_second_left;
+        a_token_is_valid_until_its_key_expires_even_with_one_second_left,
+        attributes_given_at_login_are_listed_with_the_session,
+        attributes_past_their_bounds_are_refused_by_field_and_write_nothing,
+        many_sessions_are_listed_page_by_page_newest_first_each_once;
         policy = crate::support::hardened_policy, cluster
     );
 }

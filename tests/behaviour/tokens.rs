@@ -1,7 +1,9 @@
 //! Issuing, checking, refreshing, listing and revoking tokens.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use dsession::store::{Command, HashDeleteArgs};
-use dsession::{Error, Settings};
+use dsession::{Error, PageRequest, SessionAttributes, Settings};
 
 use super::{counting_loader, index_tokens};
 use crate::support::{Env, HEX32, assert_near, now, valid_user};
@@ -168,8 +170,9 @@ pub(super) async fn list_user_token_lists_live_tokens_and_prunes_dead_entries(en
     .await;
 
     let listed = sessions.list_user_token("alice").await.unwrap();
-    let mut expected = tokens[1..].to_vec();
-    expected.sort();
+    // Newest first: the default policy, which records no issue time,
+    // orders by expiry, latest first.
+    let expected: Vec<String> = tokens[1..].iter().rev().cloned().collect();
     assert_eq!(
         listed.iter().map(|e| e.token.clone()).collect::<Vec<_>>(),
         expected
@@ -268,4 +271,148 @@ pub(super) async fn single_mode_keeps_only_the_newest_token(env: Env) {
         sessions.check_token(&other).await.unwrap().is_some(),
         "other users keep theirs"
     );
+}
+
+fn laptop() -> SessionAttributes {
+    SessionAttributes {
+        device: Some("alice's laptop".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".into()),
+        ip: Some("2001:DB8:0:0:0:0:0:1".into()),
+        labels: BTreeMap::from([
+            ("app".into(), "web".into()),
+            ("region".into(), "eu-1".into()),
+        ]),
+    }
+}
+
+pub(super) async fn attributes_given_at_login_are_listed_with_the_session(env: Env) {
+    let sessions = env.manager();
+    let before = now();
+    let issued = sessions
+        .set_token_with("alice", 600, &laptop())
+        .await
+        .unwrap();
+    sessions.set_token("alice", 300).await.unwrap();
+    valid_user(&sessions, &issued.token).await;
+    let listed = sessions.list_user_token("alice").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let (with, without): (Vec<_>, Vec<_>) = listed
+        .iter()
+        .partition(|entry| entry.attributes.device.is_some());
+    let ([with], [without]) = (with.as_slice(), without.as_slice()) else {
+        panic!("{listed:?}");
+    };
+    let expected = SessionAttributes {
+        ip: Some("2001:db8::1".into()),
+        ..laptop()
+    };
+    assert_eq!(with.attributes, expected, "the IP in canonical form");
+    let created = with.created_at.expect("a login with attributes records it");
+    assert!((before..=now()).contains(&created), "{created}");
+    if let Some(seen) = with.last_seen {
+        assert!((created..=now()).contains(&seen), "{seen}");
+    }
+    assert!(without.attributes.is_empty(), "{without:?}");
+    // Revoked, its attributes go with it.
+    sessions.delete_token(&issued.token).await.unwrap();
+    let listed = sessions.list_user_token("alice").await.unwrap();
+    assert!(listed.iter().all(|entry| entry.attributes.is_empty()));
+}
+
+pub(super) async fn attributes_past_their_bounds_are_refused_by_field_and_write_nothing(env: Env) {
+    let sessions = env.manager();
+    let secret_agent = format!("agent-{}", "s".repeat(600));
+    let cases = [
+        (
+            SessionAttributes {
+                user_agent: Some(secret_agent.clone()),
+                ..laptop()
+            },
+            "user_agent",
+        ),
+        (
+            SessionAttributes {
+                ip: Some("10.0.0.300".into()),
+                ..laptop()
+            },
+            "ip",
+        ),
+        (
+            SessionAttributes {
+                device: Some("d".repeat(65)),
+                ..laptop()
+            },
+            "device",
+        ),
+        (
+            SessionAttributes {
+                labels: BTreeMap::from([("no spaces".into(), "v".into())]),
+                ..laptop()
+            },
+            "label",
+        ),
+    ];
+    for (attributes, field) in cases {
+        let Err(Error::InvalidArgument(message)) =
+            sessions.set_token_with("alice", 600, &attributes).await
+        else {
+            panic!("{field} past its bound was taken");
+        };
+        assert!(message.contains(field), "{message}");
+        assert!(
+            !message.contains("ssss"),
+            "the value is never echoed: {message}"
+        );
+    }
+    assert!(sessions.list_user_token("alice").await.unwrap().is_empty());
+}
+
+pub(super) async fn many_sessions_are_listed_page_by_page_newest_first_each_once(env: Env) {
+    let sessions = env.manager();
+    let mut issued = BTreeSet::new();
+    // Lifetimes grow with each login, so that newest first is one order for
+    // both policies: by issue time, and by expiry.
+    for n in 0..25 {
+        let token = sessions
+            .set_token_with("alice", 600 + n * 10, &laptop())
+            .await
+            .unwrap();
+        issued.insert(token.token_expire_time);
+    }
+    let mut page = PageRequest {
+        cursor: None,
+        limit: 10,
+    };
+    let mut pages = Vec::new();
+    let (mut seen, mut expiries_seen) = (BTreeSet::new(), BTreeSet::new());
+    loop {
+        let got = sessions.list_user_token_page("alice", &page).await.unwrap();
+        pages.push(got.tokens.len());
+        for entry in &got.tokens {
+            assert_eq!(entry.attributes.device, laptop().device);
+        }
+        let expiries: Vec<i64> = got.tokens.iter().map(|e| e.token_expire_time).collect();
+        assert!(expiries.windows(2).all(|w| w[0] >= w[1]), "{expiries:?}");
+        for entry in got.tokens {
+            expiries_seen.insert(entry.token_expire_time);
+            assert!(seen.insert(entry.token), "a token listed twice");
+        }
+        page.cursor = got.next_cursor;
+        if page.cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, [10, 10, 5]);
+    assert_eq!(expiries_seen, issued, "none left out");
+    let every = sessions.list_user_token("alice").await.unwrap();
+    let names: BTreeSet<String> = every.into_iter().map(|e| e.token).collect();
+    assert_eq!(names, seen, "one page of all lists the same");
+    let foreign = PageRequest {
+        cursor: Some("alice_0".into()),
+        limit: 10,
+    };
+    assert!(matches!(
+        sessions.list_user_token_page("alice", &foreign).await,
+        Err(Error::InvalidArgument(_))
+    ));
 }

@@ -25,15 +25,18 @@ pub use stores::{
 /// 32 hex digits: the random part of a default-policy token.
 pub const HEX32: &str = "0123456789abcdef0123456789abcdef";
 
-/// The tokens list-user-token gives for `user`, in its order.
+/// The tokens list-user-token gives for `user`, sorted: what a comparison
+/// with the tokens issued needs, whatever order the policy lists in.
 pub async fn listed(sessions: &SessionManager, user: &str) -> Vec<String> {
-    sessions
+    let mut tokens: Vec<String> = sessions
         .list_user_token(user)
         .await
         .unwrap()
         .into_iter()
         .map(|entry| entry.token)
-        .collect()
+        .collect();
+    tokens.sort();
+    tokens
 }
 
 /// Seconds since the Unix epoch, as the stores write expiry times.

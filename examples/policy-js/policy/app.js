@@ -19,8 +19,8 @@
 
 import { getRandomBytes } from 'wasi:random/random@0.2.12';
 import { now as wallClock } from 'wasi:clocks/wall-clock@0.2.12';
-import { atomic, batch, watch } from 'dsession:session/store@0.3.0';
-import { load } from 'dsession:session/user-loader@0.3.0';
+import { atomic, batch, watch } from 'dsession:session/store@0.4.0';
+import { load } from 'dsession:session/user-loader@0.4.0';
 
 import * as layout from './layout.js';
 import { Invalid, Layout, dump, encodeUser } from './layout.js';
@@ -425,32 +425,58 @@ class Policy {
     }
   }
 
-  listUserToken(userId) {
-    const tokens = this.listed(userId);
-    if (tokens.length === 0) {
-      return [];
+  /**
+   * A page of the user's live tokens, latest expiry first, then by a hash
+   * of the token, as the built-in default policy lists them: the cursor
+   * names a place in that order and never holds a token.
+   */
+  listUserToken(userId, page) {
+    const [index] = batch([hashGetAll(this.layout.indexKey(userId))]);
+    let entries = pairs(index, 'HGETALL index')
+      .map(([token, expiry]) => ({ token, at: layout.listPosition(expiry, token) }))
+      .sort((a, b) => layout.comparePositions(a.at, b.at));
+    if (page.cursor !== undefined) {
+      const start = layout.parseCursor(page.cursor);
+      if (start === null) {
+        throw new Failure(
+          'invalid-argument',
+          "cursor is not of this policy's form: pass a next-cursor back as it came",
+        );
+      }
+      entries = entries.filter((entry) => layout.comparePositions(entry.at, start) > 0);
     }
-    const ttls = batch(tokens.map((token) => ttlOf(this.layout.tokenKey(token))));
+    const more = page.limit > 0 && entries.length > page.limit;
+    if (page.limit > 0) {
+      entries = entries.slice(0, page.limit);
+    }
+    const nextCursor = more ? layout.cursor(entries[entries.length - 1].at) : undefined;
+    if (entries.length === 0) {
+      return { tokens: [], nextCursor };
+    }
+    const ttls = batch(entries.map(({ token }) => ttlOf(this.layout.tokenKey(token))));
     const moment = now();
     const live = [];
     const dead = [];
-    tokens.forEach((token, i) => {
+    entries.forEach(({ token }, i) => {
       const alive = layout.lifetime(integer(ttls[i], 'TTL token'), moment);
       if (alive === null) {
         dead.push(token);
       } else {
+        // This policy keeps no issue time, last use or attributes.
         live.push({
           token,
           tokenRemainLiveTime: alive[0],
           tokenExpireTime: alive[1],
           createdAt: undefined,
+          lastSeen: undefined,
+          attributes: { device: undefined, userAgent: undefined, ip: undefined, labels: [] },
         });
       }
     });
     if (dead.length > 0) {
       this.unlist(userId, dead);
     }
-    return live.sort((a, b) => layout.byCodePoint(a.token, b.token));
+    return { tokens: live, nextCursor };
   }
 
   deleteUserToken(userId) {
@@ -477,7 +503,8 @@ export const tokenManage = {
     return { probeToken: probe, singleMode: policy.singleMode, maxSessions: undefined };
   },
 
-  setToken(settings, userId, ttlSeconds) {
+  // This policy keeps gosession's keys alone: the attributes are not kept.
+  setToken(settings, userId, ttlSeconds, _attributes) {
     const policy = new Policy(settings);
     policy.checkUserId(userId);
     return policy.setToken(userId, policy.ttl(ttlSeconds));
@@ -501,10 +528,10 @@ export const tokenManage = {
     return policy.check(token, policy.ttl(userTtlSeconds));
   },
 
-  listUserToken(settings, userId) {
+  listUserToken(settings, userId, page) {
     const policy = new Policy(settings);
     policy.checkUserId(userId);
-    return policy.listUserToken(userId);
+    return policy.listUserToken(userId, page);
   },
 
   deleteUserToken(settings, userId) {

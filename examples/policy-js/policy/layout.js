@@ -148,6 +148,49 @@ export function lifetime(ttl, now) {
 }
 
 /** Orders strings by code point, as Python and Rust order theirs. */
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const U64 = (1n << 64n) - 1n;
+const UNREADABLE = -(1n << 63n);
+
+/** FNV-1a, 64 bits, of `text`'s UTF-8: orders tokens of one expiry. */
+export function fnv1a(text) {
+  let hash = FNV_OFFSET;
+  for (const byte of UTF8.encode(text)) {
+    hash = ((hash ^ BigInt(byte)) * FNV_PRIME) & U64;
+  }
+  return hash;
+}
+
+/** A token's place in its user's list: its expiry (an unreadable one
+ * sorts last) and its hash, both BigInts. */
+export function listPosition(expiry, token) {
+  const seconds = /^-?[0-9]+$/.test(expiry) ? BigInt(expiry) : UNREADABLE;
+  return { expiry: seconds, hash: fnv1a(token) };
+}
+
+/** Latest expiry first, then by hash: < 0 when `a` comes first. */
+export function comparePositions(a, b) {
+  if (a.expiry !== b.expiry) {
+    return a.expiry > b.expiry ? -1 : 1;
+  }
+  if (a.hash !== b.hash) {
+    return a.hash < b.hash ? -1 : 1;
+  }
+  return 0;
+}
+
+/** The cursor text of a place in the list. */
+export function cursor(at) {
+  return `${at.expiry} ${at.hash.toString(16).padStart(16, '0')}`;
+}
+
+/** The place a cursor names, or null when it is not one. */
+export function parseCursor(text) {
+  const match = /^(-?[0-9]{1,18}) ([0-9a-f]{1,64})$/.exec(text);
+  return match === null ? null : { expiry: BigInt(match[1]), hash: BigInt(`0x${match[2]}`) };
+}
+
 export function byCodePoint(a, b) {
   const left = a[Symbol.iterator]();
   const right = b[Symbol.iterator]();

@@ -128,3 +128,14 @@ test('control characters and white space are Unicode\'s Cc and White_Space', () 
     assert.equal(refused, /\p{Cc}|\p{White_Space}/u.test(c), `U+${code.toString(16)}`);
   }
 });
+
+test('cursors name a place by expiry, then hash, as the default policy', () => {
+  const token = `alice_${'0'.repeat(32)}`;
+  assert.equal(layout.fnv1a(token), 0x3b638201f997dc88n);
+  const place = layout.listPosition('1700000000', token);
+  assert.equal(layout.cursor(place), '1700000000 3b638201f997dc88');
+  assert.deepEqual(layout.parseCursor(layout.cursor(place)), place);
+  assert.ok(layout.comparePositions(layout.listPosition('1700000001', token), place) < 0);
+  assert.ok(layout.comparePositions(layout.listPosition('never', token), place) > 0);
+  assert.equal(layout.parseCursor('alice_00'), null);
+});

@@ -353,22 +353,41 @@ class Policy:
         if user_id is not None:
             store.atomic(self.forget(user_id, [token]))
 
-    def list_user_token(self, user_id):
-        tokens = self.listed(user_id)
-        if not tokens:
-            return []
-        ttls = store.batch([Command_Ttl(self.layout.token_key(token)) for token in tokens])
+    def list_user_token(self, user_id, page):
+        """A page of the user's live tokens, latest expiry first, then by
+        a hash of the token, as the built-in default policy lists them: the
+        cursor names a place in that order and never holds a token."""
+        [index] = store.batch([Command_HashGetAll(self.layout.index_key(user_id))])
+        entries = sorted(
+            (layout.list_position(expiry, token), token)
+            for token, expiry in pairs(index, "HGETALL index")
+        )
+        start = None
+        if page.cursor is not None:
+            start = layout.parse_cursor(page.cursor)
+            if start is None:
+                raise invalid("cursor is not of this policy's form: pass a next-cursor back as it came")
+        entries = [entry for entry in entries if start is None or entry[0] > start]
+        more = 0 < page.limit < len(entries)
+        if page.limit > 0:
+            entries = entries[: page.limit]
+        next_cursor = layout.cursor(entries[-1][0]) if more else None
+        if not entries:
+            return types.TokenPage([], next_cursor)
+        ttls = store.batch([Command_Ttl(self.layout.token_key(token)) for _, token in entries])
         moment = now()
         live, dead = [], []
-        for token, reply in zip(tokens, ttls, strict=True):
+        for (_, token), reply in zip(entries, ttls, strict=True):
             alive = layout.lifetime(integer(reply, "TTL token"), moment)
             if alive is None:
                 dead.append(token)
             else:
-                live.append(types.TokenEntry(token, alive[0], alive[1], None))
+                # This policy keeps no issue time, last use or attributes.
+                attributes = types.SessionAttributes(None, None, None, [])
+                live.append(types.TokenEntry(token, alive[0], alive[1], None, None, attributes))
         if dead:
             self.unlist(user_id, dead)
-        return sorted(live, key=lambda entry: entry.token)
+        return types.TokenPage(live, next_cursor)
 
     def delete_user_token(self, user_id):
         tokens = self.listed(user_id)
@@ -389,7 +408,8 @@ class TokenManage(exports.TokenManage):
             raise corrupt(f"the probe token {probe!r} is live in the store")
         return types.SelfCheckReport(probe, policy.single_mode, None)
 
-    def set_token(self, settings, user_id, ttl_seconds):
+    def set_token(self, settings, user_id, ttl_seconds, attributes):
+        # This policy keeps gosession's keys alone: the attributes are not kept.
         policy = Policy(settings)
         policy.check_user_id(user_id)
         return policy.set_token(user_id, policy.ttl(ttl_seconds))
@@ -408,10 +428,10 @@ class TokenManage(exports.TokenManage):
         policy = Policy(settings)
         return policy.check(token, policy.ttl(user_ttl_seconds))
 
-    def list_user_token(self, settings, user_id):
+    def list_user_token(self, settings, user_id, page):
         policy = Policy(settings)
         policy.check_user_id(user_id)
-        return policy.list_user_token(user_id)
+        return policy.list_user_token(user_id, page)
 
     def delete_user_token(self, settings, user_id):
         policy = Policy(settings)

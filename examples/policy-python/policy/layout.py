@@ -104,6 +104,38 @@ def lifetime(ttl, now):
     return None
 
 
+def fnv1a(text):
+    """FNV-1a, 64 bits, of `text`'s UTF-8: orders tokens of one expiry."""
+    value = 0xCBF29CE484222325
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+def list_position(expiry, token):
+    """A token's place in its user's list: latest expiry first (an
+    unreadable one last), then by hash."""
+    try:
+        seconds = int(expiry)
+    except ValueError:
+        seconds = -(2**63)
+    return (-seconds, fnv1a(token))
+
+
+def cursor(position):
+    """The cursor text of a place in the list."""
+    return f"{-position[0]} {position[1]:016x}"
+
+
+def parse_cursor(text):
+    """The place a cursor names, or None when it is not one."""
+    expiry, _, hashed = text.partition(" ")
+    try:
+        return (-int(expiry), int(hashed, 16))
+    except ValueError:
+        return None
+
+
 class Layout:
     """The keys of gosession's layout under one call's settings; `_` in a
     prefix becomes `-`, as in gosession."""

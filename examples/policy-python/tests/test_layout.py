@@ -76,5 +76,16 @@ class LayoutTest(unittest.TestCase):
         self.assertIsNone(layout.lifetime(-2, 100))
 
 
+    def test_cursors_name_a_place_by_expiry_then_hash_as_the_default_policy(self):
+        token = "alice_" + "0" * 32
+        self.assertEqual(layout.fnv1a(token), 0x3B638201F997DC88)
+        place = layout.list_position("1700000000", token)
+        self.assertEqual(layout.cursor(place), "1700000000 3b638201f997dc88")
+        self.assertEqual(layout.parse_cursor(layout.cursor(place)), place)
+        self.assertLess(layout.list_position("1700000001", token), place)
+        self.assertGreater(layout.list_position("never", token), place)
+        self.assertIsNone(layout.parse_cursor("alice_00"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -6,8 +6,8 @@
 //!
 //! | key | value | TTL |
 //! |---|---|---|
-//! | `{prefix}:{u}:t:{sha256(secret)}` | `{epoch} {created_ns} {deadline}` | idle timeout, or the lifetime; a check slides it at most once a touch interval |
-//! | `{prefix}:{u}:idx` (hash) | `{sha256}` → `{created_ns} {deadline} {epoch}`; `epoch` → the user's epoch | ≥ its longest token; revoke-all deletes it |
+//! | `{prefix}:{u}:t:{sha256(secret)}` | `{epoch} {created_ns} {deadline} {last_seen}[ {attributes as JSON}]` | idle timeout, or the lifetime; a check slides it at most once a touch interval |
+//! | `{prefix}:{u}:idx` (hash) | `{sha256}` → `{created_ns} {deadline} {epoch}[ {device}]`; `epoch` → the user's epoch | ≥ its longest token; revoke-all deletes it |
 //! | `{prefix}:{u}:user` | `{"id":…,"detail":…}` | the user-info TTL |
 //!
 //! A check reads a token key's `TTL` and slides it back to the idle
@@ -34,7 +34,7 @@ pub const EPOCH_FIELD: &str = "epoch";
 
 /// The settings this policy reads through `wasi:config/store`: name,
 /// default (None when it has no single one), description.
-pub const CONFIG_KEYS: [(&str, Option<&str>, &str); 4] = [
+pub const CONFIG_KEYS: [(&str, Option<&str>, &str); 7] = [
     (
         "key_prefix",
         Some("dsession"),
@@ -58,10 +58,68 @@ pub const CONFIG_KEYS: [(&str, Option<&str>, &str); 4] = [
     (
         "max_sessions",
         Some("0"),
-        "live tokens per user; a login beyond it revokes the oldest in the same atomic step; \
-         0 means no limit, and single mode means 1",
+        "live tokens per user; a login beyond it revokes the oldest in the same atomic step \
+         (see on_limit); 0 means no limit, and single mode means 1",
+    ),
+    (
+        "max_sessions_per_device",
+        Some("0"),
+        "live tokens per user on one device label (set-token's device); a login beyond it \
+         revokes the oldest on that device (see on_limit); logins without a device are not \
+         counted; 0 means no limit",
+    ),
+    (
+        "device_limits",
+        Some(""),
+        "per-label limits that replace max_sessions_per_device for those labels, as \
+         label=count pairs separated by commas (\"tv=1,phone=2\"); a count of 0 means no limit",
+    ),
+    (
+        "on_limit",
+        Some("evict_oldest"),
+        "what a login beyond max_sessions or a device limit does: evict_oldest revokes the \
+         oldest sessions it counts in the same atomic step; reject_new refuses the login with \
+         a conflict naming the limit (not with single mode, which evicts)",
     ),
 ];
+
+/// What a login beyond a session limit does (`on_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Revoke the oldest sessions counted against the limit.
+    EvictOldest,
+    /// Refuse the login.
+    RejectNew,
+}
+
+/// `device_limits`: `label=count` pairs separated by commas.
+fn parse_device_limits(text: &str) -> Result<Vec<(String, usize)>, Error> {
+    let mut limits: Vec<(String, usize)> = Vec::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let parsed = pair.split_once('=').and_then(|(label, count)| {
+            let label = label.trim();
+            let count = count.trim().parse::<usize>().ok()?;
+            (!label.is_empty() && count <= 1_000_000).then(|| (label.to_owned(), count))
+        });
+        let Some((label, count)) = parsed else {
+            return Err(Error::InvalidArgument(format!(
+                "policy config device_limits holds {pair:?}; write label=count pairs, a count \
+                 from 0 to 1000000, separated by commas"
+            )));
+        };
+        if limits.iter().any(|(known, _)| *known == label) {
+            return Err(Error::InvalidArgument(format!(
+                "policy config device_limits names {label:?} twice"
+            )));
+        }
+        limits.push((label, count));
+    }
+    Ok(limits)
+}
 
 /// The share of the idle timeout that [`Config::touch_interval`] defaults
 /// to: idle expiry within 10% of its setting, one write per token per
@@ -80,6 +138,13 @@ pub struct Config {
     pub touch_interval: i64,
     /// Live tokens per user; None when unlimited.
     pub max_sessions: Option<usize>,
+    /// Live tokens per user and device label, unless `device_limits`
+    /// names the label; None when unlimited.
+    pub max_per_device: Option<usize>,
+    /// Per-label limits, 0 for none; they replace `max_per_device`.
+    pub device_limits: Vec<(String, usize)>,
+    /// What a login beyond a limit does.
+    pub on_limit: OnLimit,
     /// Lifetime used when a call passes 0.
     pub default_ttl: i64,
 }
@@ -152,13 +217,49 @@ impl Config {
         } else {
             usize::try_from(max).ok().filter(|max| *max > 0)
         };
+        let max_per_device = number("max_sessions_per_device", 1_000_000)?;
+        let device_limits = parse_device_limits(value("device_limits").unwrap_or_default())?;
+        let on_limit = match value("on_limit").unwrap_or_default() {
+            "evict_oldest" => OnLimit::EvictOldest,
+            "reject_new" if single_mode => {
+                return Err(invalid(
+                    "policy config on_limit = reject_new cannot keep single mode, whose login \
+                     revokes the user's other tokens"
+                        .into(),
+                ));
+            }
+            "reject_new" => OnLimit::RejectNew,
+            other => {
+                return Err(invalid(format!(
+                    "policy config on_limit must be evict_oldest or reject_new, not {other:?}"
+                )));
+            }
+        };
         Ok(Self {
             prefix: prefix.to_owned(),
             idle_timeout: (idle > 0).then_some(idle),
             touch_interval,
             max_sessions,
+            max_per_device: usize::try_from(max_per_device).ok().filter(|max| *max > 0),
+            device_limits,
+            on_limit,
             default_ttl,
         })
+    }
+
+    /// The most live tokens a user may hold on `device`; None when no
+    /// limit counts that label.
+    pub fn device_limit(&self, device: &str) -> Option<usize> {
+        match self.device_limits.iter().find(|(label, _)| label == device) {
+            Some((_, max)) => Some(*max).filter(|max| *max > 0),
+            None => self.max_per_device,
+        }
+    }
+
+    /// Whether some device label has a limit: a login with a device then
+    /// reads the user's index whole.
+    pub fn limits_devices(&self) -> bool {
+        self.max_per_device.is_some() || self.device_limits.iter().any(|(_, max)| *max > 0)
     }
 
     /// How long a token key lives after a use: the idle timeout, but never
@@ -262,17 +363,6 @@ pub struct Record {
 }
 
 impl Record {
-    /// The token key's value.
-    pub fn encode(&self) -> String {
-        format!("{} {} {}", self.epoch, self.created_ns, self.deadline)
-    }
-
-    /// Reads a token key's value.
-    pub fn decode(text: &str) -> Option<Self> {
-        let [epoch, created, deadline] = three_words(text)?;
-        Self::from_words(epoch, created, deadline)
-    }
-
     fn from_words(epoch: &str, created_ns: &str, deadline: &str) -> Option<Self> {
         Some(Self {
             epoch: epoch.to_owned(),
@@ -282,23 +372,84 @@ impl Record {
     }
 }
 
-/// The words of `text` when it is exactly three, split at single spaces.
-fn three_words(text: &str) -> Option<[&str; 3]> {
-    let mut words = text.split(' ');
+/// The first three words of `text`, split at single spaces, and the rest
+/// after a fourth space, if any.
+fn three_words(text: &str) -> Option<([&str; 3], Option<&str>)> {
+    let mut words = text.splitn(4, ' ');
     let three = [words.next()?, words.next()?, words.next()?];
-    words.next().is_none().then_some(three)
+    Some((three, words.next()))
 }
 
-/// An index entry's value: the token's record in another order,
-/// `{created_ns} {deadline} {epoch}`.
-pub fn index_entry(record: &Record) -> String {
-    format!("{} {} {}", record.created_ns, record.deadline, record.epoch)
+/// A token key's value: its record, when a check last found it live (unix
+/// seconds, as of the last slide), and the login's attributes as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The token's record.
+    pub record: Record,
+    /// When a check last slid its expiry, or the login.
+    pub last_seen: i64,
+    /// The attributes as [`dsession_policy_sdk::attributes::encode`] wrote
+    /// them; None when the login gave none.
+    pub attributes: Option<String>,
 }
 
-/// Reads an index entry's value.
-pub fn parse_index_entry(text: &str) -> Option<Record> {
-    let [created, deadline, epoch] = three_words(text)?;
-    Record::from_words(epoch, created, deadline)
+impl Stored {
+    /// The token key's value.
+    pub fn encode(&self) -> String {
+        let Record {
+            epoch,
+            created_ns,
+            deadline,
+        } = &self.record;
+        let last_seen = self.last_seen;
+        match &self.attributes {
+            Some(json) => format!("{epoch} {created_ns} {deadline} {last_seen} {json}"),
+            None => format!("{epoch} {created_ns} {deadline} {last_seen}"),
+        }
+    }
+
+    /// Reads a token key's value; one written before `last_seen` was kept
+    /// (three words) was last seen when it was issued.
+    pub fn decode(text: &str) -> Option<Self> {
+        let ([epoch, created, deadline], rest) = three_words(text)?;
+        let record = Record::from_words(epoch, created, deadline)?;
+        let (last_seen, attributes) = match rest {
+            None => (record.created_ns / 1_000_000_000, None),
+            Some(rest) => match rest.split_once(' ') {
+                Some((last_seen, json)) => (last_seen.parse().ok()?, Some(json.to_owned())),
+                None => (rest.parse().ok()?, None),
+            },
+        };
+        Some(Self {
+            record,
+            last_seen,
+            attributes,
+        })
+    }
+}
+
+/// An index entry's value: the token's record in another order and the
+/// login's device label, `{created_ns} {deadline} {epoch}[ {device}]`, so
+/// that a login counts a device's sessions from the index alone.
+pub fn index_entry(record: &Record, device: Option<&str>) -> String {
+    let Record {
+        epoch,
+        created_ns,
+        deadline,
+    } = record;
+    match device {
+        Some(device) => format!("{created_ns} {deadline} {epoch} {device}"),
+        None => format!("{created_ns} {deadline} {epoch}"),
+    }
+}
+
+/// Reads an index entry's value: the record and the device label.
+pub fn parse_index_entry(text: &str) -> Option<(Record, Option<String>)> {
+    let ([created, deadline, epoch], device) = three_words(text)?;
+    Some((
+        Record::from_words(epoch, created, deadline)?,
+        device.map(str::to_owned),
+    ))
 }
 
 #[cfg(test)]
@@ -464,10 +615,30 @@ mod tests {
             deadline: 9,
         };
         assert_eq!(
-            parse_index_entry(&index_entry(&record)),
-            Some(record.clone())
+            parse_index_entry(&index_entry(&record, None)),
+            Some((record.clone(), None))
         );
-        assert_eq!(Record::decode(&record.encode()), Some(record));
-        assert_eq!(Record::decode("e 5"), None);
+        assert_eq!(
+            parse_index_entry(&index_entry(&record, Some("my phone"))),
+            Some((record.clone(), Some("my phone".into())))
+        );
+        for attributes in [
+            None,
+            Some(r#"{"ip":"::1","labels":[["a","b c"]]}"#.to_owned()),
+        ] {
+            let stored = Stored {
+                record: record.clone(),
+                last_seen: 7,
+                attributes,
+            };
+            assert_eq!(Stored::decode(&stored.encode()), Some(stored));
+        }
+        let before_last_seen = Stored::decode("e 5000000000 9").unwrap();
+        assert_eq!(
+            (before_last_seen.last_seen, before_last_seen.attributes),
+            (5, None)
+        );
+        assert_eq!(Stored::decode("e 5"), None);
+        assert_eq!(Stored::decode("e 5 9 x"), None);
     }
 }

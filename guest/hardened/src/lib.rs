@@ -6,14 +6,18 @@
 //! - A token expires after `idle_timeout_seconds` unused and at its
 //!   absolute deadline, the TTL it was issued with, whatever happens. A
 //!   check reads alone (`GET` and `TTL` of the token key, `HGET` of the
-//!   epoch), so that it is cacheable; it slides the idle expiry with an
-//!   `EXPIRE` in a second round trip only when that adds
-//!   `touch_interval_seconds` (by default a tenth of the idle timeout), so
-//!   about once per interval per token. A token unused since a check then
-//!   expires between the idle timeout minus the interval and the idle
-//!   timeout after it (see [`layout`]).
-//! - At most `max_sessions` live tokens per user: a login beyond it revokes
-//!   the oldest in the same optimistic transaction.
+//!   epoch), so that it is cacheable; it slides the idle expiry, and
+//!   records when it last saw the token, with a `SET XX` in a second round
+//!   trip only when that adds `touch_interval_seconds` (by default a tenth
+//!   of the idle timeout), so about once per interval per token. A token
+//!   unused since a check then expires between the idle timeout minus the
+//!   interval and the idle timeout after it (see [`layout`]).
+//! - At most `max_sessions` live tokens per user, and per device label
+//!   `max_sessions_per_device` (or `device_limits`): a login beyond one
+//!   revokes the oldest it counts in the same optimistic transaction, or
+//!   under `on_limit = reject_new` is refused with a conflict naming it.
+//! - A login's attributes (device, user agent, IP, labels) ride in its
+//!   token key's value, and its device in its index entry too.
 //! - Revoking every token of a user is one write: the user's index goes,
 //!   the epoch in it with it, and a token from another epoch is dead.
 //! - Revocation works on a full Redis (`maxmemory` under `noeviction`),
@@ -35,11 +39,13 @@ pub mod layout;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use dsession_policy_sdk::page::{self, Position};
 use dsession_policy_sdk::{
-    Command, ConfigKey, Describe, Error, IssuedToken, Policy, Reply, SelfCheckReport, Settings,
-    TokenEntry, User, UserCache, UserDetail, cmd, config, random, store, time, ttl,
+    Command, ConfigKey, Describe, Error, IssuedToken, PageRequest, Policy, Reply, SelfCheckReport,
+    SessionAttributes, Settings, TokenEntry, TokenPage, User, UserCache, UserDetail, attributes,
+    cmd, config, random, store, time, ttl,
 };
-use layout::{EPOCH_FIELD, Record};
+use layout::{EPOCH_FIELD, OnLimit, Record, Stored};
 
 /// How often a login re-reads the index after losing a race before it
 /// gives up with `conflict`; each lost race means another call won.
@@ -101,6 +107,39 @@ fn split_token(token: &str) -> Result<Option<(&str, String)>, Error> {
 struct Session {
     digest: String,
     record: Record,
+    device: Option<String>,
+}
+
+impl Session {
+    /// Its place in the list: newest first.
+    fn position(&self) -> Listed {
+        Listed {
+            created_ns: std::cmp::Reverse(self.record.created_ns),
+            digest: self.digest.clone(),
+        }
+    }
+}
+
+/// A session's place in its user's list: the newest first, then by digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Listed {
+    created_ns: std::cmp::Reverse<i64>,
+    digest: String,
+}
+
+impl Position for Listed {
+    fn encode(&self) -> String {
+        format!("{} {}", self.created_ns.0, self.digest)
+    }
+
+    /// Any whole number and lowercase hex digits name a place.
+    fn decode(text: &str) -> Option<Self> {
+        let (created_ns, digest) = text.split_once(' ')?;
+        Some(Self {
+            created_ns: std::cmp::Reverse(created_ns.parse().ok()?),
+            digest: page::is_hex(digest).then(|| digest.to_owned())?,
+        })
+    }
 }
 
 /// A user's index read whole: the epoch and the sessions, oldest first.
@@ -118,11 +157,12 @@ impl Index {
                 epoch = Some(value);
                 continue;
             }
-            let record = layout::parse_index_entry(&value)
+            let (record, device) = layout::parse_index_entry(&value)
                 .ok_or_else(|| Error::Corrupt(format!("index entry {field:?} holds {value:?}")))?;
             sessions.push(Session {
                 digest: field,
                 record,
+                device,
             });
         }
         sessions.sort_by(|a, b| {
@@ -139,20 +179,20 @@ impl Index {
     }
 }
 
-/// A token's record when it is live: its key exists, its epoch is the
+/// A token key's value when it is live: its key exists, its epoch is the
 /// user's, its deadline is ahead.
 fn live_record(
     value: Option<String>,
     epoch: Option<String>,
     now: i64,
-) -> Result<Option<Record>, Error> {
+) -> Result<Option<Stored>, Error> {
     let Some(value) = value else {
         return Ok(None);
     };
-    let record = Record::decode(&value)
+    let stored = Stored::decode(&value)
         .ok_or_else(|| Error::Corrupt(format!("token key holds {value:?}")))?;
-    let current = epoch.is_some_and(|epoch| epoch == record.epoch);
-    Ok((current && record.deadline > now).then_some(record))
+    let current = epoch.is_some_and(|epoch| epoch == stored.record.epoch);
+    Ok((current && stored.record.deadline > now).then_some(stored))
 }
 
 impl Hardened {
@@ -172,15 +212,35 @@ impl Hardened {
         ]
     }
 
+    /// A login past a limit under `on_limit = reject_new`: a conflict that
+    /// names the limit (`why` says what the user holds).
+    fn reject(&self, user_id: &str, why: impl FnOnce() -> String) -> Result<(), Error> {
+        match self.layout.on_limit {
+            OnLimit::EvictOldest => Ok(()),
+            OnLimit::RejectNew => Err(Error::Conflict(format!(
+                "login refused: user {user_id:?} holds {}; on_limit = reject_new",
+                why()
+            ))),
+        }
+    }
+
     /// The read of the user's epoch.
     fn epoch(&self, user_id: &str) -> Command {
         cmd::hget(self.layout.index_key(user_id), EPOCH_FIELD)
     }
 
     /// One login attempt against the index as `read`: the commands that
-    /// prune what is dead and evict beyond `max_sessions`, the writes of
-    /// the session, and its deadline.
-    fn login(&self, user_id: &str, digest: &str, ttl: i64, read: &Index) -> Result<Login, Error> {
+    /// prune what is dead and evict beyond the device's limit and
+    /// `max_sessions` (or the refusal), the writes of the session, and its
+    /// deadline.
+    fn login(
+        &self,
+        user_id: &str,
+        digest: &str,
+        ttl: i64,
+        attributes: &SessionAttributes,
+        read: &Index,
+    ) -> Result<Login, Error> {
         let created_ns = time::now_ns();
         let now = created_ns / 1_000_000_000;
         let deadline = now + ttl;
@@ -195,11 +255,20 @@ impl Hardened {
             .iter()
             .partition(|session| read.current(session, now));
         let mut doomed: Vec<String> = dead.iter().map(|session| session.digest.clone()).collect();
-        if let Some(max) = self.layout.max_sessions
-            && live.len() >= max
-        {
-            // Sessions that expired idle only need pruning; evict among
-            // the rest, so that exactly `max` stay live.
+        let device = attributes.device.as_deref();
+        let device_max = device.and_then(|device| self.layout.device_limit(device));
+        let on_device = |session: &Session| device.is_some() && session.device.as_deref() == device;
+        let full = |live: &[&Session]| {
+            self.layout
+                .max_sessions
+                .is_some_and(|max| live.len() >= max)
+                || device_max.is_some_and(|max| {
+                    live.iter().filter(|session| on_device(session)).count() >= max
+                })
+        };
+        if full(&live) {
+            // Sessions that expired idle only need pruning; count the rest
+            // against the limits, so that exactly the limit stays live.
             let keys = live
                 .iter()
                 .map(|session| self.layout.token_key(user_id, &session.digest));
@@ -210,22 +279,54 @@ impl Hardened {
                 .partition(|(_, exists)| *exists);
             doomed.extend(idle.into_iter().map(|(session, _)| session.digest.clone()));
             live = kept.into_iter().map(|(session, _)| session).collect();
-            let evict = (live.len() + 1).saturating_sub(max);
-            doomed.extend(live.drain(..evict).map(|session| session.digest.clone()));
+        }
+        if let (Some(max), Some(device)) = (device_max, device) {
+            let counted: Vec<usize> = (0..live.len()).filter(|&i| on_device(live[i])).collect();
+            let over = (counted.len() + 1).saturating_sub(max);
+            if over > 0 {
+                self.reject(user_id, || {
+                    format!(
+                        "{} live sessions on device {device:?}, the most max_sessions_per_device \
+                         (or device_limits) allows",
+                        counted.len()
+                    )
+                })?;
+                // Oldest first: `live` keeps the index's order.
+                for &i in counted[..over].iter().rev() {
+                    doomed.push(live.remove(i).digest.clone());
+                }
+            }
+        }
+        if let Some(max) = self.layout.max_sessions {
+            let over = (live.len() + 1).saturating_sub(max);
+            if over > 0 {
+                self.reject(user_id, || {
+                    format!("{} live sessions, the most max_sessions allows", live.len())
+                })?;
+                doomed.extend(live.drain(..over).map(|session| session.digest.clone()));
+            }
         }
         let record = Record {
             epoch: epoch.clone(),
             created_ns,
             deadline,
         };
-        let mut fields = vec![(digest.to_owned(), layout::index_entry(&record))];
+        let mut fields = vec![(
+            digest.to_owned(),
+            layout::index_entry(&record, attributes.device.as_deref()),
+        )];
         if new_epoch {
             fields.push((EPOCH_FIELD.to_owned(), epoch));
         }
         let index = self.layout.index_key(user_id);
         let index_ttl = self.index_ttl.max(ttl);
+        let stored = Stored {
+            record,
+            last_seen: now,
+            attributes: (!attributes::is_empty(attributes)).then(|| attributes::encode(attributes)),
+        };
         let writes = vec![
-            cmd::set(self.layout.token_key(user_id, digest), record.encode())
+            cmd::set(self.layout.token_key(user_id, digest), stored.encode())
                 .ttl(self.layout.key_ttl(ttl))
                 .into(),
             cmd::hset(&index, fields),
@@ -285,16 +386,22 @@ impl Policy for Hardened {
         ttl::resolve(requested, self.layout.default_ttl)
     }
 
-    fn set_token(&self, user_id: &str, ttl: i64) -> Result<IssuedToken, Error> {
+    fn set_token(
+        &self,
+        user_id: &str,
+        ttl: i64,
+        attributes: &SessionAttributes,
+    ) -> Result<IssuedToken, Error> {
         let secret = random::hex(32);
         let digest = layout::digest(&secret);
         let index = self.layout.index_key(user_id);
         // Without a limit a login needs only the epoch, so that it costs the
         // same however many sessions the user has; dead entries are then
         // pruned by list-user-token.
-        let read_index = match self.layout.max_sessions {
-            Some(_) => cmd::hgetall(&index),
-            None => self.epoch(user_id),
+        let counts_device = attributes.device.is_some() && self.layout.limits_devices();
+        let read_index = match self.layout.max_sessions.is_some() || counts_device {
+            true => cmd::hgetall(&index),
+            false => self.epoch(user_id),
         };
         // The sessions the last attempt pruned and evicted. A full Redis
         // refuses the whole commit, their deletion with it; they are then
@@ -316,7 +423,7 @@ impl Policy for Hardened {
                         sessions: Vec::new(),
                     },
                 };
-                let login = self.login(user_id, &digest, ttl, &read)?;
+                let login = self.login(user_id, &digest, ttl, attributes, &read)?;
                 let mut commands = login.forget.clone();
                 commands.extend(login.writes);
                 forget = login.forget;
@@ -351,11 +458,11 @@ impl Policy for Hardened {
         let [value, epoch] =
             store::batch(&[cmd::get(&token_key), self.epoch(user_id)])?.next_n()?;
         let now = time::now();
-        let Some(record) = live_record(value.text("GET token")?, epoch.text("HGET epoch")?, now)?
+        let Some(stored) = live_record(value.text("GET token")?, epoch.text("HGET epoch")?, now)?
         else {
             return Err(Error::NotFound);
         };
-        let seconds = ttl.min(record.deadline - now).max(1);
+        let seconds = ttl.min(stored.record.deadline - now).max(1);
         // EXPIRE never creates a key: a token revoked meanwhile stays dead.
         let extended = store::one(cmd::expire(token_key, seconds).into())?;
         if extended.integer("EXPIRE token")? == 1 {
@@ -392,7 +499,7 @@ impl Policy for Hardened {
         let key_ttl = key_ttl.integer("TTL token")?;
         let had_key = value.is_some();
         let now = time::now();
-        let Some(record) = live_record(value, epoch.text("HGET epoch")?, now)? else {
+        let Some(mut stored) = live_record(value, epoch.text("HGET epoch")?, now)? else {
             if had_key {
                 // Revoked by an epoch change or past its deadline: forget it
                 // now rather than let checks keep its key alive.
@@ -404,14 +511,16 @@ impl Policy for Hardened {
         if time::lifetime(key_ttl, now).is_none() {
             return Ok(None);
         }
-        let left = record.deadline - now;
+        let left = stored.record.deadline - now;
         let remaining = match self.layout.touch(key_ttl, left) {
             Some(slid) => {
-                // EXPIRE never creates a key: a token revoked or expired
-                // since the read stays dead, and is answered as the read
-                // would answer it now.
-                let touched = store::one(cmd::expire(token_key, slid).into())?;
-                if touched.integer("EXPIRE token")? == 0 {
+                // The slide records when the token was last seen. SET XX
+                // never creates a key: a token revoked or expired since the
+                // read stays dead, and is answered as the read would answer
+                // it now.
+                stored.last_seen = now;
+                let touched = cmd::set(token_key, stored.encode()).ttl(slid).if_present();
+                if !store::one(touched.into())?.written("SET token")? {
                     return Ok(None);
                 }
                 slid
@@ -427,39 +536,72 @@ impl Policy for Hardened {
         }))
     }
 
-    fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>, Error> {
+    fn list_user_token(&self, user_id: &str, page: &PageRequest) -> Result<TokenPage, Error> {
         let index = store::one(cmd::hgetall(self.layout.index_key(user_id)))?;
         let read = Index::read(index.pairs("HGETALL index")?)?;
-        let keys = read
-            .sessions
-            .iter()
-            .map(|session| self.layout.token_key(user_id, &session.digest));
-        let ttls = store::ttls(keys)?;
         let now = time::now();
-        let (live, dead): (Vec<_>, Vec<_>) = read
-            .sessions
+        // Sessions of another epoch or past their deadline are dead
+        // without a read; the page's others are dead when their key is.
+        let (mut current, mut dead): (Vec<&Session>, Vec<String>) = (Vec::new(), Vec::new());
+        for session in &read.sessions {
+            match read.current(session, now) {
+                true => current.push(session),
+                false => dead.push(session.digest.clone()),
+            }
+        }
+        current.sort_by_key(|session| session.position());
+        let (listed, more) = page::cut(current, |session| session.position(), page)?;
+        let reads: Vec<Command> = listed
             .iter()
-            .zip(ttls)
-            .partition(|(session, ttl)| *ttl >= 0 && read.current(session, now));
-        let dead = dead.into_iter().map(|(session, _)| session.digest.clone());
-        let forget = self.forget(user_id, dead.collect());
+            .flat_map(|session| {
+                let key = self.layout.token_key(user_id, &session.digest);
+                [cmd::ttl(&key), cmd::get(key)]
+            })
+            .collect();
+        let mut replies = store::batch(&reads)?;
+        let mut tokens = Vec::with_capacity(listed.len());
+        for session in &listed {
+            let [ttl, value] = replies.next_n()?;
+            let ttl = ttl.integer("TTL token")?;
+            let stored = value
+                .text("GET token")?
+                .map(|value| {
+                    Stored::decode(&value)
+                        .ok_or_else(|| Error::Corrupt(format!("token key holds {value:?}")))
+                })
+                .transpose()?;
+            let Some(stored) = stored.filter(|stored| ttl >= 0 && stored.record == session.record)
+            else {
+                dead.push(session.digest.clone());
+                continue;
+            };
+            let mut attributes = match &stored.attributes {
+                Some(json) => attributes::decode(json)?,
+                None => attributes::none(),
+            };
+            attributes.device = attributes.device.or_else(|| session.device.clone());
+            let remaining = ttl.min(session.record.deadline - now);
+            tokens.push(TokenEntry {
+                // The store holds no token to list: this names the session
+                // by the digest of its secret, which no check accepts.
+                token: format!("sha256:{}", session.digest),
+                token_remain_live_time: remaining,
+                token_expire_time: now + remaining,
+                created_at: Some(session.record.created_ns / 1_000_000_000),
+                // Without an idle timeout no check slides, and none records
+                // when it saw the token.
+                last_seen: self.layout.idle_timeout.map(|_| stored.last_seen),
+                attributes,
+            });
+        }
+        let forget = self.forget(user_id, dead);
         if !forget.is_empty() {
             store::atomic(&forget)?;
         }
-        Ok(live
-            .into_iter()
-            .map(|(session, ttl)| {
-                let remaining = ttl.min(session.record.deadline - now);
-                TokenEntry {
-                    // The store holds no token to list: this names the session
-                    // by the digest of its secret, which no check accepts.
-                    token: format!("sha256:{}", session.digest),
-                    token_remain_live_time: remaining,
-                    token_expire_time: now + remaining,
-                    created_at: Some(session.record.created_ns / 1_000_000_000),
-                }
-            })
-            .collect())
+        Ok(TokenPage {
+            tokens,
+            next_cursor: page::next(listed.last().map(|session| session.position()), more),
+        })
     }
 
     /// Revokes every token of the user with one write, a deletion that a

@@ -1,4 +1,4 @@
-//! The bindings of `dsession:session@0.3.0`, generated once from the WIT
+//! The bindings of `dsession:session@0.4.0`, generated once from the WIT
 //! bundled in this crate. The rest of the crate wraps them; a policy
 //! reaches them here only for what the wrappers leave out.
 

@@ -3,7 +3,7 @@
 //! A policy is a WebAssembly component that decides every key, token format
 //! and expiry rule of a session store; the dsession host runs it and lends
 //! it the store. This crate holds what every policy needs: the WIT
-//! (`dsession:session@0.3.0`, bundled), its bindings generated once, the
+//! (`dsession:session@0.4.0`, bundled), its bindings generated once, the
 //! [`Policy`] trait with defaults for what all policies write the same way,
 //! typed store commands ([`cmd`]) and replies ([`Reply`], [`Replies`]), an
 //! optimistic-transaction helper ([`store::optimistic`]), the user-info
@@ -14,8 +14,8 @@
 //!
 //! ```no_run
 //! use dsession_policy_sdk::{
-//!     Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache, UserDetail,
-//!     cmd, random, store, time, token, ttl,
+//!     Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes, Settings,
+//!     TokenPage, User, UserCache, UserDetail, cmd, random, store, time, token, ttl,
 //! };
 //!
 //! struct Simple {
@@ -53,7 +53,7 @@
 //!     fn ttl(&self, requested: i64) -> Result<i64, Error> {
 //!         ttl::resolve(requested, self.default_ttl)
 //!     }
-//!     fn set_token(&self, user_id: &str, ttl: i64) -> Result<IssuedToken, Error> {
+//!     fn set_token(&self, user_id: &str, ttl: i64, _: &SessionAttributes) -> Result<IssuedToken, Error> {
 //!         let token = format!("{user_id}_{}", random::hex(16));
 //!         store::batch(&[cmd::set(Self::token_key(&token), user_id).ttl(ttl).into()])?;
 //!         Ok(IssuedToken { token, token_expire_time: time::now() + ttl })
@@ -89,8 +89,9 @@
 //!             detail: detail.resolve(self, user_id, replies.next())?,
 //!         }))
 //!     }
-//!     fn list_user_token(&self, _: &str) -> Result<Vec<TokenEntry>, Error> {
-//!         Ok(Vec::new()) // this policy keeps no index of a user's tokens
+//!     fn list_user_token(&self, _: &str, _: &PageRequest) -> Result<TokenPage, Error> {
+//!         // This policy keeps no index of a user's tokens.
+//!         Ok(TokenPage { tokens: Vec::new(), next_cursor: None })
 //!     }
 //!     fn delete_user_token(&self, _: &str) -> Result<(), Error> {
 //!         Err(Error::InvalidArgument("this policy cannot revoke a user's tokens".into()))
@@ -109,9 +110,11 @@
 
 #![deny(missing_docs)]
 
+pub mod attributes;
 pub mod bindings;
 pub mod cmd;
 pub mod config;
+pub mod page;
 mod policy;
 pub mod random;
 mod reply;
@@ -125,7 +128,8 @@ pub mod users;
 pub use bindings::description::exports::dsession::session::describe::ConfigKey;
 pub use bindings::dsession::session::store::{Command, Reply, Transaction};
 pub use bindings::dsession::session::types::{
-    Error, IssuedToken, SelfCheckReport, Settings, TokenEntry, User, UserInfo,
+    Error, IssuedToken, PageRequest, SelfCheckReport, SessionAttributes, Settings, TokenEntry,
+    TokenPage, User, UserInfo,
 };
 pub use policy::{Describe, Policy};
 pub use reply::Replies;

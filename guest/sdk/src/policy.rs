@@ -8,8 +8,8 @@
 use crate::bindings::description::exports::dsession::session::describe;
 use crate::bindings::exports::dsession::session::token_manage;
 use crate::{
-    ConfigKey, Error, IssuedToken, SelfCheckReport, Settings, TokenEntry, User, UserCache,
-    UserDetail, UserInfo, user_id, users,
+    ConfigKey, Error, IssuedToken, PageRequest, SelfCheckReport, SessionAttributes, Settings,
+    TokenPage, User, UserCache, UserDetail, UserInfo, user_id, users,
 };
 
 /// A session policy: one value of it is made per call, from the settings.
@@ -40,8 +40,14 @@ pub trait Policy: UserCache + Sized {
         user_id::check(user_id)
     }
 
-    /// Issues a token for `user_id`, valid for `ttl` seconds.
-    fn set_token(&self, user_id: &str, ttl: i64) -> Result<IssuedToken, Error>;
+    /// Issues a token for `user_id`, valid for `ttl` seconds, keeping
+    /// what it can of `attributes` (checked by the host) with it.
+    fn set_token(
+        &self,
+        user_id: &str,
+        ttl: i64,
+        attributes: &SessionAttributes,
+    ) -> Result<IssuedToken, Error>;
 
     /// Extends a live token to `ttl` seconds from now; returns its expiry.
     fn refresh_token(&self, token: &str, ttl: i64) -> Result<i64, Error>;
@@ -63,8 +69,9 @@ pub trait Policy: UserCache + Sized {
         self.check_token(token, UserDetail::cached(user_ttl))
     }
 
-    /// The live tokens of a user, pruning dead entries.
-    fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>, Error>;
+    /// One page of the live tokens of a user, newest first, pruning dead
+    /// entries; [`crate::page`] cuts the page.
+    fn list_user_token(&self, user_id: &str, page: &PageRequest) -> Result<TokenPage, Error>;
 
     /// Revokes every token of a user.
     fn delete_user_token(&self, user_id: &str) -> Result<(), Error>;
@@ -132,9 +139,10 @@ impl<P: Policy> token_manage::Guest for P {
         settings: Settings,
         user_id: String,
         ttl_seconds: i64,
+        attributes: SessionAttributes,
     ) -> Result<IssuedToken, Error> {
         let (policy, ttl) = for_user_ttl::<P>(&settings, &user_id, ttl_seconds)?;
-        policy.set_token(&user_id, ttl)
+        policy.set_token(&user_id, ttl, &attributes)
     }
 
     fn refresh_token(settings: Settings, token: String, ttl_seconds: i64) -> Result<i64, Error> {
@@ -161,8 +169,12 @@ impl<P: Policy> token_manage::Guest for P {
         policy.check_token_or_update_user(&token, user_ttl)
     }
 
-    fn list_user_token(settings: Settings, user_id: String) -> Result<Vec<TokenEntry>, Error> {
-        for_user::<P>(&settings, &user_id)?.list_user_token(&user_id)
+    fn list_user_token(
+        settings: Settings,
+        user_id: String,
+        page: PageRequest,
+    ) -> Result<TokenPage, Error> {
+        for_user::<P>(&settings, &user_id)?.list_user_token(&user_id, &page)
     }
 
     fn delete_user_token(settings: Settings, user_id: String) -> Result<(), Error> {

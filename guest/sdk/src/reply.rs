@@ -24,6 +24,16 @@ impl Reply {
         }
     }
 
+    /// Whether a `SET` wrote: `ok`, or `nil` when its condition kept it
+    /// from writing.
+    pub fn written(&self, what: &str) -> Result<bool, Error> {
+        match self {
+            Reply::Ok => Ok(true),
+            Reply::Nil => Ok(false),
+            other => Err(other.unexpected(what)),
+        }
+    }
+
     /// The fields and values of a `pairs` reply (`HGETALL`).
     pub fn pairs(self, what: &str) -> Result<Vec<(String, String)>, Error> {
         match self {

@@ -38,7 +38,7 @@ pub use self::error::AppError;
 pub use self::grpc::serve_grpc_on;
 pub use self::metrics::Metrics;
 pub use self::openapi::openapi;
-pub use self::routes::{CheckTokenResponse, RefreshedToken, TokenList};
+pub use self::routes::{CheckTokenResponse, RefreshedToken};
 pub use dsession::{ErrorBody, ErrorDetail};
 
 use dsession::{Authenticator, SessionManager};

@@ -15,7 +15,7 @@ use crate::strict_json::StrictValue;
 use crate::{AppError, AppState, ErrorBody};
 use dsession::UserLoader as _;
 use dsession::store::Store;
-use dsession::{IssuedToken, TokenEntry, User, UserInfo};
+use dsession::{IssuedToken, PageRequest, SessionAttributes, TokenPage, User, UserInfo};
 
 /// A JSON object body, read as [`StrictValue`] does, whose rejections (bad
 /// JSON, a duplicate key, not an object, unknown fields, too large, too
@@ -135,6 +135,22 @@ pub struct CreateTokenRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 315360000)]
     pub ttl: i64,
+    /// Where the login comes from, kept with the session and listed with
+    /// it; each field optional and bounded.
+    #[serde(default, deserialize_with = "object")]
+    pub attributes: SessionAttributes,
+}
+
+/// A struct read from a JSON object alone: serde would take an array of
+/// its fields in order too.
+fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::de::Error as _;
+    let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(D::Error::custom)
 }
 
 /// `POST /v1/tokens/check`.
@@ -192,11 +208,55 @@ pub struct RevokeTokenRequest {
     pub token: String,
 }
 
-/// A user's live tokens.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenList {
-    /// The tokens, sorted.
-    pub tokens: Vec<TokenEntry>,
+/// The tokens a page of `GET /v1/users/{id}/tokens` lists when the
+/// request names no `limit`.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+/// The most tokens one page lists.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+/// The query of `GET /v1/users/{id}/tokens`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The `next_cursor` of the page before; absent for the first page.
+    /// The built-in policies' cursors are a whole number and lowercase hex
+    /// digits; any of that form names a place in the list.
+    #[param(pattern = r"^-?[0-9]{1,18} [0-9a-f]{1,64}$")]
+    pub cursor: Option<String>,
+    /// The most tokens on the page, 1 to 1000; absent means 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    fn page(self) -> Result<PageRequest, AppError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+        if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+            return Err(AppError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"
+            )));
+        }
+        Ok(PageRequest {
+            cursor: self.cursor,
+            limit,
+        })
+    }
+}
+
+/// A query string whose rejection is an error in the service's shape.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| AppError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+        Ok(Self(value))
+    }
 }
 
 /// `PUT /v1/users/{id}`.
@@ -283,7 +343,7 @@ pub(crate) async fn memory_warnings(store: &dyn Store) -> Vec<String> {
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     security(("admin_key" = [])),
     responses((status = 201, body = IssuedToken),
-        (status = 409, description = "Single mode: racing logins kept winning (conflict); retrying is safe", body = ErrorBody),
+        (status = 409, description = "Racing logins kept winning (conflict; retrying is safe), or the login would pass a session limit the policy keeps by refusing (the message names the limit)", body = ErrorBody),
         (status = 413, body = ErrorBody), ApiErrors))]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -291,7 +351,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<IssuedToken>), AppError> {
     let issued = state
         .sessions()
-        .set_token(&request.user_id, request.ttl)
+        .set_token_with(&request.user_id, request.ttl, &request.attributes)
         .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
@@ -350,16 +410,21 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Lists a user's live tokens.
-#[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = UserId, Path, description = "User id")),
+/// Lists a page of a user's live tokens, newest first, with what each
+/// login said of where it came from.
+#[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "users",
+    params(("id" = UserId, Path, description = "User id"), PageQuery),
     security(("admin_key" = [])),
-    responses((status = 200, body = TokenList), ApiErrors))]
+    responses((status = 200, body = TokenPage), ApiErrors))]
 pub async fn list_user_tokens(
     State(state): State<AppState>,
     PathParam(id): PathParam,
-) -> Result<Json<TokenList>, AppError> {
-    let tokens = state.sessions().list_user_token(&id).await?;
-    Ok(Json(TokenList { tokens }))
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<TokenPage>, AppError> {
+    let page = query.page()?;
+    Ok(Json(
+        state.sessions().list_user_token_page(&id, &page).await?,
+    ))
 }
 
 /// Revokes every token of a user.

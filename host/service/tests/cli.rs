@@ -192,6 +192,61 @@ fn token_commands_share_state_through_redis() {
     assert_eq!(stdout(&listed).trim(), "user alice has no live tokens");
 }
 
+#[test]
+fn token_list_shows_where_each_login_came_from_a_page_at_a_time() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let with_redis = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--redis", &url]);
+        dsession(&all)
+    };
+    for device in ["laptop", "phone"] {
+        let created = with_redis(&[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--device",
+            device,
+            "--ip",
+            "192.0.2.7",
+            "--label",
+            "app=web",
+        ]);
+        assert_eq!(code(&created), 0, "{created:?}");
+    }
+    let first = with_redis(&["token", "list", "--user", "alice", "--limit", "1"]);
+    let text = stdout(&first);
+    assert!(
+        text.contains(", ip 192.0.2.7") && text.contains(", app=web"),
+        "{text}"
+    );
+    let cursor = text
+        .lines()
+        .find_map(|line| line.strip_prefix("next cursor: "))
+        .unwrap_or_else(|| panic!("no cursor: {text}"));
+    let rest = with_redis(&[
+        "token", "list", "--user", "alice", "--limit", "1", "--cursor", cursor, "--json",
+    ]);
+    let page = json(&rest);
+    assert_eq!(page["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let devices = [
+        text.contains("device laptop"),
+        text.contains("device phone"),
+    ];
+    let second = page["tokens"][0]["attributes"]["device"].as_str().unwrap();
+    assert!(devices[0] != devices[1] && !text.contains(&format!("device {second}")));
+
+    let bad = with_redis(&["token", "create", "--user", "bob", "--ip", "nowhere"]);
+    assert_eq!(code(&bad), 2, "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("ip"),
+        "{bad:?}"
+    );
+}
+
 /// `dsession bench --quick --json --concurrency 4` with `args`: its
 /// report, every figure in it seen to have run ops and no errors.
 fn bench(args: &[&str]) -> Value {
@@ -386,7 +441,7 @@ fn policy_check_describes_a_policy_and_rejects_what_is_not_one() {
     let text = stdout(&checked);
     assert!(text.contains("is a valid dsession policy"), "{text}");
     assert!(
-        text.contains("dsession:session/token-manage@0.3.0: self-check, set-token, refresh-token"),
+        text.contains("dsession:session/token-manage@0.4.0: self-check, set-token, refresh-token"),
         "{text}"
     );
     assert!(
@@ -431,10 +486,14 @@ fn policy_check_lists_the_settings_a_policy_reads() {
             "key_prefix",
             "idle_timeout_seconds",
             "touch_interval_seconds",
-            "max_sessions"
+            "max_sessions",
+            "max_sessions_per_device",
+            "device_limits",
+            "on_limit"
         ]
     );
     assert_eq!(keys[3]["default"], "0");
+    assert_eq!(keys[6]["default"], "evict_oldest");
     assert!(keys[2]["default"].is_null(), "a tenth of the idle timeout");
 
     let text = stdout(&dsession(&["policy", "check", "hardened"]));

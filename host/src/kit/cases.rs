@@ -7,7 +7,9 @@
 //! 3. `revoked token`, `expired token`: never valid again.
 //! 4. `refresh-revoke race`: 100 refresh/revoke pairs at once; every token
 //!    revoked stays revoked.
-//! 5. `idempotent revoke`.
+//! 5. `idempotent revoke`; `pages`: list-user-token page by page lists
+//!    every token once, and refuses a cursor it did not make; which of a
+//!    login's attributes the policy keeps is reported.
 //! 6. `malformed and foreign tokens`: not valid, never an error.
 //! 7. `loader failure`, `store outage`: errors, never "not valid", and
 //!    nothing lost.
@@ -17,12 +19,12 @@
 use std::collections::BTreeSet;
 
 use super::CaseReport;
-use super::operations::{operations, self_check};
+use super::operations::{every_attribute, operations, self_check};
 use super::races::{max_sessions, refresh_revoke_race, single_mode};
 use super::rig::{Loader, Rig};
 use super::run::{Broken, Run, ensure, login, none_valid, still_valid, unexpected};
 use crate::error::Error;
-use crate::types::SelfCheck;
+use crate::types::{PageRequest, SelfCheck};
 
 /// Runs every case on `rig`, handing each report to `record`.
 pub(super) async fn run(rig: &Rig, record: &mut dyn FnMut(CaseReport)) {
@@ -44,6 +46,8 @@ pub(super) async fn run(rig: &Rig, record: &mut dyn FnMut(CaseReport)) {
     run.end("refresh-revoke race", outcome);
     let outcome = idempotent_revoke(&run).await;
     run.end("idempotent revoke", outcome);
+    let outcome = pages(&run, &check).await;
+    run.end("pages", outcome);
     let outcome = malformed(&run, &check).await;
     run.end("malformed and foreign tokens", outcome);
     let outcome = loader_failure(&run).await;
@@ -97,6 +101,91 @@ async fn idempotent_revoke(run: &Run<'_>) -> Result<String, Broken> {
         .await
         .map_err(|e| unexpected("delete-user-token of a user without tokens", &e))?;
     Ok("delete-token, delete-user-token and delete-user twice each: ok".into())
+}
+
+/// Tokens listed two at a time: each once, none left out, and a cursor the
+/// policy did not make refused. Five tokens, or as many as the policy's
+/// session bound keeps.
+async fn pages(run: &Run<'_>, check: &SelfCheck) -> Result<String, Broken> {
+    let bound = check.max_sessions.map_or(usize::MAX, |max| max as usize);
+    let tokens = bound.min(5);
+    let manager = &run.manager;
+    let user = run.rig.user("paged");
+    let mut issued = BTreeSet::new();
+    for _ in 0..tokens {
+        let token = manager
+            .set_token_with(&user, 600, &every_attribute())
+            .await
+            .map_err(|e| unexpected("set-token", &e))?;
+        issued.insert(token.token);
+    }
+    let mut listed = Vec::new();
+    let mut page = PageRequest {
+        cursor: None,
+        limit: 2,
+    };
+    let mut pages = 0;
+    loop {
+        let got = manager
+            .list_user_token_page(&user, &page)
+            .await
+            .map_err(|e| unexpected(&format!("list-user-token page {}", pages + 1), &e))?;
+        pages += 1;
+        ensure(got.tokens.len() <= 2, || {
+            format!(
+                "page {pages} lists {} tokens, past its limit of 2",
+                got.tokens.len()
+            )
+        })?;
+        listed.extend(got.tokens);
+        match got.next_cursor {
+            Some(cursor) if pages <= tokens => page.cursor = Some(cursor),
+            Some(_) => return Err(format!("{pages} pages of 2 and still a next cursor")),
+            None => break,
+        }
+    }
+    let names: BTreeSet<&str> = listed.iter().map(|entry| entry.token.as_str()).collect();
+    ensure(names.len() == listed.len(), || {
+        "a token is listed on two pages".into()
+    })?;
+    ensure(listed.len() == tokens, || {
+        format!(
+            "the pages list {} tokens, not the {tokens} issued",
+            listed.len()
+        )
+    })?;
+    let foreign = PageRequest {
+        cursor: Some("not a cursor this policy made".into()),
+        limit: 2,
+    };
+    match manager.list_user_token_page(&user, &foreign).await {
+        Err(Error::InvalidArgument(_)) => {}
+        Ok(_) => return Err("a foreign cursor was read".into()),
+        Err(error) => return Err(unexpected("list-user-token with a foreign cursor", &error)),
+    }
+    let given = every_attribute();
+    let first = &listed[0].attributes;
+    let kept: Vec<&str> = [
+        (
+            "device",
+            first.device.is_some() && first.device == given.device,
+        ),
+        ("user agent", first.user_agent == given.user_agent),
+        ("ip", first.ip == given.ip),
+        ("labels", first.labels == given.labels),
+        ("created-at", listed[0].created_at.is_some()),
+        ("last-seen", listed[0].last_seen.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, kept)| kept.then_some(name))
+    .collect();
+    let kept = match kept.is_empty() {
+        true => "none".to_owned(),
+        false => kept.join(", "),
+    };
+    Ok(format!(
+        "{tokens} tokens on {pages} pages of 2, each once; a foreign cursor is refused; keeps: {kept}"
+    ))
 }
 
 async fn malformed(run: &Run<'_>, check: &SelfCheck) -> Result<String, Broken> {

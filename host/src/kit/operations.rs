@@ -3,7 +3,18 @@
 
 use super::rig::detail_of;
 use super::run::{Run, budget, ensure, none_valid, now, unexpected};
-use crate::types::SelfCheck;
+use crate::types::{SelfCheck, SessionAttributes};
+
+/// A login's every attribute, at their bounds' middle: what the kit's
+/// first login says of itself.
+pub(super) fn every_attribute() -> SessionAttributes {
+    SessionAttributes {
+        device: Some("kit laptop".into()),
+        user_agent: Some("dsession-policy-kit/1 (conformance)".into()),
+        ip: Some("192.0.2.7".into()),
+        labels: [("kit".to_owned(), "conformance".to_owned())].into(),
+    }
+}
 
 pub(super) async fn self_check(run: &mut Run<'_>) -> Option<SelfCheck> {
     let manager = run.manager.clone();
@@ -48,9 +59,9 @@ pub(super) async fn operations(run: &mut Run<'_>) {
     let Some(issued) = run
         .measured(
             "set-token",
-            budget(2, 8, 0),
+            budget(2, 10, 0),
             0,
-            manager.set_token(&user, 600),
+            manager.set_token_with(&user, 600, &every_attribute()),
             |issued| ensure(!issued.token.is_empty(), || "an empty token".into()),
         )
         .await
@@ -113,7 +124,7 @@ pub(super) async fn operations(run: &mut Run<'_>) {
     .await;
     run.measured(
         "list-user-token",
-        budget(2, 4, 2),
+        budget(2, 4, 3),
         1,
         manager.list_user_token(&user),
         // An entry names the token in the policy's own way (the hardened

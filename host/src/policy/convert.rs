@@ -5,10 +5,13 @@
 use crate::error::Error;
 use crate::loader::LoaderError;
 use crate::store::StoreError;
-use crate::types::{IssuedToken, SelfCheck, Settings, TokenEntry, User, UserInfo};
+use crate::types::{
+    IssuedToken, PageRequest, SelfCheck, SessionAttributes, Settings, TokenEntry, TokenPage, User,
+    UserInfo,
+};
 use crate::wit::{
-    WitConfigKey, WitError, WitIssuedToken, WitSelfCheck, WitSettings, WitTokenEntry, WitUser,
-    WitUserInfo,
+    WitAttributes, WitConfigKey, WitError, WitIssuedToken, WitPageRequest, WitSelfCheck,
+    WitSettings, WitTokenEntry, WitTokenPage, WitUser, WitUserInfo,
 };
 
 use super::describe::ConfigKey;
@@ -102,6 +105,50 @@ impl From<WitSelfCheck> for SelfCheck {
     }
 }
 
+impl From<&SessionAttributes> for WitAttributes {
+    fn from(attributes: &SessionAttributes) -> Self {
+        Self {
+            device: attributes.device.clone(),
+            user_agent: attributes.user_agent.clone(),
+            ip: attributes.ip.clone(),
+            labels: attributes
+                .labels
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl From<WitAttributes> for SessionAttributes {
+    fn from(attributes: WitAttributes) -> Self {
+        Self {
+            device: attributes.device,
+            user_agent: attributes.user_agent,
+            ip: attributes.ip,
+            labels: attributes.labels.into_iter().collect(),
+        }
+    }
+}
+
+impl From<&PageRequest> for WitPageRequest {
+    fn from(page: &PageRequest) -> Self {
+        Self {
+            cursor: page.cursor.clone(),
+            limit: page.limit,
+        }
+    }
+}
+
+impl From<WitTokenPage> for TokenPage {
+    fn from(page: WitTokenPage) -> Self {
+        Self {
+            tokens: page.tokens.into_iter().map(TokenEntry::from).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
 impl From<WitTokenEntry> for TokenEntry {
     fn from(entry: WitTokenEntry) -> Self {
         Self {
@@ -109,6 +156,8 @@ impl From<WitTokenEntry> for TokenEntry {
             token_remain_live_time: entry.token_remain_live_time,
             token_expire_time: entry.token_expire_time,
             created_at: entry.created_at,
+            last_seen: entry.last_seen,
+            attributes: entry.attributes.into(),
         }
     }
 }

@@ -170,7 +170,7 @@ fn stub<T: 'static>(
 }
 
 /// The version of the `dsession:session` contract this host loads.
-pub(crate) const CONTRACT_VERSION: &str = "0.3.0";
+pub(crate) const CONTRACT_VERSION: &str = "0.4.0";
 
 /// The first version of `dsession:session` other than
 /// [`CONTRACT_VERSION`] that `component` imports or exports, if any.

@@ -16,6 +16,7 @@ use crate::loader::UserLoader;
 use crate::store::{Call, Command, MemoryStore, Tap, key_slot};
 use crate::types::{Settings, User, UserInfo};
 use crate::wit::token_manage::Guest;
+use crate::wit::{WitAttributes, WitPageRequest};
 
 /// The user whose operations the check runs.
 const PROBE_USER: &str = "dsession-layout-probe";
@@ -91,8 +92,16 @@ pub async fn check_slot_layout(
             api.call_self_check(s, settings).await
         })
         .await??;
+    // Every attribute, so that the keys a policy keeps them in are probed.
+    let attributes = WitAttributes {
+        device: Some("probe".into()),
+        user_agent: Some("dsession slot-layout probe".into()),
+        ip: Some("127.0.0.1".into()),
+        labels: vec![("probe".into(), "1".into())],
+    };
     let set_token = async |api: &Guest, s: &mut PolicyStore| {
-        api.call_set_token(s, settings, PROBE_USER, 600).await
+        api.call_set_token(s, settings, PROBE_USER, 600, &attributes)
+            .await
     };
     let first = probe.run("set-token", set_token).await??.token;
     let second = probe.run("set-token", set_token).await??.token;
@@ -120,7 +129,12 @@ pub async fn check_slot_layout(
     )?;
     probe
         .run("list-user-token", async |api, s| {
-            api.call_list_user_token(s, settings, PROBE_USER).await
+            let every = WitPageRequest {
+                cursor: None,
+                limit: 0,
+            };
+            api.call_list_user_token(s, settings, PROBE_USER, &every)
+                .await
         })
         .await??;
     UserInfo::try_from(

@@ -4,8 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
-use dsession::{Authenticator, Error, SessionManager};
-use dsession_service::{CheckTokenResponse, RefreshedToken, TokenList};
+use dsession::{Authenticator, Error, PageRequest, SessionAttributes, SessionManager, TokenEntry};
+use dsession_service::{CheckTokenResponse, RefreshedToken};
 use serde::Serialize;
 use serde_json::json;
 
@@ -22,6 +22,8 @@ pub(crate) enum TokenCommand {
         /// Lifetime in seconds; 0 means the default.
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         ttl: i64,
+        #[command(flatten)]
+        attributes: AttributeArgs,
         #[command(flatten)]
         common: Common,
     },
@@ -59,11 +61,18 @@ pub(crate) enum TokenCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// List a user's live tokens.
+    /// List a user's live tokens, newest first, with where each login
+    /// came from.
     List {
         /// The user id.
         #[arg(long)]
         user: String,
+        /// The most tokens to list; 0 lists every one.
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Start after this cursor, the `next cursor` a list printed.
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -75,6 +84,61 @@ pub(crate) enum TokenCommand {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// Where a login comes from (`set-token`'s attributes), each optional.
+#[derive(Debug, Args)]
+pub(crate) struct AttributeArgs {
+    /// A device label ("laptop"), 1 to 64 characters.
+    #[arg(long)]
+    device: Option<String>,
+    /// The client's user agent, at most 512 characters.
+    #[arg(long)]
+    user_agent: Option<String>,
+    /// The client's IP address.
+    #[arg(long)]
+    ip: Option<String>,
+    /// A label, NAME=VALUE; repeat for more (at most 16).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
+    labels: Vec<(String, String)>,
+}
+
+fn label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| "a label is NAME=VALUE".to_owned())
+}
+
+impl AttributeArgs {
+    fn attributes(self) -> SessionAttributes {
+        SessionAttributes {
+            device: self.device,
+            user_agent: self.user_agent,
+            ip: self.ip,
+            labels: self.labels.into_iter().collect(),
+        }
+    }
+}
+
+/// One listed token as a line: its name, expiry, and what is known of it.
+fn listed(entry: &TokenEntry) -> String {
+    let mut line = format!("{}  {}", entry.token, expiry(entry.token_expire_time));
+    let known = [
+        ("issued at", entry.created_at.map(|at| at.to_string())),
+        ("last seen", entry.last_seen.map(|at| at.to_string())),
+        ("device", entry.attributes.device.clone()),
+        ("ip", entry.attributes.ip.clone()),
+        ("user agent", entry.attributes.user_agent.clone()),
+    ];
+    for (what, value) in known {
+        if let Some(value) = value {
+            line.push_str(&format!(", {what} {value}"));
+        }
+    }
+    for (name, value) in &entry.attributes.labels {
+        line.push_str(&format!(", {name}={value}"));
+    }
+    line
 }
 
 /// A token command's session manager and output format.
@@ -138,8 +202,16 @@ fn shape(value: impl Serialize) -> serde_json::Value {
 
 pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<Result<Output, Error>> {
     Ok(match command {
-        TokenCommand::Create { user, ttl, common } => {
-            let issued = common.manager().await?.set_token(&user, ttl).await;
+        TokenCommand::Create {
+            user,
+            ttl,
+            attributes,
+            common,
+        } => {
+            let manager = common.manager().await?;
+            let issued = manager
+                .set_token_with(&user, ttl, &attributes.attributes())
+                .await;
             issued.map(|issued| {
                 let text = format!("{}\n{}", issued.token, expiry(issued.token_expire_time));
                 Output::yes(text, shape(issued))
@@ -197,33 +269,32 @@ pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<Result<Output, 
             .delete_token(&token)
             .await
             .map(|()| Output::yes("revoked", json!({ "revoked": true }))),
-        TokenCommand::List { user, common } => common
-            .manager()
-            .await?
-            .list_user_token(&user)
-            .await
-            .map(|tokens| {
-                let text = if tokens.is_empty() {
-                    format!("user {user} has no live tokens")
-                } else {
-                    tokens
-                        .iter()
-                        .map(|entry| {
-                            let created = entry
-                                .created_at
-                                .map(|at| format!(", issued at {at}"))
-                                .unwrap_or_default();
-                            format!(
-                                "{}  {}{created}",
-                                entry.token,
-                                expiry(entry.token_expire_time)
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                };
-                Output::yes(text, shape(TokenList { tokens }))
-            }),
+        TokenCommand::List {
+            user,
+            limit,
+            cursor,
+            common,
+        } => {
+            let first = cursor.is_none();
+            common
+                .manager()
+                .await?
+                .list_user_token_page(&user, &PageRequest { cursor, limit })
+                .await
+                .map(|page| {
+                    let mut lines: Vec<String> = page.tokens.iter().map(listed).collect();
+                    if lines.is_empty() {
+                        lines.push(match first {
+                            true => format!("user {user} has no live tokens"),
+                            false => format!("user {user} has no live tokens after that cursor"),
+                        });
+                    }
+                    if let Some(cursor) = &page.next_cursor {
+                        lines.push(format!("next cursor: {cursor}"));
+                    }
+                    Output::yes(lines.join("\n"), shape(page))
+                })
+        }
         TokenCommand::RevokeAll { user, common } => common
             .manager()
             .await?

@@ -10,9 +10,13 @@
 //! Change anything: `dsession policy test` tells you whether the contract
 //! still holds.
 
+use std::cmp::Reverse;
+
+use dsession_policy_sdk::page::{self, Position};
 use dsession_policy_sdk::{
-    Command, Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache,
-    UserDetail, cmd, random, store, time, token, ttl, user_id,
+    Command, Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes,
+    Settings, TokenEntry, TokenPage, User, UserCache, UserDetail, attributes, cmd, random, store,
+    time, token, ttl, user_id,
 };
 
 /// Hex digits in a token's secret (16 random bytes).
@@ -100,7 +104,14 @@ impl Policy for Starter {
         user_id::reject_token_suffix(user_id, SECRET_HEX)
     }
 
-    fn set_token(&self, user_id: &str, ttl: i64) -> Result<IssuedToken, Error> {
+    /// This policy keeps no attributes: `list-user-token` lists none. To
+    /// keep them, store [`attributes::encode`] beside the session.
+    fn set_token(
+        &self,
+        user_id: &str,
+        ttl: i64,
+        _: &SessionAttributes,
+    ) -> Result<IssuedToken, Error> {
         let secret = random::hex(16);
         let mut writes = vec![
             cmd::set(self.token_key(user_id, &secret), user_id)
@@ -173,29 +184,46 @@ impl Policy for Starter {
         }))
     }
 
-    fn list_user_token(&self, user_id: &str) -> Result<Vec<TokenEntry>, Error> {
+    /// A page of the user's tokens, newest first: the index records when
+    /// each was issued. A cursor names a place by issue time and a hash of
+    /// the secret ([`page::hash`]): a cursor travels in URLs, a secret must not.
+    fn list_user_token(&self, user_id: &str, page: &PageRequest) -> Result<TokenPage, Error> {
         let index = self.index_key(user_id);
-        let listed = store::one(cmd::hgetall(&index))?.pairs("HGETALL index")?;
+        let mut listed: Vec<(Issued, String)> = store::one(cmd::hgetall(&index))?
+            .pairs("HGETALL index")?
+            .into_iter()
+            .map(|(secret, issued)| {
+                let at = Issued(Reverse(issued.parse().unwrap_or(0)), page::hash(&secret));
+                (at, secret)
+            })
+            .collect();
+        listed.sort();
+        let (listed, more) = page::cut(listed, |(at, _)| at.clone(), page)?;
         let now = time::now();
-        let left = store::ttls(listed.iter().map(|(secret, _)| self.token_key(user_id, secret)))?;
-        let mut entries = Vec::new();
+        let left = store::ttls(listed.iter().map(|(_, secret)| self.token_key(user_id, secret)))?;
+        let mut tokens = Vec::new();
         let mut dead = Vec::new();
-        for ((secret, issued), left) in listed.into_iter().zip(left) {
+        for ((at, secret), left) in listed.iter().zip(left) {
             match time::lifetime(left, now) {
-                Some((left, expires)) => entries.push(TokenEntry {
+                Some((left, expires)) => tokens.push(TokenEntry {
                     token: format!("{user_id}_{secret}"),
                     token_remain_live_time: left,
                     token_expire_time: expires,
-                    created_at: issued.parse().ok(),
+                    created_at: Some(at.0.0),
+                    last_seen: None,
+                    attributes: attributes::none(),
                 }),
-                None => dead.push(secret),
+                None => dead.push(secret.clone()),
             }
         }
         if !dead.is_empty() {
             store::one(cmd::hdel(index, dead))?;
         }
-        entries.sort_by(|a, b| a.token.cmp(&b.token));
-        Ok(entries)
+        let next_cursor = page::next(listed.last().map(|(at, _)| at.clone()), more);
+        Ok(TokenPage {
+            tokens,
+            next_cursor,
+        })
     }
 
     fn delete_user_token(&self, user_id: &str) -> Result<(), Error> {
@@ -218,5 +246,21 @@ impl Policy for Starter {
             },
         )?;
         revoked.ok_or_else(|| Error::Conflict("logins kept racing the revoke".into()))
+    }
+}
+
+/// A token's place in its user's list: the newest first, then by hash.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Issued(Reverse<i64>, String);
+
+impl Position for Issued {
+    fn encode(&self) -> String {
+        format!("{} {}", self.0.0, self.1)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (issued, hash) = text.split_once(' ')?;
+        let issued = issued.parse().ok()?;
+        page::is_hex(hash).then(|| Self(Reverse(issued), hash.to_owned()))
     }
 }

@@ -24,7 +24,7 @@ fn the_javascript_policy_builds_from_the_wit_alone_passes_the_kit_and_swaps_in_a
             "wasi:filesystem/preopens@0.2",
             "wasi:io/streams@0.2",
             "wasi:cli/stdout@0.2",
-            "dsession:session/store@0.3.0",
+            "dsession:session/store@0.4.0",
         ],
     );
     let redis = passes_the_kit(

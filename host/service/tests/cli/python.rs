@@ -22,7 +22,7 @@ fn the_python_policy_builds_from_the_wit_alone_passes_the_kit_and_swaps_in_and_o
             "wasi:filesystem/preopens@0.2",
             "wasi:sockets/tcp@0.2",
             "wasi:cli/environment@0.2",
-            "dsession:session/store@0.3.0",
+            "dsession:session/store@0.4.0",
         ],
     );
     let redis = passes_the_kit(

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dsession_policy_sdk::{
-    Error, IssuedToken, Policy, SelfCheckReport, Settings, TokenEntry, User, UserCache, UserDetail,
-    UserInfo,
+    Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes, Settings,
+    TokenPage, User, UserCache, UserDetail, UserInfo,
 };
 
 /// Takes every argument as it comes: the limits under test are the host's.
@@ -67,7 +67,12 @@ impl Policy for Hostile {
         Ok(())
     }
 
-    fn set_token(&self, user_id: &str, _: i64) -> Result<IssuedToken, Error> {
+    fn set_token(
+        &self,
+        user_id: &str,
+        _: i64,
+        _: &SessionAttributes,
+    ) -> Result<IssuedToken, Error> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         let issued = |token_expire_time| {
             Ok(IssuedToken {
@@ -115,7 +120,7 @@ impl Policy for Hostile {
         refused()
     }
 
-    fn list_user_token(&self, _: &str) -> Result<Vec<TokenEntry>, Error> {
+    fn list_user_token(&self, _: &str, _: &PageRequest) -> Result<TokenPage, Error> {
         refused()
     }
 
