@@ -38,9 +38,7 @@
 
 pub mod layout;
 
-use std::cmp::Reverse;
-
-use dsession_policy_sdk::page::{self, Position};
+use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes, Settings,
     TokenEntry, TokenPage, User, UserCache, UserDetail, attributes, cmd, random, store, time, ttl,
@@ -327,10 +325,7 @@ impl Policy for Gosession {
         let mut listed: Vec<Listed> = self
             .listed(user_id)?
             .into_iter()
-            .map(|(token, expiry)| Listed {
-                at: At::of(&expiry, &token),
-                token,
-            })
+            .map(|(token, expiry)| Listed::new(token, &expiry))
             .collect();
         listed.sort_by(|a, b| a.at.cmp(&b.at));
         let (listed, more) = page::cut(listed, |entry| entry.at.clone(), page)?;
@@ -391,44 +386,22 @@ impl Policy for Gosession {
     }
 }
 
-/// A token in its user's list.
+/// A token in its user's list: latest expiry first, then by a hash of the
+/// token, so that a cursor, which travels in URLs, never holds a token.
 struct Listed {
     token: String,
-    at: At,
+    at: Latest,
 }
 
-/// A token's place in its user's list: latest expiry first, then by a
-/// hash of the token (16 hex digits, compared as text), so that a cursor,
-/// which travels in URLs, never holds a token. Any whole number and
-/// lowercase hex digits name a place.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct At {
-    expiry: Reverse<i64>,
-    hash: String,
-}
-
-impl At {
-    fn of(expiry: &str, token: &str) -> Self {
+impl Listed {
+    fn new(token: String, expiry: &str) -> Self {
+        // An entry gosession or an older writer left unreadable sorts last;
+        // its token's TTL decides whether it lives.
+        let expiry = expiry.parse().unwrap_or(i64::MIN);
         Self {
-            // An entry gosession or an older writer left unreadable sorts
-            // last; its token's TTL decides whether it lives.
-            expiry: Reverse(expiry.parse().unwrap_or(i64::MIN)),
-            hash: page::hash(token),
+            at: Latest::new(expiry, page::hash(&token)),
+            token,
         }
-    }
-}
-
-impl Position for At {
-    fn encode(&self) -> String {
-        format!("{} {}", self.expiry.0, self.hash)
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let (expiry, hash) = text.split_once(' ')?;
-        Some(Self {
-            expiry: Reverse(expiry.parse().ok()?),
-            hash: page::is_hex(hash).then(|| hash.to_owned())?,
-        })
     }
 }
 
@@ -442,19 +415,16 @@ fn read_meta(meta: &str) -> Result<(Option<i64>, SessionAttributes), Error> {
 
 #[cfg(test)]
 mod tests {
+    use dsession_policy_sdk::page::Position;
+
     use super::*;
 
     #[test]
-    fn cursors_name_a_place_by_expiry_then_a_hash_of_the_token() {
+    fn tokens_are_listed_by_expiry_then_a_hash_that_is_no_token() {
         let token = format!("alice_{}", "0".repeat(32));
-        let at = At::of("1700000000", &token);
-        assert_eq!(at.encode(), "1700000000 3b638201f997dc88");
-        assert_eq!(At::decode(&at.encode()), Some(at.clone()));
-        assert!(At::of("1700000001", &token) < at);
-        assert!(At::of("never", &token) > at);
-        assert!(At::decode(&format!("0 {}", "f".repeat(64))).is_some());
-        for foreign in [token.as_str(), "1 ", "1 AB", "x 00"] {
-            assert_eq!(At::decode(foreign), None, "{foreign}");
-        }
+        let listed = Listed::new(token.clone(), "1700000000");
+        assert_eq!(listed.at.encode(), "1700000000 3b638201f997dc88");
+        assert!(Listed::new(token.clone(), "1700000001").at < listed.at);
+        assert!(Listed::new(token, "never").at > listed.at);
     }
 }

@@ -39,7 +39,7 @@ pub mod layout;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use dsession_policy_sdk::page::{self, Position};
+use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, ConfigKey, Describe, Error, IssuedToken, PageRequest, Policy, Reply, SelfCheckReport,
     SessionAttributes, Settings, TokenEntry, TokenPage, User, UserCache, UserDetail, attributes,
@@ -111,34 +111,9 @@ struct Session {
 }
 
 impl Session {
-    /// Its place in the list: newest first.
-    fn position(&self) -> Listed {
-        Listed {
-            created_ns: std::cmp::Reverse(self.record.created_ns),
-            digest: self.digest.clone(),
-        }
-    }
-}
-
-/// A session's place in its user's list: the newest first, then by digest.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Listed {
-    created_ns: std::cmp::Reverse<i64>,
-    digest: String,
-}
-
-impl Position for Listed {
-    fn encode(&self) -> String {
-        format!("{} {}", self.created_ns.0, self.digest)
-    }
-
-    /// Any whole number and lowercase hex digits name a place.
-    fn decode(text: &str) -> Option<Self> {
-        let (created_ns, digest) = text.split_once(' ')?;
-        Some(Self {
-            created_ns: std::cmp::Reverse(created_ns.parse().ok()?),
-            digest: page::is_hex(digest).then(|| digest.to_owned())?,
-        })
+    /// Its place in the list: newest first, then by digest.
+    fn position(&self) -> Latest {
+        Latest::new(self.record.created_ns, self.digest.clone())
     }
 }
 

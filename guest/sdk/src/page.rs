@@ -5,6 +5,8 @@
 //! here: the page is the sessions after the cursor's key, so that a page
 //! stays correct when sessions come and go between two requests.
 
+use std::cmp::Reverse;
+
 use crate::{Error, PageRequest};
 
 /// A session's place in the list: what a cursor names. Encoded as text
@@ -51,6 +53,43 @@ pub fn cut<T, P: Position>(
     }
     after.truncate(limit);
     Ok((after, true))
+}
+
+/// The place most policies list by: a time, latest first, then lowercase
+/// hex digits (a digest, or [`hash`] of a token) for sessions that tie on
+/// it. Its cursor is `{time} {hex}`; any whole number and hex digits name
+/// a place, so that a cursor of that form is never refused.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Latest {
+    time: Reverse<i64>,
+    hex: String,
+}
+
+impl Latest {
+    /// The place of a session at `time` whose tie-breaker is `hex`.
+    pub fn new(time: i64, hex: impl Into<String>) -> Self {
+        Self {
+            time: Reverse(time),
+            hex: hex.into(),
+        }
+    }
+
+    /// The time it was made with.
+    pub fn time(&self) -> i64 {
+        self.time.0
+    }
+}
+
+impl Position for Latest {
+    fn encode(&self) -> String {
+        format!("{} {}", self.time.0, self.hex)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (time, hex) = text.split_once(' ')?;
+        let time = time.parse().ok()?;
+        is_hex(hex).then(|| Self::new(time, hex))
+    }
 }
 
 /// A hash of `text` as 16 hex digits (FNV-1a, 64 bits): orders sessions
@@ -118,6 +157,18 @@ mod tests {
     fn a_cursor_whose_item_went_still_starts_after_it() {
         let (page, _) = cut(vec![1, 2, 4, 5], |n| At(*n), &request(Some("3"), 0)).unwrap();
         assert_eq!(page, [4, 5]);
+    }
+
+    #[test]
+    fn latest_lists_the_latest_first_and_reads_back_any_cursor_of_its_form() {
+        let at = Latest::new(1_700_000_000, hash("alice_00"));
+        assert!(Latest::new(1_700_000_001, "ff") < at);
+        assert_eq!(Latest::decode(&at.encode()), Some(at.clone()));
+        assert_eq!(at.time(), 1_700_000_000);
+        assert!(Latest::decode(&format!("-5 {}", "f".repeat(64))).is_some());
+        for foreign in ["alice_00", "1 ", "1 AB", "x 00", "1"] {
+            assert_eq!(Latest::decode(foreign), None, "{foreign}");
+        }
     }
 
     #[test]

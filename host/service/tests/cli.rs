@@ -33,6 +33,16 @@ fn words(line: &str) -> Vec<&str> {
     line.split(' ').collect()
 }
 
+/// `dsession` with `--redis` of `server` after the arguments given.
+fn on_redis(server: &RedisServer) -> impl Fn(&[&str]) -> Output {
+    let url = server.url();
+    move |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--redis", &url]);
+        dsession(&all)
+    }
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -129,12 +139,7 @@ fn a_compiled_policy_is_kept_for_the_next_process_unless_the_cache_is_off() {
 #[test]
 fn token_commands_share_state_through_redis() {
     let server = RedisServer::start();
-    let url = server.url();
-    let with_redis = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--redis", &url]);
-        dsession(&all)
-    };
+    let with_redis = on_redis(&server);
 
     let created = with_redis(&[
         "token", "create", "--user", "alice", "--ttl", "100", "--json",
@@ -195,12 +200,7 @@ fn token_commands_share_state_through_redis() {
 #[test]
 fn token_list_shows_where_each_login_came_from_a_page_at_a_time() {
     let server = RedisServer::start();
-    let url = server.url();
-    let with_redis = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--redis", &url]);
-        dsession(&all)
-    };
+    let with_redis = on_redis(&server);
     for device in ["laptop", "phone"] {
         let created = with_redis(&[
             "token",

@@ -10,9 +10,7 @@
 //! Change anything: `dsession policy test` tells you whether the contract
 //! still holds.
 
-use std::cmp::Reverse;
-
-use dsession_policy_sdk::page::{self, Position};
+use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes,
     Settings, TokenEntry, TokenPage, User, UserCache, UserDetail, attributes, cmd, random, store,
@@ -189,11 +187,11 @@ impl Policy for Starter {
     /// the secret ([`page::hash`]): a cursor travels in URLs, a secret must not.
     fn list_user_token(&self, user_id: &str, page: &PageRequest) -> Result<TokenPage, Error> {
         let index = self.index_key(user_id);
-        let mut listed: Vec<(Issued, String)> = store::one(cmd::hgetall(&index))?
+        let mut listed: Vec<(Latest, String)> = store::one(cmd::hgetall(&index))?
             .pairs("HGETALL index")?
             .into_iter()
             .map(|(secret, issued)| {
-                let at = Issued(Reverse(issued.parse().unwrap_or(0)), page::hash(&secret));
+                let at = Latest::new(issued.parse().unwrap_or(0), page::hash(&secret));
                 (at, secret)
             })
             .collect();
@@ -209,7 +207,7 @@ impl Policy for Starter {
                     token: format!("{user_id}_{secret}"),
                     token_remain_live_time: left,
                     token_expire_time: expires,
-                    created_at: Some(at.0.0),
+                    created_at: Some(at.time()),
                     last_seen: None,
                     attributes: attributes::none(),
                 }),
@@ -246,21 +244,5 @@ impl Policy for Starter {
             },
         )?;
         revoked.ok_or_else(|| Error::Conflict("logins kept racing the revoke".into()))
-    }
-}
-
-/// A token's place in its user's list: the newest first, then by hash.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Issued(Reverse<i64>, String);
-
-impl Position for Issued {
-    fn encode(&self) -> String {
-        format!("{} {}", self.0.0, self.1)
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let (issued, hash) = text.split_once(' ')?;
-        let issued = issued.parse().ok()?;
-        page::is_hex(hash).then(|| Self(Reverse(issued), hash.to_owned()))
     }
 }
