@@ -369,22 +369,20 @@ pub(super) async fn attributes_past_their_bounds_are_refused_by_field_and_write_
 
 pub(super) async fn many_sessions_are_listed_page_by_page_newest_first_each_once(env: Env) {
     let sessions = env.manager();
-    let mut issued = BTreeSet::new();
     // Lifetimes grow with each login, so that newest first is one order for
     // both policies: by issue time, and by expiry.
     for n in 0..25 {
-        let token = sessions
+        sessions
             .set_token_with("alice", 600 + n * 10, &laptop())
             .await
             .unwrap();
-        issued.insert(token.token_expire_time);
     }
     let mut page = PageRequest {
         cursor: None,
         limit: 10,
     };
     let mut pages = Vec::new();
-    let (mut seen, mut expiries_seen) = (BTreeSet::new(), BTreeSet::new());
+    let mut seen = BTreeSet::new();
     loop {
         let got = sessions.list_user_token_page("alice", &page).await.unwrap();
         pages.push(got.tokens.len());
@@ -394,7 +392,6 @@ pub(super) async fn many_sessions_are_listed_page_by_page_newest_first_each_once
         let expiries: Vec<i64> = got.tokens.iter().map(|e| e.token_expire_time).collect();
         assert!(expiries.windows(2).all(|w| w[0] >= w[1]), "{expiries:?}");
         for entry in got.tokens {
-            expiries_seen.insert(entry.token_expire_time);
             assert!(seen.insert(entry.token), "a token listed twice");
         }
         page.cursor = got.next_cursor;
@@ -403,7 +400,7 @@ pub(super) async fn many_sessions_are_listed_page_by_page_newest_first_each_once
         }
     }
     assert_eq!(pages, [10, 10, 5]);
-    assert_eq!(expiries_seen, issued, "none left out");
+    assert_eq!(seen.len(), 25, "none left out");
     let every = sessions.list_user_token("alice").await.unwrap();
     let names: BTreeSet<String> = every.into_iter().map(|e| e.token).collect();
     assert_eq!(names, seen, "one page of all lists the same");
