@@ -112,16 +112,6 @@ impl SessionAttributes {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
-
-    /// A user agent cut to [`MAX_USER_AGENT_CHARS`], control characters
-    /// dropped: what a header gives, made fit to keep.
-    pub fn fit_user_agent(header: &str) -> String {
-        header
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_USER_AGENT_CHARS)
-            .collect()
-    }
 }
 
 /// No control character (Unicode Cc), as an ECMA pattern.
@@ -341,13 +331,5 @@ mod tests {
             let error = attributes.check().unwrap_err();
             assert!(!error.contains("xxx"), "{error}");
         }
-    }
-
-    #[test]
-    fn a_header_user_agent_is_cut_to_fit() {
-        let long = "é".repeat(MAX_USER_AGENT_CHARS + 5);
-        let fitted = SessionAttributes::fit_user_agent(&long);
-        assert_eq!(fitted.chars().count(), MAX_USER_AGENT_CHARS);
-        assert_eq!(SessionAttributes::fit_user_agent("a\u{7}b"), "ab");
     }
 }

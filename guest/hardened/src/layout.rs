@@ -409,18 +409,32 @@ impl Stored {
     }
 
     /// Reads a token key's value; one written before `last_seen` was kept
-    /// (three words) was last seen when it was issued.
-    pub fn decode(text: &str) -> Option<Self> {
-        let ([epoch, created, deadline], rest) = three_words(text)?;
-        let record = Record::from_words(epoch, created, deadline)?;
-        let (last_seen, attributes) = match rest {
-            None => (record.created_ns / 1_000_000_000, None),
-            Some(rest) => match rest.split_once(' ') {
-                Some((last_seen, json)) => (last_seen.parse().ok()?, Some(json.to_owned())),
-                None => (rest.parse().ok()?, None),
-            },
+    /// (three words) was last seen when it was issued. Takes the value, so
+    /// that a check keeps its attributes without copying them: the words
+    /// before them are cut off in place. A value of another form comes back
+    /// as the error.
+    pub fn decode(mut text: String) -> Result<Self, String> {
+        let read = || {
+            let ([epoch, created, deadline], rest) = three_words(&text)?;
+            let record = Record::from_words(epoch, created, deadline)?;
+            Some(match rest {
+                None => (record.created_ns / 1_000_000_000, None, record),
+                Some(rest) => match rest.split_once(' ') {
+                    Some((seen, json)) => {
+                        (seen.parse().ok()?, Some(text.len() - json.len()), record)
+                    }
+                    None => (rest.parse().ok()?, None, record),
+                },
+            })
         };
-        Some(Self {
+        let Some((last_seen, json_at, record)) = read() else {
+            return Err(text);
+        };
+        let attributes = json_at.map(|at| {
+            text.drain(..at);
+            text
+        });
+        Ok(Self {
             record,
             last_seen,
             attributes,
@@ -631,14 +645,14 @@ mod tests {
                 last_seen: 7,
                 attributes,
             };
-            assert_eq!(Stored::decode(&stored.encode()), Some(stored));
+            assert_eq!(Stored::decode(stored.encode()).ok(), Some(stored));
         }
-        let before_last_seen = Stored::decode("e 5000000000 9").unwrap();
+        let before_last_seen = Stored::decode("e 5000000000 9".into()).unwrap();
         assert_eq!(
             (before_last_seen.last_seen, before_last_seen.attributes),
             (5, None)
         );
-        assert_eq!(Stored::decode("e 5"), None);
-        assert_eq!(Stored::decode("e 5 9 x"), None);
+        assert_eq!(Stored::decode("e 5".into()).ok(), None);
+        assert_eq!(Stored::decode("e 5 9 x".into()).ok(), None);
     }
 }

@@ -154,6 +154,11 @@ impl Index {
     }
 }
 
+/// A token key's value, read; corrupt when it is not of the layout's form.
+fn read_stored(value: String) -> Result<Stored, Error> {
+    Stored::decode(value).map_err(|value| Error::Corrupt(format!("token key holds {value:?}")))
+}
+
 /// A token key's value when it is live: its key exists, its epoch is the
 /// user's, its deadline is ahead.
 fn live_record(
@@ -164,8 +169,7 @@ fn live_record(
     let Some(value) = value else {
         return Ok(None);
     };
-    let stored = Stored::decode(&value)
-        .ok_or_else(|| Error::Corrupt(format!("token key holds {value:?}")))?;
+    let stored = read_stored(value)?;
     let current = epoch.is_some_and(|epoch| epoch == stored.record.epoch);
     Ok((current && stored.record.deadline > now).then_some(stored))
 }
@@ -538,13 +542,7 @@ impl Policy for Hardened {
         for session in &listed {
             let [ttl, value] = replies.next_n()?;
             let ttl = ttl.integer("TTL token")?;
-            let stored = value
-                .text("GET token")?
-                .map(|value| {
-                    Stored::decode(&value)
-                        .ok_or_else(|| Error::Corrupt(format!("token key holds {value:?}")))
-                })
-                .transpose()?;
+            let stored = value.text("GET token")?.map(read_stored).transpose()?;
             let Some(stored) = stored.filter(|stored| ttl >= 0 && stored.record == session.record)
             else {
                 dead.push(session.digest.clone());

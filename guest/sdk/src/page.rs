@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 
+use crate::token::is_hex;
 use crate::{Error, PageRequest};
 
 /// A session's place in the list: what a cursor names. Encoded as text
@@ -100,15 +101,6 @@ pub fn hash(text: &str) -> String {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{hash:016x}")
-}
-
-/// Whether `text` is one or more lowercase hex digits, as [`hash`] and
-/// SHA-256 digests write them: for a [`Position::decode`].
-pub fn is_hex(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The cursor of the page after one that ended at `last`, when more

@@ -33,11 +33,16 @@ pub fn parse(token: &str, secret_hex: usize) -> Result<Option<(&str, &str)>, Err
 /// `secret_hex` lowercase hex digits; None for any other.
 pub fn split(token: &str, secret_hex: usize) -> Option<(&str, &str)> {
     let (user_id, secret) = token.rsplit_once('_')?;
-    let hex = secret.len() == secret_hex
-        && secret
+    (secret.len() == secret_hex && is_hex(secret)).then_some((user_id, secret))
+}
+
+/// Whether `text` is one or more lowercase hex digits, as secrets,
+/// SHA-256 digests and [`crate::page::hash`] write them.
+pub fn is_hex(text: &str) -> bool {
+    !text.is_empty()
+        && text
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    hex.then_some((user_id, secret))
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
