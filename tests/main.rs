@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod embedding;
 mod envoy;
+mod events;
 mod full_redis;
 mod gateways;
 mod hardened;

@@ -416,6 +416,8 @@ fn every_key_of_the_sentinel_and_cluster_tables_is_read_and_a_misspelt_one_refus
             prefixes: vec!["dsession:".into()],
             max_stale: Duration::from_millis(250),
         },
+        // Not a key of the table: `[events]` names the stream.
+        events: dsession::store::EventStream::default(),
     };
     let shared = "username = \"dsession\"\npassword = \"pw\"\nconnect_timeout_ms = 200\n\
                   command_timeout_ms = 300\nmin_replicas_ack = 2\nack_timeout_ms = 400\n";

@@ -38,6 +38,7 @@
 
 pub mod layout;
 
+use dsession_policy_sdk::event::{Event, Kind};
 use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes, Settings,
@@ -49,12 +50,18 @@ use layout::Layout;
 /// gives up with `conflict`; each lost race means another call won.
 const MAX_SINGLE_MODE_ATTEMPTS: u32 = 256;
 
+/// How often a refresh reads again after a write to its token came between
+/// its read and its commit.
+const MAX_REFRESH_ATTEMPTS: u32 = 64;
+
 /// One call's settings, checked and turned into a layout, plus the flags
 /// the layout does not need.
 struct Gosession {
     layout: Layout,
     single_mode: bool,
     user_loader: bool,
+    /// Whether each change appends its event (`settings.events`).
+    events: bool,
 }
 
 dsession_policy_sdk::export!(Gosession);
@@ -100,6 +107,28 @@ impl Gosession {
             cmd::del(keys),
             cmd::hdel(self.layout.index_key(user_id), tokens),
         ]
+    }
+
+    /// `event`'s command for the step that writes the user's index, when
+    /// events are recorded.
+    fn event(&self, user_id: &str, event: impl FnOnce() -> Event) -> Option<Command> {
+        self.events
+            .then(|| event().command(self.layout.index_key(user_id)))
+    }
+
+    /// The `evict` events of the tokens a single-mode login revokes.
+    fn evictions<'a>(
+        &'a self,
+        user_id: &'a str,
+        tokens: &'a [String],
+    ) -> impl Iterator<Item = Command> + 'a {
+        tokens.iter().filter_map(move |token| {
+            self.event(user_id, || {
+                Event::new(Kind::Evict, user_id)
+                    .session(token)
+                    .detail("single mode")
+            })
+        })
     }
 
     /// Removes `tokens` from the index; one round trip.
@@ -162,11 +191,12 @@ impl Gosession {
                     .into_iter()
                     .map(|(token, _)| token)
                     .collect();
-                let mut commands = Vec::with_capacity(writes.len() + 2);
+                let mut commands = Vec::with_capacity(writes.len() + 2 + old.len());
                 if !old.is_empty() {
                     commands.extend(self.forget(user_id, old.clone()));
                 }
                 commands.extend_from_slice(writes);
+                commands.extend(self.evictions(user_id, &old));
                 Ok((commands, ()))
             },
         );
@@ -202,6 +232,7 @@ impl Policy for Gosession {
             layout,
             single_mode: settings.single_mode,
             user_loader: settings.user_loader,
+            events: settings.events,
         })
     }
 
@@ -240,6 +271,11 @@ impl Policy for Gosession {
             writes.push(cmd::set(self.layout.meta_key(&token), meta).ttl(ttl).into());
         }
         writes.extend(self.index_writes(user_id, &token, expires, ttl));
+        writes.extend(self.event(user_id, || {
+            Event::new(Kind::Login, user_id)
+                .session(&token)
+                .device(attributes.device.as_deref())
+        }));
         if self.single_mode {
             self.replace_tokens(user_id, &writes)?;
         } else {
@@ -251,35 +287,64 @@ impl Policy for Gosession {
         })
     }
 
+    /// Reads whether the token is listed and live with its key watched,
+    /// then extends it in a commit that a write to the key since (a
+    /// revocation, its expiry) aborts: the extension and its event happen
+    /// together or not at all. EXPIRE never creates a key, so a dead token
+    /// stays dead whatever races it.
     fn refresh_token(&self, token: &str, ttl: i64) -> Result<i64, Error> {
         let Some(user_id) = layout::token_user(token)? else {
             return Err(Error::NotFound);
         };
-        // A second round trip, as MULTI cannot make EXPIRE depend on HEXISTS;
-        // an entry removed in between by delete-user-token takes the token key
-        // with it, so EXPIRE then finds nothing to extend.
-        if store::one(self.index_entry(user_id, token))?.integer("HEXISTS index")? == 0 {
-            return Err(Error::NotFound);
-        }
-        let expires = time::now() + ttl;
-        // EXPIRE never creates a key: a dead token stays dead, whatever races it.
-        let mut commands = vec![
-            cmd::expire(self.layout.token_key(token), ttl).into(),
-            cmd::expire(self.layout.meta_key(token), ttl).into(),
+        let token_key = self.layout.token_key(token);
+        let reads = [
+            self.index_entry(user_id, token),
+            cmd::exists([token_key.clone()]),
         ];
-        commands.extend(self.index_writes(user_id, token, expires, ttl));
-        if store::atomic(&commands)?.at(0)?.integer("EXPIRE token")? == 1 {
-            return Ok(expires);
+        let mut prune = false;
+        let refreshed = store::optimistic(
+            std::slice::from_ref(&token_key),
+            &reads,
+            MAX_REFRESH_ATTEMPTS,
+            |mut replies| {
+                let [listed, exists] = replies.next_n()?;
+                let listed = listed.integer("HEXISTS index")? == 1;
+                if !listed || exists.integer("EXISTS token")? == 0 {
+                    prune = listed;
+                    return Ok((Vec::new(), None));
+                }
+                let expires = time::now() + ttl;
+                let mut commands = vec![
+                    cmd::expire(&token_key, ttl).into(),
+                    cmd::expire(self.layout.meta_key(token), ttl).into(),
+                ];
+                commands.extend(self.index_writes(user_id, token, expires, ttl));
+                commands.extend(self.event(user_id, || {
+                    Event::new(Kind::Refresh, user_id).session(token)
+                }));
+                Ok((commands, Some(expires)))
+            },
+        )?;
+        match refreshed {
+            Some(Some(expires)) => Ok(expires),
+            Some(None) if prune => {
+                self.unlist(user_id, vec![token.to_owned()])?;
+                Err(Error::NotFound)
+            }
+            Some(None) => Err(Error::NotFound),
+            None => Err(Error::Conflict(format!(
+                "refresh of a token of user {user_id:?} lost {MAX_REFRESH_ATTEMPTS} races in a row"
+            ))),
         }
-        self.unlist(user_id, vec![token.to_owned()])?;
-        Err(Error::NotFound)
     }
 
     fn delete_token(&self, token: &str) -> Result<(), Error> {
         let Some(user_id) = layout::token_user(token)? else {
             return Ok(());
         };
-        store::atomic(&self.forget(user_id, vec![token.to_owned()]))?;
+        let mut commands = self.forget(user_id, vec![token.to_owned()]).to_vec();
+        commands.extend(self.event(user_id, || Event::new(Kind::Revoke, user_id).session(token)));
+        store::atomic(&commands)?;
         Ok(())
     }
 
@@ -376,12 +441,18 @@ impl Policy for Gosession {
             .into_iter()
             .map(|(token, _)| token)
             .collect();
-        if tokens.is_empty() {
+        let revoke_all = self.event(user_id, || Event::new(Kind::RevokeAll, user_id));
+        if tokens.is_empty() && revoke_all.is_none() {
             return Ok(());
         }
         // Only the entries read are removed: a token issued meanwhile keeps its
         // entry, so a later delete-user-token still finds it.
-        store::atomic(&self.forget(user_id, tokens))?;
+        let mut commands = match tokens.is_empty() {
+            true => Vec::new(),
+            false => self.forget(user_id, tokens).to_vec(),
+        };
+        commands.extend(revoke_all);
+        store::atomic(&commands)?;
         Ok(())
     }
 }

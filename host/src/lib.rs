@@ -94,6 +94,6 @@ pub use policy::slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
 pub use policy::{BUILTIN_POLICIES, CompileCacheStats, Policy, Runtime, RuntimeBuilder};
 pub use types::{
     IssuedToken, MAX_DEVICE_CHARS, MAX_LABEL_NAME_CHARS, MAX_LABEL_VALUE_CHARS, MAX_LABELS,
-    MAX_USER_AGENT_CHARS, PageRequest, SelfCheck, SessionAttributes, Settings, TokenEntry,
-    TokenPage, User, UserInfo,
+    MAX_USER_AGENT_CHARS, PageRequest, SelfCheck, SessionAttributes, SessionEvent, Settings,
+    TokenEntry, TokenPage, User, UserInfo, session_id,
 };

@@ -15,10 +15,10 @@ use crate::policy::host::{PolicyStore, Returned};
 use crate::policy::limits::Limits;
 use crate::policy::pool::{InstanceStats, Instances};
 use crate::policy::{Policy, Runtime, convert};
-use crate::store::{MemoryStore, Store};
+use crate::store::{EventRange, MemoryStore, Store};
 use crate::types::{
-    IssuedToken, PageRequest, SelfCheck, SessionAttributes, Settings, TokenEntry, TokenPage, User,
-    UserInfo,
+    IssuedToken, PageRequest, SelfCheck, SessionAttributes, SessionEvent, Settings, TokenEntry,
+    TokenPage, User, UserInfo,
 };
 use crate::wit::token_manage::Guest;
 use crate::wit::{WitAttributes, WitPageRequest, WitSettings};
@@ -35,6 +35,7 @@ pub struct SessionManagerBuilder {
     policy_config: BTreeMap<String, String>,
     runtime: Option<Runtime>,
     observer: Option<Arc<dyn Observer>>,
+    events: bool,
 }
 
 impl std::fmt::Debug for SessionManagerBuilder {
@@ -110,6 +111,14 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// Whether the policy records session events in the store's event
+    /// stream ([`crate::store::EventStream`]), each in the atomic step of
+    /// the change it records; off by default.
+    pub fn record_events(mut self, events: bool) -> Self {
+        self.events = events;
+        self
+    }
+
     /// The policy's own settings, which it reads through
     /// `wasi:config/store`; added to those given before, a key given again
     /// replaces its value. None by default. A policy that does not read
@@ -139,7 +148,7 @@ impl SessionManagerBuilder {
             (None, Some(runtime)) => runtime.builtin_policy("default")?,
             (None, None) => Policy::builtin()?,
         };
-        let settings = convert::settings(self.settings, self.loader.is_some());
+        let settings = convert::settings(self.settings, self.loader.is_some(), self.events);
         let observer = self.observer.unwrap_or_else(|| Arc::new(Unobserved));
         // Every loader, the embedder's closure too, is called through the
         // coalescing front.
@@ -505,6 +514,23 @@ impl SessionManager {
         })
         .await
         .map(TokenPage::from)
+    }
+
+    /// Session events from the store's stream, oldest first: those after
+    /// an id, or the latest. Store errors are [`Error::Store`].
+    pub async fn read_events(&self, range: EventRange) -> Result<Vec<SessionEvent>> {
+        let events = self
+            .0
+            .store
+            .read_events(range)
+            .await
+            .map_err(|error| Error::Store(error.to_string()))?;
+        Ok(events.into_iter().map(SessionEvent::from).collect())
+    }
+
+    /// Whether the policy records session events ([`SessionManagerBuilder::record_events`]).
+    pub fn records_events(&self) -> bool {
+        self.0.settings.events
     }
 
     /// Revokes every token of a user.

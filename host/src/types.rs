@@ -188,6 +188,9 @@ pub struct TokenEntry {
     /// The token, or the policy's name for it when it keeps no token (the
     /// hardened policy: `sha256:{digest}`).
     pub token: String,
+    /// The session's id, as its events name it ([`session_id`] of
+    /// `token`): safe to show, where the token is a secret.
+    pub session_id: String,
     /// Seconds it has left; -1 when it never expires.
     pub token_remain_live_time: i64,
     /// When it expires, as unix seconds; -1 when it never does.
@@ -248,6 +251,74 @@ pub struct SelfCheck {
     /// The most live tokens one user may hold, a login beyond it revoking
     /// the oldest; None when the policy sets no bound.
     pub max_sessions: Option<u32>,
+}
+
+/// A session's id in events and listings: the first 16 lowercase hex
+/// digits of the SHA-256 of `name`, the name list-user-token gives the
+/// session (for the default policy, its token). It names the session
+/// without revealing a token.
+pub fn session_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A session event, as a policy recorded it in the atomic step of its
+/// change ([`crate::SessionManager::read_events`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionEvent {
+    /// Its id in the stream, `{ms}-{seq}`; later events have larger ids.
+    pub id: String,
+    /// When it was recorded, as unix milliseconds (from its id).
+    pub at: u64,
+    /// `login`, `refresh`, `revoke`, `revoke-all`, `evict` or `reject`.
+    pub event: String,
+    /// The user id.
+    pub user: String,
+    /// The session's id ([`session_id`]); absent for revoke-all and reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The login's device label, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Free text: the limit a rejected login met, the bound that evicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Any other field the policy wrote.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<String, String>,
+}
+
+impl From<crate::store::StoredEvent> for SessionEvent {
+    fn from(stored: crate::store::StoredEvent) -> Self {
+        let mut event = Self {
+            id: stored.id.to_string(),
+            at: stored.id.ms,
+            event: String::new(),
+            user: String::new(),
+            session: None,
+            device: None,
+            detail: None,
+            other: BTreeMap::new(),
+        };
+        for (field, value) in stored.fields {
+            match field.as_str() {
+                "event" => event.event = value,
+                "user" => event.user = value,
+                "session" => event.session = Some(value),
+                "device" => event.device = Some(value),
+                "detail" => event.detail = Some(value),
+                _ => {
+                    event.other.insert(field, value);
+                }
+            }
+        }
+        event
+    }
 }
 
 /// gosession's configuration chain.

@@ -5,6 +5,7 @@
 //! `sentinel`), and `behaviour::hardened::memory::name` on the hardened
 //! policy.
 
+mod events;
 mod expiry;
 mod input;
 mod tokens;
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use crate::support::{Env, on_every_store};
 
+use events::*;
 use expiry::*;
 use input::*;
 use tokens::*;
@@ -74,6 +76,11 @@ on_every_store!(
     attributes_given_at_login_are_listed_with_the_session,
     attributes_past_their_bounds_are_refused_by_field_and_write_nothing,
     many_sessions_are_listed_page_by_page_newest_first_each_once,
+    each_change_is_recorded_as_an_event_naming_its_session,
+    a_refresh_or_revoke_of_a_dead_token_records_what_happened,
+    without_record_events_nothing_is_recorded,
+    single_mode_records_the_eviction_of_each_older_token,
+    events_of_many_users_are_read_as_one_stream_in_order,
 );
 
 /// The same behaviour on the hardened policy, where it fits: the tests
@@ -97,7 +104,12 @@ mod hardened {
         a_token_is_valid_until_its_key_expires_even_with_one_second_left,
         attributes_given_at_login_are_listed_with_the_session,
         attributes_past_their_bounds_are_refused_by_field_and_write_nothing,
-        many_sessions_are_listed_page_by_page_newest_first_each_once;
+        many_sessions_are_listed_page_by_page_newest_first_each_once,
+        each_change_is_recorded_as_an_event_naming_its_session,
+        a_refresh_or_revoke_of_a_dead_token_records_what_happened,
+        without_record_events_nothing_is_recorded,
+        single_mode_records_the_eviction_of_each_older_token,
+        events_of_many_users_are_read_as_one_stream_in_order;
         policy = crate::support::hardened_policy, cluster
     );
 }

@@ -30,6 +30,8 @@ struct Shared {
     /// Every open stream, both ends, to cut them.
     streams: Mutex<Vec<TcpStream>>,
     stopped: AtomicBool,
+    /// Cut every connection in the middle of the next chunk a client sends.
+    cut_mid_write: AtomicBool,
     /// State of the jitter's xorshift generator.
     random: AtomicU64,
 }
@@ -94,8 +96,9 @@ impl LatencyProxy {
                     &accepting,
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
+                    true,
                 );
-                pipe(&accepting, server, client);
+                pipe(&accepting, server, client, false);
             }
         });
         Self { address, shared }
@@ -114,7 +117,20 @@ impl LatencyProxy {
     /// Closes every open connection, as a lost link would; new ones are
     /// accepted again.
     pub fn cut(&self) {
-        for stream in self.shared.streams.lock().unwrap().drain(..) {
+        self.shared.cut();
+    }
+
+    /// Forwards only the first half of the next chunk a client sends, then
+    /// closes every open connection: a pipeline (a `MULTI` … `EXEC`
+    /// among them) reaches the server cut off in its middle.
+    pub fn cut_mid_write(&self) {
+        self.shared.cut_mid_write.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    fn cut(&self) {
+        for stream in self.streams.lock().unwrap().drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
@@ -129,8 +145,9 @@ impl Drop for LatencyProxy {
     }
 }
 
-/// Forwards `from` to `to` with the proxy's toxics, on two threads.
-fn pipe(shared: &Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
+/// Forwards `from` to `to` with the proxy's toxics, on two threads;
+/// `upstream` for the client's side, toward the server.
+fn pipe(shared: &Arc<Shared>, mut from: TcpStream, mut to: TcpStream, upstream: bool) {
     let (chunks, due) = mpsc::channel::<(Instant, Vec<u8>)>();
     let reading = Arc::clone(shared);
     thread::spawn(move || {
@@ -158,6 +175,12 @@ fn pipe(shared: &Arc<Shared>, mut from: TcpStream, mut to: TcpStream) {
             }
             if let Some(wait) = at.checked_duration_since(Instant::now()) {
                 thread::sleep(wait);
+            }
+            if upstream && writing.cut_mid_write.swap(false, Ordering::SeqCst) {
+                let _ = to.write_all(&chunk[..chunk.len() / 2]);
+                let _ = to.flush();
+                writing.cut();
+                break;
             }
             if to.write_all(&chunk).is_err() {
                 break;

@@ -39,6 +39,7 @@ pub mod layout;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use dsession_policy_sdk::event::{Event, Kind};
 use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, ConfigKey, Describe, Error, IssuedToken, PageRequest, Policy, Reply, SelfCheckReport,
@@ -51,11 +52,17 @@ use layout::{EPOCH_FIELD, OnLimit, Record, Stored};
 /// gives up with `conflict`; each lost race means another call won.
 const MAX_LOGIN_ATTEMPTS: u32 = 256;
 
+/// How often a refresh reads again after a write to its token (a check's
+/// touch) came between its read and its commit.
+const MAX_REFRESH_ATTEMPTS: u32 = 64;
+
 /// Everything one call needs: the policy's settings and the host's.
 struct Hardened {
     layout: Rc<layout::Config>,
     user_loader: bool,
     index_ttl: i64,
+    /// Whether each change appends its event (`settings.events`).
+    events: bool,
 }
 
 dsession_policy_sdk::export!(Hardened with describe);
@@ -101,6 +108,12 @@ fn layout_for(settings: (i64, bool)) -> Result<Rc<layout::Config>, Error> {
 /// `(user id, digest of the secret)` of a well-formed token.
 fn split_token(token: &str) -> Result<Option<(&str, String)>, Error> {
     Ok(layout::split_token(token)?.map(|(user_id, secret)| (user_id, layout::digest(secret))))
+}
+
+/// The name `list-user-token` gives the session of `digest`: the store
+/// holds no token to list, and no check accepts this.
+fn listed_name(digest: &str) -> String {
+    format!("sha256:{digest}")
 }
 
 /// One session in a user's index.
@@ -191,6 +204,13 @@ impl Hardened {
         ]
     }
 
+    /// `event`'s command for the step that writes the user's index, when
+    /// events are recorded.
+    fn event(&self, user_id: &str, event: impl FnOnce() -> Event) -> Option<Command> {
+        self.events
+            .then(|| event().command(self.layout.index_key(user_id)))
+    }
+
     /// A login past a limit under `on_limit = reject_new`: a conflict that
     /// names the limit (`why` says what the user holds).
     fn reject(&self, user_id: &str, why: impl FnOnce() -> String) -> Result<(), Error> {
@@ -234,6 +254,8 @@ impl Hardened {
             .iter()
             .partition(|session| read.current(session, now));
         let mut doomed: Vec<String> = dead.iter().map(|session| session.digest.clone()).collect();
+        // The sessions it revokes to keep a bound, and which bound.
+        let mut evicted: Vec<(&Session, &str)> = Vec::new();
         let device = attributes.device.as_deref();
         let device_max = device.and_then(|device| self.layout.device_limit(device));
         let on_device = |session: &Session| device.is_some() && session.device.as_deref() == device;
@@ -272,7 +294,7 @@ impl Hardened {
                 })?;
                 // Oldest first: `live` keeps the index's order.
                 for &i in counted[..over].iter().rev() {
-                    doomed.push(live.remove(i).digest.clone());
+                    evicted.push((live.remove(i), "max_sessions_per_device"));
                 }
             }
         }
@@ -282,7 +304,7 @@ impl Hardened {
                 self.reject(user_id, || {
                     format!("{} live sessions, the most max_sessions allows", live.len())
                 })?;
-                doomed.extend(live.drain(..over).map(|session| session.digest.clone()));
+                evicted.extend(live.drain(..over).map(|session| (session, "max_sessions")));
             }
         }
         let record = Record {
@@ -304,7 +326,7 @@ impl Hardened {
             last_seen: now,
             attributes: (!attributes::is_empty(attributes)).then(|| attributes::encode(attributes)),
         };
-        let writes = vec![
+        let mut writes = vec![
             cmd::set(self.layout.token_key(user_id, digest), stored.encode())
                 .ttl(self.layout.key_ttl(ttl))
                 .into(),
@@ -314,6 +336,20 @@ impl Hardened {
             cmd::expire(&index, index_ttl).if_none().into(),
             cmd::expire(index, index_ttl).if_later().into(),
         ];
+        writes.extend(self.event(user_id, || {
+            Event::new(Kind::Login, user_id)
+                .session(&listed_name(digest))
+                .device(device)
+        }));
+        for (session, bound) in &evicted {
+            writes.extend(self.event(user_id, || {
+                Event::new(Kind::Evict, user_id)
+                    .session(&listed_name(&session.digest))
+                    .device(session.device.as_deref())
+                    .detail(*bound)
+            }));
+        }
+        doomed.extend(evicted.iter().map(|(session, _)| session.digest.clone()));
         Ok(Login {
             forget: self.forget(user_id, doomed),
             writes,
@@ -347,6 +383,7 @@ impl Policy for Hardened {
             layout: layout_for((settings.default_expire_seconds, settings.single_mode))?,
             user_loader: settings.user_loader,
             index_ttl: settings.index_expire_seconds.max(1),
+            events: settings.events,
         })
     }
 
@@ -414,6 +451,19 @@ impl Policy for Hardened {
                 store::atomic(&forget)?;
                 return Err(refused);
             }
+            // Only a limit refuses a login with a conflict here: a lost race
+            // reads again.
+            Err(Error::Conflict(why)) => {
+                let rejected = self.event(user_id, || {
+                    Event::new(Kind::Reject, user_id)
+                        .device(attributes.device.as_deref())
+                        .detail(why.as_str())
+                });
+                if let Some(rejected) = rejected {
+                    store::atomic(&[rejected])?;
+                }
+                return Err(Error::Conflict(why));
+            }
             deadline => deadline?,
         };
         let Some(deadline) = deadline else {
@@ -428,26 +478,41 @@ impl Policy for Hardened {
     }
 
     /// Extends a live token's key to `ttl` seconds from now, never past its
-    /// deadline.
+    /// deadline: read with the key and the index watched, then extended in
+    /// a commit that a write to either since (a revocation, an expiry, a
+    /// touch, a login) aborts, so that the extension and its event happen
+    /// together, and only to a live token.
     fn refresh_token(&self, token: &str, ttl: i64) -> Result<i64, Error> {
         let Some((user_id, digest)) = split_token(token)? else {
             return Err(Error::NotFound);
         };
         let token_key = self.layout.token_key(user_id, &digest);
-        let [value, epoch] =
-            store::batch(&[cmd::get(&token_key), self.epoch(user_id)])?.next_n()?;
-        let now = time::now();
-        let Some(stored) = live_record(value.text("GET token")?, epoch.text("HGET epoch")?, now)?
-        else {
-            return Err(Error::NotFound);
-        };
-        let seconds = ttl.min(stored.record.deadline - now).max(1);
-        // EXPIRE never creates a key: a token revoked meanwhile stays dead.
-        let extended = store::one(cmd::expire(token_key, seconds).into())?;
-        if extended.integer("EXPIRE token")? == 1 {
-            Ok(now + seconds)
-        } else {
-            Err(Error::NotFound)
+        let reads = [cmd::get(&token_key), self.epoch(user_id)];
+        let refreshed = store::optimistic(
+            &[token_key.clone(), self.layout.index_key(user_id)],
+            &reads,
+            MAX_REFRESH_ATTEMPTS,
+            |mut replies| {
+                let [value, epoch] = replies.next_n()?;
+                let now = time::now();
+                let live = live_record(value.text("GET token")?, epoch.text("HGET epoch")?, now)?;
+                let Some(stored) = live else {
+                    return Ok((Vec::new(), None));
+                };
+                let seconds = ttl.min(stored.record.deadline - now).max(1);
+                let mut commands = vec![cmd::expire(&token_key, seconds).into()];
+                commands.extend(self.event(user_id, || {
+                    Event::new(Kind::Refresh, user_id).session(&listed_name(&digest))
+                }));
+                Ok((commands, Some(now + seconds)))
+            },
+        )?;
+        match refreshed {
+            Some(Some(expires)) => Ok(expires),
+            Some(None) => Err(Error::NotFound),
+            None => Err(Error::Conflict(format!(
+                "refresh of a token of user {user_id:?} lost {MAX_REFRESH_ATTEMPTS} races in a row"
+            ))),
         }
     }
 
@@ -455,7 +520,12 @@ impl Policy for Hardened {
         let Some((user_id, digest)) = split_token(token)? else {
             return Ok(());
         };
-        store::atomic(&self.forget(user_id, vec![digest]))?;
+        let revoke = self.event(user_id, || {
+            Event::new(Kind::Revoke, user_id).session(&listed_name(&digest))
+        });
+        let mut commands = self.forget(user_id, vec![digest]);
+        commands.extend(revoke);
+        store::atomic(&commands)?;
         Ok(())
     }
 
@@ -557,7 +627,7 @@ impl Policy for Hardened {
             tokens.push(TokenEntry {
                 // The store holds no token to list: this names the session
                 // by the digest of its secret, which no check accepts.
-                token: format!("sha256:{}", session.digest),
+                token: listed_name(&session.digest),
                 token_remain_live_time: remaining,
                 token_expire_time: now + remaining,
                 created_at: Some(session.record.created_ns / 1_000_000_000),
@@ -587,7 +657,9 @@ impl Policy for Hardened {
     /// or go when a check meets them. An atomic step of one command, so
     /// that durable writes wait for the replicas to have it.
     fn delete_user_token(&self, user_id: &str) -> Result<(), Error> {
-        store::atomic(&[cmd::del([self.layout.index_key(user_id)])])?;
+        let mut commands = vec![cmd::del([self.layout.index_key(user_id)])];
+        commands.extend(self.event(user_id, || Event::new(Kind::RevokeAll, user_id)));
+        store::atomic(&commands)?;
         Ok(())
     }
 }

@@ -114,6 +114,7 @@ pub mod attributes;
 pub mod bindings;
 pub mod cmd;
 pub mod config;
+pub mod event;
 pub mod page;
 mod policy;
 pub mod random;

@@ -30,6 +30,8 @@ pub enum AppError {
     MethodNotAllowed,
     /// The request body did not arrive in time.
     RequestTimeout,
+    /// The admin console was asked for, but the service has no admin key.
+    ConsoleClosed,
 }
 
 impl From<Error> for AppError {
@@ -95,6 +97,13 @@ impl IntoResponse for AppError {
             Self::RequestTimeout => (
                 StatusCode::REQUEST_TIMEOUT,
                 ErrorBody::new("request_timeout", "the request body did not arrive in time"),
+            ),
+            Self::ConsoleClosed => (
+                StatusCode::FORBIDDEN,
+                ErrorBody::new(
+                    "console_closed",
+                    "the admin console needs an admin key: set admin_key or DSESSION_ADMIN_KEY",
+                ),
             ),
         };
         body.response(status)

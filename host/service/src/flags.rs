@@ -35,6 +35,11 @@ pub(crate) struct ConfigArgs {
     settings: SettingsArgs,
     #[command(flatten)]
     loader: LoaderArgs,
+    /// Record session events (`[events] enabled`): each login, refresh,
+    /// revoke, revoke-all, eviction and rejected login, appended to a
+    /// Redis Stream in the atomic step of its change.
+    #[arg(long, env = "DSESSION_EVENTS")]
+    events: bool,
 }
 
 impl ConfigArgs {
@@ -59,6 +64,7 @@ impl ConfigArgs {
         self.compile_cache.apply(&mut config.policy);
         self.settings.apply(&mut config.settings);
         self.loader.apply(&mut config.loader)?;
+        config.events.enabled |= self.events;
         Ok(config)
     }
 }

@@ -6,6 +6,7 @@
 //! serves Envoy's gRPC `ext_authz` beside it), reloads the policy on
 //! SIGHUP or file change, and shuts down gracefully.
 
+mod admin;
 mod config;
 mod connections;
 mod error;
@@ -55,6 +56,8 @@ struct RouteContext {
     loader_readyz: bool,
     metrics: Metrics,
     policy_path: Option<PathBuf>,
+    policy_config: std::collections::BTreeMap<String, String>,
+    policy_history: admin::PolicyHistory,
     body_limit: usize,
     body_timeout: Duration,
     connections: ConnectionLimits,
@@ -80,6 +83,8 @@ impl AppState {
             loader_readyz: config.loader.readyz,
             metrics,
             policy_path: config.policy.path.clone(),
+            policy_config: config.policy.config.clone(),
+            policy_history: admin::PolicyHistory::new(),
             body_limit: limits.body_bytes,
             body_timeout: Duration::from_millis(limits.body_timeout_ms),
             connections: ConnectionLimits {
@@ -115,10 +120,12 @@ impl AppState {
         match self.sessions().reload_policy_from(path).await {
             Ok(policy) => {
                 tracing::info!(?path, "policy reloaded");
+                self.0.policy_history.reloaded(Ok(()));
                 Ok(policy.describe_exports())
             }
             Err(error) => {
                 tracing::error!(?path, %error, "policy reload rejected; the old policy keeps serving");
+                self.0.policy_history.reloaded(Err(error.to_string()));
                 Err(AppError::BadRequest(format!(
                     "policy rejected, the old one keeps serving: {error}"
                 )))
@@ -187,6 +194,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/users/refresh", post(routes::refresh_users))
         .route("/admin/policy/reload", post(routes::reload_policy))
+        .route("/v1/policy", get(admin::policy_info))
+        .route("/v1/events", get(admin::events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             forward_auth::require_admin_key,
@@ -198,6 +207,8 @@ pub fn app(state: AppState) -> Router {
         // for the client's `/`.
         .route("/auth/", any(forward_auth::forward_auth_prefixed))
         .route("/auth/{*path}", any(forward_auth::forward_auth_prefixed))
+        .route("/admin", get(admin::console_page))
+        .route("/admin/{file}", get(admin::console_asset))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))

@@ -4,7 +4,7 @@ use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{forward_auth as auth, routes};
+use crate::{admin, forward_auth as auth, routes};
 
 /// The admin key guarding `/v1` and `/admin`, and the three places
 /// `/auth` reads a session token from (the cookie's name is `auth.cookie`,
@@ -46,6 +46,8 @@ impl Modify for SecuritySchemes {
         routes::delete_user,
         routes::refresh_users,
         routes::reload_policy,
+        admin::policy_info,
+        admin::events,
         auth::forward_auth,
         auth::forward_auth_prefixed,
         routes::healthz,

@@ -17,7 +17,7 @@ use crate::wit::{
 use super::describe::ConfigKey;
 
 /// The settings every call of a manager's policy is given.
-pub(crate) fn settings(settings: Settings, user_loader: bool) -> WitSettings {
+pub(crate) fn settings(settings: Settings, user_loader: bool, events: bool) -> WitSettings {
     WitSettings {
         token_key_prefix: settings.token_key_prefix,
         user_key_prefix: settings.user_key_prefix,
@@ -25,6 +25,7 @@ pub(crate) fn settings(settings: Settings, user_loader: bool) -> WitSettings {
         index_expire_seconds: settings.index_expire_seconds,
         single_mode: settings.single_mode,
         user_loader,
+        events,
     }
 }
 
@@ -152,6 +153,7 @@ impl From<WitTokenPage> for TokenPage {
 impl From<WitTokenEntry> for TokenEntry {
     fn from(entry: WitTokenEntry) -> Self {
         Self {
+            session_id: crate::types::session_id(&entry.token),
             token: entry.token,
             token_remain_live_time: entry.token_remain_live_time,
             token_expire_time: entry.token_expire_time,

@@ -85,7 +85,7 @@ pub async fn check_slot_layout(
         policy_config,
     );
     let probe = Probe { instances, tap };
-    let settings = &convert::settings(settings.clone(), true);
+    let settings = &convert::settings(settings.clone(), true, true);
     let ids = [PROBE_USER.to_owned()];
     probe
         .run("self-check", async |api, s| {

@@ -9,7 +9,7 @@ use super::{
     ClusterConfig, ClusterStore, NearCacheConfig, RedisConfig, RedisStore, SentinelConfig,
     SentinelStore,
 };
-use super::{MemoryStore, Store};
+use super::{EventStream, MemoryStore, Store};
 use crate::error::SetupError;
 
 /// A store and its settings, picked by `kind`.
@@ -65,16 +65,37 @@ impl StoreConfig {
         }
     }
 
-    /// Opens the store; fails when it cannot be reached now.
+    /// Opens the store, keeping session events as
+    /// [`EventStream::default`] says; fails when it cannot be reached now.
     pub async fn open(&self) -> Result<Arc<dyn Store>, SetupError> {
+        self.open_with_events(&EventStream::default()).await
+    }
+
+    /// Opens the store, keeping session events in `events`; fails when it
+    /// cannot be reached now.
+    pub async fn open_with_events(
+        &self,
+        events: &EventStream,
+    ) -> Result<Arc<dyn Store>, SetupError> {
+        let events = events.clone();
         Ok(match self {
-            Self::Memory => Arc::new(MemoryStore::new()),
+            Self::Memory => Arc::new(MemoryStore::with_events(&events)),
             #[cfg(feature = "redis")]
-            Self::Redis(config) => Arc::new(RedisStore::connect(config.clone()).await?),
+            Self::Redis(config) => {
+                Arc::new(RedisStore::connect(config.clone().with_events(events)).await?)
+            }
             #[cfg(feature = "redis")]
-            Self::Sentinel(config) => Arc::new(SentinelStore::connect(config.clone()).await?),
+            Self::Sentinel(config) => {
+                let mut config = config.clone();
+                config.server.events = events;
+                Arc::new(SentinelStore::connect(config).await?)
+            }
             #[cfg(feature = "redis")]
-            Self::Cluster(config) => Arc::new(ClusterStore::connect(config.clone()).await?),
+            Self::Cluster(config) => {
+                let mut config = config.clone();
+                config.server.events = events;
+                Arc::new(ClusterStore::connect(config).await?)
+            }
         })
     }
 }

@@ -2,15 +2,16 @@
 //! every command a policy sends, TTLs and `WATCH` included. Nothing is
 //! shared with other processes, so it suits one service or a trial run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use super::{
-    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
-    HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition, Store, StoreError, Transaction,
+    Command, EventArgs, EventId, EventRange, EventStream, ExpireArgs, ExpireCondition,
+    GetExpireArgs, HashDeleteArgs, HashExistsArgs, HashGetArgs, HashSetArgs, Reply, SetArgs,
+    SetCondition, Store, StoreError, StoredEvent, Transaction,
 };
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,58 @@ struct Inner {
     watched: HashMap<String, Watched>,
     /// Commands since the last sweep of expired keys.
     since_sweep: usize,
+    events: Events,
+}
+
+/// The session-event stream: the latest events, at most `max_len`.
+#[derive(Debug, Default)]
+struct Events {
+    stream: VecDeque<StoredEvent>,
+    max_len: usize,
+    last: Option<EventId>,
+}
+
+impl Events {
+    /// Appends an event as `XADD … MAXLEN` does, with an id after the last.
+    fn append(&mut self, fields: &[(String, String)]) -> EventId {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        let id = match self.last {
+            Some(last) if last.ms >= ms => EventId {
+                ms: last.ms,
+                seq: last.seq + 1,
+            },
+            _ => EventId { ms, seq: 0 },
+        };
+        self.last = Some(id);
+        self.stream.push_back(StoredEvent {
+            id,
+            fields: fields.to_vec(),
+        });
+        while self.stream.len() > self.max_len {
+            self.stream.pop_front();
+        }
+        id
+    }
+
+    fn read(&self, range: EventRange) -> Vec<StoredEvent> {
+        match range {
+            EventRange::After(after, count) => self
+                .stream
+                .iter()
+                .filter(|event| event.id > after)
+                .take(count)
+                .cloned()
+                .collect(),
+            EventRange::Last(count) => {
+                let skip = self.stream.len().saturating_sub(count);
+                self.stream.iter().skip(skip).cloned().collect()
+            }
+        }
+    }
 }
 
 /// Sweep expired keys after at least this many commands, so that keys
@@ -277,6 +330,9 @@ impl Inner {
                 Some(hash) => hash.get(field).cloned().map_or(Reply::Nil, Reply::Text),
                 None => Reply::Nil,
             },
+            Command::AppendEvent(EventArgs { fields, .. }) => {
+                Reply::Text(self.events.append(fields).to_string())
+            }
         })
     }
 
@@ -290,15 +346,36 @@ impl Inner {
 }
 
 /// The embedded in-memory store. Cloning it shares the same data.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_events(&EventStream::default())
+    }
+}
+
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store, keeping [`EventStream::default`]'s number of events.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that keeps at most `events.max_len` session events
+    /// (in memory, so the stream's key means nothing here).
+    pub fn with_events(events: &EventStream) -> Self {
+        let inner = Inner {
+            events: Events {
+                max_len: usize::try_from(events.max_len).unwrap_or(usize::MAX),
+                ..Events::default()
+            },
+            ..Inner::default()
+        };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 }
 
@@ -352,6 +429,10 @@ impl Store for MemoryStore {
 
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn read_events(&self, range: EventRange) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(lock(&self.inner).events.read(range))
     }
 }
 

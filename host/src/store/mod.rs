@@ -5,6 +5,7 @@
 //! so a policy can reason about its cost.
 
 mod config;
+mod events;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -15,6 +16,8 @@ use std::fmt;
 use async_trait::async_trait;
 
 pub use self::config::StoreConfig;
+pub(crate) use self::events::merge as merge_events;
+pub use self::events::{DEFAULT_EVENTS_MAX_LEN, EventId, EventRange, EventStream, StoredEvent};
 pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{
@@ -27,7 +30,7 @@ pub use self::tap::{Call, Counters, Counts, Tap};
 // The WIT `store` interface's own types, generated once; their docs say
 // what each command replies.
 pub use crate::wit::store::{
-    Command, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
+    Command, EventArgs, ExpireArgs, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs,
     HashGetArgs, HashSetArgs, Reply, SetArgs, SetCondition,
 };
 
@@ -51,11 +54,15 @@ impl Command {
             Self::HashDelete(HashDeleteArgs { fields, .. }) if fields.is_empty() => {
                 invalid("no fields")
             }
+            Self::AppendEvent(EventArgs { fields, .. }) if fields.is_empty() => {
+                invalid("no fields")
+            }
             _ => Ok(()),
         }
     }
 
-    /// The keys the command touches, in order.
+    /// The keys the command touches, in order; for an event, the key it is
+    /// written beside, whose slot its stream shares on a cluster.
     pub fn keys(&self) -> impl Iterator<Item = &str> + Clone {
         let keys: &[String] = match self {
             Self::Del(keys) | Self::Exists(keys) => keys,
@@ -68,7 +75,8 @@ impl Command {
             | Self::HashDelete(HashDeleteArgs { key, .. })
             | Self::HashExists(HashExistsArgs { key, .. })
             | Self::GetExpire(GetExpireArgs { key, .. })
-            | Self::HashGet(HashGetArgs { key, .. }) => std::slice::from_ref(key),
+            | Self::HashGet(HashGetArgs { key, .. })
+            | Self::AppendEvent(EventArgs { beside: key, .. }) => std::slice::from_ref(key),
         };
         keys.iter().map(String::as_str)
     }
@@ -267,6 +275,14 @@ pub trait Store: Send + Sync + 'static {
     /// the store may work all the same.
     async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Reads session events from the store's stream ([`EventStream`]),
+    /// oldest first. A store without one answers with an error, the
+    /// default.
+    async fn read_events(&self, range: EventRange) -> Result<Vec<StoredEvent>, StoreError> {
+        let _ = range;
+        Err(StoreError::new("this store keeps no session events"))
     }
 
     /// The near cache's counters, when the store answers reads from memory

@@ -1,5 +1,6 @@
 //! The command line: parsing, running one command, printing its outcome.
 
+mod events;
 mod policy;
 mod token;
 
@@ -10,6 +11,7 @@ use dsession::ErrorBody;
 use dsession_service::ServeConfig;
 use serde_json::json;
 
+use self::events::EventsCommand;
 use self::policy::PolicyCommand;
 use self::token::TokenCommand;
 use crate::flags::ConfigArgs;
@@ -34,6 +36,9 @@ enum Command {
     /// Check, test and start policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Read the session events (`[events] enabled`).
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Measure each operation beside same-run baselines (docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
 }
@@ -183,6 +188,7 @@ fn wants_json(command: &Command) -> bool {
     match command {
         Command::Token(command) => command.wants_json(),
         Command::Policy(command) => command.wants_json(),
+        Command::Events(command) => command.wants_json(),
         Command::Bench(args) => args.json,
         Command::Serve(_) => false,
     }
@@ -210,6 +216,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => return run_serve(args).await,
         Command::Token(command) => token::run(command).await,
         Command::Policy(command) => policy::run(command).await.map(Ok),
+        Command::Events(command) => return events::run(command).await,
         Command::Bench(args) => {
             return match crate::bench::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -122,7 +122,12 @@ impl AttributeArgs {
 
 /// One listed token as a line: its name, expiry, and what is known of it.
 fn listed(entry: &TokenEntry) -> String {
-    let mut line = format!("{}  {}", entry.token, expiry(entry.token_expire_time));
+    let mut line = format!(
+        "{}  {}, session {}",
+        entry.token,
+        expiry(entry.token_expire_time),
+        entry.session_id
+    );
     let known = [
         ("issued at", entry.created_at.map(|at| at.to_string())),
         ("last seen", entry.last_seen.map(|at| at.to_string())),
@@ -166,6 +171,11 @@ impl TokenCommand {
 }
 
 impl Common {
+    /// Whether the output is JSON.
+    pub(crate) fn wants_json(&self) -> bool {
+        self.json
+    }
+
     /// The authenticator `serve` would build from the same config: its
     /// manager checked as the service's is at start, its checks those of
     /// `/v1/tokens/check`.
@@ -174,7 +184,7 @@ impl Common {
         Ok(config.authenticator(config.open(None).await?))
     }
 
-    async fn manager(&self) -> anyhow::Result<SessionManager> {
+    pub(crate) async fn manager(&self) -> anyhow::Result<SessionManager> {
         Ok(self.authenticator().await?.sessions().clone())
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Deserializer};
 
 use dsession::observe::Observer;
-use dsession::store::StoreConfig;
+use dsession::store::{DEFAULT_EVENTS_MAX_LEN, EventStream, StoreConfig};
 use dsession::{Authenticator, Policy, Runtime, SessionManager, Settings};
 
 pub use self::limits::LimitsConfig;
@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Request and policy limits.
     pub limits: LimitsConfig,
+    /// Session events (`[events]`).
+    pub events: EventsConfig,
 }
 
 impl Default for ServeConfig {
@@ -67,7 +69,46 @@ impl Default for ServeConfig {
             loader: LoaderConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            events: EventsConfig::default(),
         }
+    }
+}
+
+/// Session events: with `enabled`, the policy appends each login, refresh,
+/// revoke, revoke-all, eviction and rejected login to a Redis Stream in
+/// the atomic step of the change (on a cluster, one stream per slot).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Record events; off by default.
+    pub enabled: bool,
+    /// The stream's key (`dsession-events`); on a cluster, each slot's
+    /// stream is this key and a hash tag of the slot.
+    pub stream: String,
+    /// About how many events a stream keeps (`XADD … MAXLEN ~`).
+    pub max_len: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        let stream = EventStream::default();
+        Self {
+            enabled: false,
+            stream: stream.key,
+            max_len: DEFAULT_EVENTS_MAX_LEN,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The stream, checked.
+    pub fn stream(&self) -> anyhow::Result<EventStream> {
+        let stream = EventStream {
+            key: self.stream.clone(),
+            max_len: self.max_len,
+        };
+        stream.validate().map_err(anyhow::Error::msg)?;
+        Ok(stream)
     }
 }
 
@@ -239,11 +280,12 @@ impl ServeConfig {
         observer: Option<Arc<dyn Observer>>,
     ) -> anyhow::Result<SessionManager> {
         self.loader.validate(&self.limits)?;
-        let store = self.store.open().await?;
+        let store = self.store.open_with_events(&self.events.stream()?).await?;
         let policy = self.policy.load()?;
         let mut builder = SessionManager::builder()
             .shared_store(store)
             .policy(policy)
+            .record_events(self.events.enabled)
             .settings(self.settings.clone())
             .policy_config(self.policy.config.clone())
             .limits(self.limits.policy_limits());

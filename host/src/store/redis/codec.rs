@@ -1,17 +1,66 @@
 //! The store's commands as Redis commands, and Redis replies as the store's
 //! replies. The only place that spells out each [`Command`] for Redis.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use redis::{Cmd, Pipeline, Value};
 
 use crate::store::{
-    Command, ExpireCondition, GetExpireArgs, HashDeleteArgs, HashExistsArgs, HashGetArgs,
-    HashSetArgs, Reply, SetCondition, StoreError,
+    Command, EventArgs, EventStream, ExpireCondition, GetExpireArgs, HashDeleteArgs,
+    HashExistsArgs, HashGetArgs, HashSetArgs, Reply, SetCondition, StoreError,
+};
+
+/// Where a store's `append-event` commands go: its event stream, or on a
+/// cluster the stream of the slot of the key each is written beside.
+#[derive(Debug, Clone)]
+pub(super) struct Events {
+    stream: EventStream,
+    sharded: bool,
+}
+
+impl Events {
+    /// The events of a store on one server (or a sentinel's master).
+    pub(super) fn single(stream: EventStream) -> Self {
+        Self {
+            stream,
+            sharded: false,
+        }
+    }
+
+    /// The events of a cluster: one stream per slot.
+    pub(super) fn per_slot(stream: EventStream) -> Self {
+        Self {
+            stream,
+            sharded: true,
+        }
+    }
+
+    /// The stream.
+    pub(super) fn stream(&self) -> &EventStream {
+        &self.stream
+    }
+
+    /// The key of the stream an event beside `key` goes to.
+    fn key(&self, beside: &str) -> Cow<'_, str> {
+        match self.sharded {
+            true => Cow::Owned(self.stream.slot_key(crate::store::key_slot(beside))),
+            false => Cow::Borrowed(&self.stream.key),
+        }
+    }
+}
+
+/// No stream, for a pipeline of reads alone, which appends no event.
+pub(super) static NO_EVENTS: Events = Events {
+    stream: EventStream {
+        key: String::new(),
+        max_len: 0,
+    },
+    sharded: false,
 };
 
 /// The Redis command for `command`.
-fn encode(command: &Command) -> Cmd {
+fn encode(command: &Command, events: &Events) -> Cmd {
     let mut cmd = Cmd::new();
     match command {
         Command::Get(key) => {
@@ -58,8 +107,89 @@ fn encode(command: &Command) -> Cmd {
         Command::HashGet(HashGetArgs { key, field }) => {
             cmd.arg("HGET").arg(key).arg(field);
         }
+        Command::AppendEvent(EventArgs { beside, fields }) => {
+            cmd.arg("XADD")
+                .arg(events.key(beside).as_ref())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(events.stream.max_len)
+                .arg("*");
+            for (field, value) in fields {
+                cmd.arg(field).arg(value);
+            }
+        }
     }
     cmd
+}
+
+/// `XRANGE` or `XREVRANGE` of the stream at `key` for `range`.
+pub(super) fn read_stream(key: &str, range: crate::store::EventRange) -> Cmd {
+    // Redis reads COUNT as a signed 64-bit number.
+    let count = i64::try_from(range.count()).unwrap_or(i64::MAX);
+    let mut cmd = Cmd::new();
+    match range {
+        crate::store::EventRange::After(after, _) => {
+            cmd.arg("XRANGE")
+                .arg(key)
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(count);
+        }
+        crate::store::EventRange::Last(_) => {
+            cmd.arg("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(count);
+        }
+    }
+    cmd
+}
+
+/// The events of an `XRANGE` or `XREVRANGE` reply, oldest first.
+pub(super) fn stream_events(value: Value) -> Result<Vec<crate::store::StoredEvent>, StoreError> {
+    let unexpected = |value: &Value| StoreError::new(format!("unexpected stream reply {value:?}"));
+    let Value::Array(entries) = value else {
+        return Err(unexpected(&value));
+    };
+    let mut events = entries
+        .into_iter()
+        .map(|entry| {
+            let Value::Array(parts) = entry else {
+                return Err(unexpected(&entry));
+            };
+            let [id, fields]: [Value; 2] = parts
+                .try_into()
+                .map_err(|parts| unexpected(&Value::Array(parts)))?;
+            let id = text(id).map_err(|value| unexpected(&value))?;
+            let fields = match fields {
+                Value::Array(items) => {
+                    let mut pairs = Vec::with_capacity(items.len() / 2);
+                    let mut items = items.into_iter();
+                    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                        let field = text(field).map_err(|value| unexpected(&value))?;
+                        let value = text(value).map_err(|value| unexpected(&value))?;
+                        pairs.push((field, value));
+                    }
+                    pairs
+                }
+                Value::Map(pairs) => pairs
+                    .into_iter()
+                    .map(|(field, value)| Ok((text(field)?, text(value)?)))
+                    .collect::<Result<_, Value>>()
+                    .map_err(|value| unexpected(&value))?,
+                other => return Err(unexpected(&other)),
+            };
+            Ok(crate::store::StoredEvent {
+                id: crate::store::EventId::parse(&id)?,
+                fields,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    events.sort_by_key(|event| event.id);
+    Ok(events)
 }
 
 /// The flag that makes `SET` conditional; none when it always sets.
@@ -86,10 +216,11 @@ pub(super) fn queue(
     pipe: &mut Pipeline,
     commands: &[Command],
     ignore_replies: bool,
+    events: &Events,
 ) -> Result<(), StoreError> {
     for command in commands {
         command.validate()?;
-        pipe.add_command(encode(command));
+        pipe.add_command(encode(command, events));
         if ignore_replies {
             pipe.ignore();
         }
@@ -125,13 +256,45 @@ pub(super) fn written_keys(commands: &[Command]) -> impl Iterator<Item = &str> {
         .flat_map(Command::keys)
 }
 
-/// Whether every command only deletes (`DEL`, `HDEL`), so that it may run
-/// outside `MULTI` when a full Redis refuses everything queued there: it
-/// frees memory, and a revocation needs nothing else.
-pub(super) fn only_deletions(commands: &[Command]) -> bool {
-    commands
+/// The deletions of a step of deletions (`DEL`, `HDEL`) and events alone,
+/// which may run outside `MULTI` when a full Redis refuses everything
+/// queued there: they free memory, and a revocation needs nothing else,
+/// while its events would take memory a full Redis refuses. None when the
+/// step holds any other command.
+pub(super) fn only_deletions(commands: &[Command]) -> Option<Vec<Command>> {
+    let mut deletions = Vec::with_capacity(commands.len());
+    for command in commands {
+        match command {
+            Command::Del(_) | Command::HashDelete(_) => deletions.push(command.clone()),
+            Command::AppendEvent(_) => {}
+            _ => return None,
+        }
+    }
+    Some(deletions)
+}
+
+/// The replies to `commands` when only their deletions ran, from the
+/// deletions' `replies`: nil for each event, which was not written.
+pub(super) fn events_unwritten(commands: &[Command], replies: Vec<Reply>) -> Vec<Reply> {
+    let mut replies = replies.into_iter();
+    let replies: Vec<Reply> = commands
         .iter()
-        .all(|command| matches!(command, Command::Del(_) | Command::HashDelete(_)))
+        .map(|command| match command {
+            Command::AppendEvent(_) => Reply::Nil,
+            _ => replies.next().unwrap_or(Reply::Nil),
+        })
+        .collect();
+    let lost = commands
+        .iter()
+        .filter(|command| matches!(command, Command::AppendEvent(_)))
+        .count();
+    if lost > 0 {
+        tracing::warn!(
+            lost,
+            "redis is full: a revocation ran without its session events, which it refused"
+        );
+    }
+    replies
 }
 
 /// Whether sending every command again after a redirection leaves the
@@ -194,9 +357,10 @@ pub(super) fn reply(command: &Command, value: Value) -> Result<Reply, StoreError
             Value::Nil,
         ) => Reply::Nil,
         (Command::Set(_), Value::Okay) => Reply::Ok,
-        (Command::Get(_) | Command::GetExpire(_) | Command::HashGet(_), value) => {
-            Reply::Text(text(value).map_err(|value| unexpected(&value))?)
-        }
+        (
+            Command::Get(_) | Command::GetExpire(_) | Command::HashGet(_) | Command::AppendEvent(_),
+            value,
+        ) => Reply::Text(text(value).map_err(|value| unexpected(&value))?),
         (
             Command::Del(_)
             | Command::Exists(_)
@@ -287,8 +451,12 @@ mod tests {
         assert!(!may_run_twice(&extend), "its reply changes the second time");
     }
 
+    fn events() -> Events {
+        Events::single(EventStream::default())
+    }
+
     fn args(command: &Command) -> Vec<String> {
-        encode(command)
+        encode(command, &events())
             .args_iter()
             .map(|arg| match arg {
                 Arg::Simple(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
@@ -320,7 +488,7 @@ mod tests {
 
     #[test]
     fn each_command_is_sent_as_its_redis_command() {
-        let cases: [(Command, &[&str]); 17] = [
+        let cases: [(Command, &[&str]); 18] = [
             (Command::Get("k".into()), &["GET", "k"]),
             (set(0, SetCondition::Always), &["SET", "k", "v"]),
             (
@@ -380,20 +548,72 @@ mod tests {
                 }),
                 &["HGET", "h", "f"],
             ),
+            (
+                Command::AppendEvent(EventArgs {
+                    beside: "{alice}index".into(),
+                    fields: vec![("event".into(), "login".into())],
+                }),
+                &[
+                    "XADD",
+                    "dsession-events",
+                    "MAXLEN",
+                    "~",
+                    "100000",
+                    "*",
+                    "event",
+                    "login",
+                ],
+            ),
         ];
         for (command, expected) in cases {
             assert_eq!(args(&command), expected, "{command:?}");
         }
+        let event = Command::AppendEvent(EventArgs {
+            beside: "{alice}index".into(),
+            fields: vec![("event".into(), "login".into())],
+        });
+        let per_slot = Events::per_slot(EventStream::default());
+        let key = per_slot.key("{alice}index").into_owned();
+        assert_eq!(
+            crate::store::key_slot(&key),
+            crate::store::key_slot("alice")
+        );
+        assert_eq!(
+            encode(&event, &per_slot)
+                .args_iter()
+                .nth(1)
+                .map(|arg| match arg {
+                    Arg::Simple(bytes) => bytes.to_vec(),
+                    _ => Vec::new(),
+                }),
+            Some(key.into_bytes())
+        );
+    }
+
+    #[test]
+    fn a_full_redis_runs_the_deletions_of_a_revocation_without_its_events() {
+        let event = Command::AppendEvent(EventArgs {
+            beside: "i".into(),
+            fields: vec![("event".into(), "revoke".into())],
+        });
+        let del = Command::Del(vec!["t".into()]);
+        let step = [del.clone(), event.clone()];
+        assert_eq!(only_deletions(&step), Some(vec![del]));
+        assert_eq!(
+            events_unwritten(&step, vec![Reply::Integer(1)]),
+            [Reply::Integer(1), Reply::Nil]
+        );
+        assert_eq!(only_deletions(&[event, Command::Get("k".into())]), None);
     }
 
     #[test]
     fn a_queue_holds_the_commands_in_order_and_refuses_an_invalid_one() {
         let commands = [Command::Get("a".into()), Command::Ttl("b".into())];
         let mut pipe = redis::pipe();
-        queue(&mut pipe, &commands, false).unwrap();
+        queue(&mut pipe, &commands, false, &events()).unwrap();
         let expected: Vec<u8> = commands
             .iter()
-            .flat_map(|command| encode(command).get_packed_command())
+            .flat_map(|command| encode(command, &events()).get_packed_command())
             .collect();
         assert_eq!(pipe.get_packed_pipeline(), expected);
 
@@ -401,6 +621,7 @@ mod tests {
             &mut redis::pipe(),
             &[expire(ExpireCondition::Always), Command::Del(vec![])],
             false,
+            &events(),
         )
         .unwrap_err();
         assert!(

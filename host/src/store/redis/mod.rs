@@ -37,6 +37,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, ClusterStore, key_slot};
+use self::codec::Events;
 use self::error::{redact, setup_error};
 use self::near_cache::{Counters, NearCache};
 pub use self::near_cache::{
@@ -48,7 +49,10 @@ pub use self::sentinel::{SentinelConfig, SentinelStore};
 use self::server::Server;
 pub use self::settings::ServerSettings;
 use crate::error::SetupError;
-use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
+use crate::store::{
+    Command, EventRange, EventStream, MemoryPolicy, Reply, Store, StoreError, StoredEvent,
+    Transaction,
+};
 
 /// How to reach a Redis server; in a config file, the `[store]` table
 /// with `kind = "redis"`, each duration a `*_ms` key in milliseconds.
@@ -79,6 +83,9 @@ pub struct RedisConfig {
     /// default.
     #[serde(default)]
     pub near_cache: NearCacheConfig,
+    /// Where session events go (the service's `[events]`).
+    #[serde(skip)]
+    pub events: EventStream,
 }
 
 impl RedisConfig {
@@ -91,12 +98,18 @@ impl RedisConfig {
             command_timeout: DEFAULT_TIMEOUT,
             tls: TlsFiles::default(),
             near_cache: NearCacheConfig::default(),
+            events: EventStream::default(),
         }
     }
 
     /// This config with the near cache `near_cache`.
     pub fn with_near_cache(self, near_cache: NearCacheConfig) -> Self {
         Self { near_cache, ..self }
+    }
+
+    /// This config with session events kept in `events`.
+    pub fn with_events(self, events: EventStream) -> Self {
+        Self { events, ..self }
     }
 }
 
@@ -148,7 +161,14 @@ impl RedisStore {
             .with_context(|| format!("invalid redis URL {:?}", redact(&config.url)))?;
         Ok(Self {
             near_cache: near.is_some().then_some(counters),
-            server: Arc::new(Server::new(client, shared, dedicated, None, near)),
+            server: Arc::new(Server::new(
+                client,
+                shared,
+                dedicated,
+                None,
+                near,
+                Events::single(config.events),
+            )),
         })
     }
 }
@@ -181,6 +201,10 @@ impl Store for RedisStore {
 
     async fn memory_policies(&self) -> Result<Vec<MemoryPolicy>, StoreError> {
         Ok(vec![self.server.memory_policy().await?])
+    }
+
+    async fn read_events(&self, range: EventRange) -> Result<Vec<StoredEvent>, StoreError> {
+        self.server.read_events(range).await
     }
 
     fn near_cache(&self) -> Option<NearCacheCounts> {

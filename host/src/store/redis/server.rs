@@ -14,13 +14,16 @@ use redis::{AsyncConnectionConfig, Client, ConnectionAddr, Pipeline, RedisError,
 
 use super::ack::ReplicaAck;
 use super::codec::{
-    issues_or_revokes, only_deletions, only_reads, queue, replies, text, written_keys,
+    Events, events_unwritten, issues_or_revokes, only_deletions, only_reads, queue, read_stream,
+    replies, stream_events, text, written_keys,
 };
 use super::error::{is_lost, store_error};
 use super::memory;
 use super::near_cache::{Flush, NearCache};
 use super::pool::Idle;
-use crate::store::{Command, MemoryPolicy, Reply, StoreError, Transaction};
+use crate::store::{
+    Command, EventRange, MemoryPolicy, Reply, StoreError, StoredEvent, Transaction,
+};
 
 /// Connections to one server: `shared` carries batches, and each `WATCH` (or
 /// write that waits for replicas) gets a dedicated connection, kept in a
@@ -38,6 +41,8 @@ pub(super) struct Server<C> {
     lost: AtomicBool,
     /// Answers batches of reads from memory, when configured.
     near: Option<NearCache>,
+    /// Where session events go.
+    events: Events,
 }
 
 impl<C> Server<C>
@@ -53,6 +58,7 @@ where
         connection_config: AsyncConnectionConfig,
         ack: Option<ReplicaAck>,
         near: Option<NearCache>,
+        events: Events,
     ) -> Self {
         Self {
             client,
@@ -62,7 +68,20 @@ where
             ack,
             lost: AtomicBool::new(false),
             near,
+            events,
         }
+    }
+
+    /// Reads the session-event stream on the shared connection.
+    pub(super) async fn read_events(
+        &self,
+        range: EventRange,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let value: Value = read_stream(&self.events.stream().key, range)
+            .query_async(&mut self.shared.clone())
+            .await
+            .map_err(|error| self.failed(error))?;
+        stream_events(value)
     }
 
     /// Where the server is.
@@ -200,7 +219,7 @@ where
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        queue(&mut pipe, commands, false)?;
+        queue(&mut pipe, commands, false, &self.events)?;
         let Some(ack) = ack else {
             let values: Vec<Value> = pipe
                 .query_async(&mut self.shared.clone())
@@ -278,9 +297,14 @@ where
         match executed {
             // Nothing ran; deletions alone may run outside MULTI, where a
             // full Redis takes them, so that a policy can still revoke.
-            Err(refused) if refused.is_out_of_memory() && only_deletions(commands) => {
-                self.pipeline(commands, self.acknowledgement(commands))
-                    .await
+            Err(refused) if refused.is_out_of_memory() => {
+                let Some(deletions) = only_deletions(commands) else {
+                    return Err(refused);
+                };
+                let replies = self
+                    .pipeline(&deletions, self.acknowledgement(&deletions))
+                    .await?;
+                Ok(events_unwritten(commands, replies))
             }
             executed => executed?
                 .ok_or_else(|| StoreError::new("redis aborted a transaction nobody watched")),
@@ -298,7 +322,7 @@ where
         if !keys.is_empty() {
             pipe.cmd("WATCH").arg(keys).ignore();
         }
-        queue(&mut pipe, reads, false)?;
+        queue(&mut pipe, reads, false, &self.events)?;
         let (connection, values) = match self.idle.take(&()) {
             Some(mut connection) => match pipe.query_async(&mut connection).await {
                 // An idle connection may have died with an earlier server
@@ -346,7 +370,7 @@ where
         let ack = self.acknowledgement(commands);
         let mut pipe = redis::pipe();
         pipe.cmd("MULTI").ignore();
-        queue(&mut pipe, commands, true)?;
+        queue(&mut pipe, commands, true, &self.events)?;
         pipe.cmd("EXEC");
         if let Some(ack) = ack {
             ack.queue_current(&mut pipe);
@@ -440,6 +464,7 @@ mod tests {
             AsyncConnectionConfig::new(),
             None,
             None,
+            Events::single(crate::store::EventStream::default()),
         )
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 use serde::Deserialize;
 
+use crate::store::EventStream;
 use crate::store::redis::ack::ReplicaAck;
 use crate::store::redis::near_cache::NearCacheConfig;
 use crate::store::redis::net::{DEFAULT_TIMEOUT, millis, timeouts};
@@ -59,6 +60,10 @@ pub struct ServerSettings {
     /// Answers batches of reads from memory (`[store.near_cache]`), one
     /// cache per master; off by default.
     pub near_cache: NearCacheConfig,
+    /// Where session events go (the service's `[events]`): one stream on
+    /// the master, or on a cluster one per slot.
+    #[serde(skip)]
+    pub events: EventStream,
 }
 
 impl Default for ServerSettings {
@@ -74,6 +79,7 @@ impl Default for ServerSettings {
             min_replicas_ack: 0,
             ack_timeout: DEFAULT_TIMEOUT,
             near_cache: NearCacheConfig::default(),
+            events: EventStream::default(),
         }
     }
 }
@@ -88,6 +94,7 @@ impl fmt::Debug for ServerSettings {
             .field("min_replicas_ack", &self.min_replicas_ack)
             .field("ack_timeout", &self.ack_timeout)
             .field("near_cache", &self.near_cache)
+            .field("events", &self.events)
             .finish()
     }
 }

@@ -85,14 +85,18 @@ pub use self::slots::key_slot;
 use self::slots::{one_slot, per_slot};
 use crate::error::SetupError;
 use crate::store::redis::codec::{
-    issues_or_revokes, may_run_twice, only_deletions, only_reads, text,
+    Events, events_unwritten, issues_or_revokes, may_run_twice, only_deletions, only_reads,
+    read_stream, stream_events, text,
 };
 use crate::store::redis::error::{redact, setup_error, store_error};
 use crate::store::redis::memory;
 use crate::store::redis::near_cache::{NearCacheCounts, every};
 use crate::store::redis::net::{ADDRESS_FORMS, Connector, Dialer, TlsFiles, node_url};
 use crate::store::redis::settings::ServerSettings;
-use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
+use crate::store::{
+    Command, EventRange, MemoryPolicy, Reply, Store, StoreError, StoredEvent, Transaction,
+    merge_events,
+};
 
 /// How to reach a Redis Cluster; in a config file, the `[store]` table
 /// with `kind = "cluster"`.
@@ -226,6 +230,7 @@ impl ClusterStore {
             ack,
             config.server.command_timeout,
             NearCaches::new(&config.server.near_cache),
+            Events::per_slot(config.server.events.clone()),
         );
         nodes
             .refresh_masters()
@@ -255,7 +260,7 @@ impl ClusterStore {
         }
         let slot = one_slot("an atomic step", commands.iter().flat_map(Command::keys))?;
         let writes = !only_reads(commands);
-        let mut request = Request {
+        let request = Request {
             commands,
             transaction: true,
             ack: self.nodes.ack().filter(|_| writes),
@@ -263,9 +268,17 @@ impl ClusterStore {
         let answer = match request.run(&self.nodes, slot, !writes).await {
             // Nothing ran; deletions alone may run outside MULTI, where a
             // full node takes them, so that a policy can still revoke.
-            Err(refused) if refused.is_out_of_memory() && only_deletions(commands) => {
-                request.transaction = false;
-                request.run(&self.nodes, slot, false).await?
+            Err(refused) if refused.is_out_of_memory() => {
+                let Some(deletions) = only_deletions(commands) else {
+                    return Err(refused);
+                };
+                let deletions = Request {
+                    commands: &deletions,
+                    transaction: false,
+                    ..request
+                };
+                let replies = deletions.run(&self.nodes, slot, false).await?;
+                return Ok(events_unwritten(commands, replies.unwrap_or_default()));
             }
             answer => answer?,
         };
@@ -412,6 +425,40 @@ impl Store for ClusterStore {
 
     fn is_sharded(&self) -> bool {
         true
+    }
+
+    /// Every slot's stream, each master asked for those of its slots in one
+    /// pipeline, all at once; merged by id. Streams on different masters
+    /// take ids from different clocks, so an event a master appends with
+    /// an id below one already read elsewhere is missed by a read after
+    /// that id.
+    async fn read_events(&self, range: EventRange) -> Result<Vec<StoredEvent>, StoreError> {
+        let ranges = self.nodes.slot_ranges().await.map_err(store_error)?;
+        let mut slots: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        for slot_range in ranges {
+            slots
+                .entry(slot_range.master.clone())
+                .or_default()
+                .extend(slot_range.start..=slot_range.end);
+        }
+        let stream = self.nodes.events().stream();
+        let asked = slots.into_iter().map(|(master, slots)| async move {
+            let mut pipe = redis::pipe();
+            for &slot in &slots {
+                pipe.add_command(read_stream(&stream.slot_key(slot), range));
+            }
+            let values = self
+                .nodes
+                .ask_pipeline(&master, pipe, slots.len())
+                .await
+                .map_err(|error| store_error(error).context(&master))?;
+            values
+                .into_iter()
+                .map(stream_events)
+                .collect::<Result<Vec<_>, StoreError>>()
+        });
+        let streams = futures_util::future::try_join_all(asked).await?;
+        Ok(merge_events(streams.into_iter().flatten().collect(), range))
     }
 
     /// Every master's near cache counted together.

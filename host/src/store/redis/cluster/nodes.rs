@@ -16,6 +16,7 @@ use super::near::{MasterCache, NearCaches};
 use super::retry::{Next, Retry, Target, next_step};
 use super::slots::{Masters, SlotRange};
 use crate::store::redis::ack::ReplicaAck;
+use crate::store::redis::codec::Events;
 use crate::store::redis::error::store_error;
 use crate::store::redis::near_cache::NearCacheCounts;
 use crate::store::redis::net::{Dialer, host_and_port};
@@ -42,6 +43,8 @@ pub(super) struct Nodes {
     /// The masters' near caches, when configured; each master that loses
     /// a slot in `masters` has its cache flushed.
     near: Option<NearCaches>,
+    /// Where session events go: one stream per slot.
+    events: Events,
 }
 
 impl Nodes {
@@ -54,6 +57,7 @@ impl Nodes {
         ack: Option<ReplicaAck>,
         command_timeout: Duration,
         near: Option<NearCaches>,
+        events: Events,
     ) -> Self {
         Self {
             cluster,
@@ -63,7 +67,31 @@ impl Nodes {
             masters: Masters::new(),
             idle: Idle::default(),
             near,
+            events,
         }
+    }
+
+    /// Where session events go.
+    pub(super) fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Sends `pipe`, of `count` commands, to the node at `address`.
+    pub(super) async fn ask_pipeline(
+        &self,
+        address: &str,
+        pipe: Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        let (host, port) = node(address)?;
+        let node = SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port,
+        };
+        self.cluster
+            .clone()
+            .route_pipeline(pipe, 0, count, node)
+            .await
     }
 
     /// The acknowledgement a durable write needs, if configured.

@@ -7,7 +7,7 @@ use redis::{Pipeline, RedisError, Value};
 use super::nodes::Nodes;
 use super::retry::{Next, Retry, interruption, next_step};
 use crate::store::redis::ack::ReplicaAck;
-use crate::store::redis::codec::{queue, replies};
+use crate::store::redis::codec::{Events, queue, replies};
 use crate::store::redis::error::store_error;
 use crate::store::{Command, Reply, StoreError};
 
@@ -99,7 +99,11 @@ fn first_of_pipeline(error: RedisError) -> RedisError {
 impl Request<'_> {
     /// The pipeline, with `ASKING` first when a node asked for it, and how
     /// many replies it gets.
-    pub(super) fn pipeline(&self, asking: bool) -> Result<(Pipeline, usize), StoreError> {
+    pub(super) fn pipeline(
+        &self,
+        asking: bool,
+        events: &Events,
+    ) -> Result<(Pipeline, usize), StoreError> {
         let mut pipe = redis::pipe();
         let mut count = self.commands.len();
         if asking {
@@ -108,11 +112,11 @@ impl Request<'_> {
         }
         if self.transaction {
             pipe.cmd("MULTI");
-            queue(&mut pipe, self.commands, false)?;
+            queue(&mut pipe, self.commands, false, events)?;
             pipe.cmd("EXEC");
             count += 2;
         } else {
-            queue(&mut pipe, self.commands, false)?;
+            queue(&mut pipe, self.commands, false, events)?;
         }
         if let Some(ack) = self.ack {
             ack.queue(&mut pipe);
@@ -181,7 +185,7 @@ impl Request<'_> {
         let mut retry = Retry::until(nodes.deadline(self.ack));
         loop {
             let target = retry.target();
-            let (pipe, count) = self.pipeline(target.asking)?;
+            let (pipe, count) = self.pipeline(target.asking, nodes.events())?;
             let sent = if self.ack.is_some() {
                 nodes.send_dedicated(slot, target, &pipe, count).await
             } else {
@@ -205,6 +209,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::store::redis::codec::NO_EVENTS;
     use crate::store::{SetArgs, SetCondition};
 
     fn set(key: &str) -> Command {
@@ -246,15 +251,15 @@ mod tests {
     fn a_durable_transaction_after_ask_is_asking_multi_commands_exec_wait() {
         let commands = [set("{u}a"), Command::Get("{u}b".into())];
         let request = transaction(&commands, ack());
-        let (pipe, count) = request.pipeline(true).unwrap();
+        let (pipe, count) = request.pipeline(true, &NO_EVENTS).unwrap();
         let mut expected = redis::pipe();
         expected.cmd("ASKING").cmd("MULTI");
-        queue(&mut expected, &commands, false).unwrap();
+        queue(&mut expected, &commands, false, &NO_EVENTS).unwrap();
         expected.cmd("EXEC").cmd("WAIT").arg(1).arg(5);
         assert_eq!(pipe.get_packed_pipeline(), expected.get_packed_pipeline());
         assert_eq!(count, 6);
 
-        assert_eq!(plain(&commands).pipeline(false).unwrap().1, 2);
+        assert_eq!(plain(&commands).pipeline(false, &NO_EVENTS).unwrap().1, 2);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::nodes::{Dedicated, Nodes};
 use super::request::{Failure, Request};
 use super::retry::{Next, Retry, interruption, next_step};
 use super::slots::one_slot;
-use crate::store::redis::codec::{only_reads, queue, replies};
+use crate::store::redis::codec::{Events, only_reads, queue, replies};
 use crate::store::redis::error::store_error;
 use crate::store::{Command, Reply, StoreError, Transaction};
 
@@ -40,7 +40,7 @@ pub(super) async fn watch(
     let mut retry = Retry::until(nodes.deadline(None));
     loop {
         let asking = retry.target().asking;
-        let (pipe, count) = pipeline(&keys, &reads, asking)?;
+        let (pipe, count) = pipeline(&keys, &reads, asking, nodes.events())?;
         let error = match nodes.on_dedicated(slot, retry.target(), &pipe, count).await {
             Ok((dedicated, values)) => match interruption(&values) {
                 None => {
@@ -68,6 +68,7 @@ fn pipeline(
     keys: &[String],
     reads: &[Command],
     asking: bool,
+    events: &Events,
 ) -> Result<(Pipeline, usize), StoreError> {
     let mut pipe = redis::pipe();
     let ask = |pipe: &mut Pipeline| {
@@ -79,7 +80,7 @@ fn pipeline(
     pipe.cmd("WATCH").arg(keys);
     for read in reads {
         ask(&mut pipe);
-        queue(&mut pipe, std::slice::from_ref(read), false)?;
+        queue(&mut pipe, std::slice::from_ref(read), false, events)?;
     }
     Ok((pipe, (1 + usize::from(asking)) * (1 + reads.len())))
 }
@@ -162,7 +163,7 @@ impl ClusterTransaction {
             transaction: true,
             ack: self.nodes.ack().filter(|_| writes),
         };
-        let (pipe, count) = request.pipeline(self.asking)?;
+        let (pipe, count) = request.pipeline(self.asking, self.nodes.events())?;
         let values = dedicated
             .connection
             .req_packed_commands(&pipe, 0, count)
@@ -193,6 +194,7 @@ impl ClusterTransaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::redis::codec::NO_EVENTS;
 
     fn reads() -> Vec<Command> {
         vec![Command::Get("{u}a".into()), Command::Ttl("{u}b".into())]
@@ -201,16 +203,16 @@ mod tests {
     #[test]
     fn after_ask_each_command_of_a_watch_has_its_asking() {
         let keys = vec!["{u}a".to_owned()];
-        let (pipe, count) = pipeline(&keys, &reads(), true).unwrap();
+        let (pipe, count) = pipeline(&keys, &reads(), true, &NO_EVENTS).unwrap();
         let mut expected = redis::pipe();
         expected.cmd("ASKING").cmd("WATCH").arg(&keys);
         for read in reads() {
             expected.cmd("ASKING");
-            queue(&mut expected, &[read], false).unwrap();
+            queue(&mut expected, &[read], false, &NO_EVENTS).unwrap();
         }
         assert_eq!(pipe.get_packed_pipeline(), expected.get_packed_pipeline());
         assert_eq!(count, 6);
-        assert_eq!(pipeline(&keys, &reads(), false).unwrap().1, 3);
+        assert_eq!(pipeline(&keys, &reads(), false, &NO_EVENTS).unwrap().1, 3);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub(crate) use self::stats::Counters;
 pub use self::stats::{Flush, NearCacheCounts};
 use self::tracking::Tracking;
 pub(crate) use self::tracking::every;
-use super::codec::{queue, reply};
+use super::codec::{NO_EVENTS, queue, reply};
 use super::net::millis;
 use crate::store::{Command, Reply, StoreError};
 
@@ -262,7 +262,7 @@ impl NearCache {
             .collect();
         for (fetch, reads) in fetches.iter().zip(&reads) {
             pipe.cmd("PTTL").arg(fetch.key);
-            queue(&mut pipe, reads, false)?;
+            queue(&mut pipe, reads, false, &NO_EVENTS)?;
         }
         let (values, sent) = self.tracking.send(&pipe).await.map_err(failed)?;
         let mut values = values.into_iter();

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 
 use super::discovery::Sentinels;
+use crate::store::EventStream;
 use crate::store::StoreError;
 use crate::store::redis::ack::ReplicaAck;
+use crate::store::redis::codec::Events;
 use crate::store::redis::error::store_error;
 use crate::store::redis::near_cache::{Counters, NearCache, NearCacheConfig};
 use crate::store::redis::net::Dialer;
@@ -35,6 +37,8 @@ pub(super) struct Follower {
     /// Each master's near cache, counted in `counters`.
     near_cache: NearCacheConfig,
     counters: Arc<Counters>,
+    /// Where each master keeps session events.
+    events: EventStream,
     current: Mutex<Current>,
     /// One search for the master at a time.
     searching: tokio::sync::Mutex<()>,
@@ -52,13 +56,15 @@ struct Current {
 impl Follower {
     /// No master in use until [`Follower::master`] finds one; the masters
     /// `sentinels` name are reached through `dialer`, take writes with
-    /// `ack`, and each gets a near cache of its own as `near_cache` says.
+    /// `ack`, and each gets a near cache of its own as `near_cache` says
+    /// and keeps session events in `events`.
     pub(super) fn new(
         sentinels: Sentinels,
         dialer: Dialer,
         ack: Option<ReplicaAck>,
         near_cache: NearCacheConfig,
         counters: Arc<Counters>,
+        events: EventStream,
     ) -> Self {
         Self {
             sentinels,
@@ -66,6 +72,7 @@ impl Follower {
             ack,
             near_cache,
             counters,
+            events,
             current: Mutex::new(Current::default()),
             searching: tokio::sync::Mutex::new(()),
         }
@@ -167,7 +174,10 @@ impl Follower {
                 let near =
                     NearCache::start(&self.near_cache, &client, timeouts.clone(), &self.counters)
                         .map_err(store_error)?;
-                Ok(Server::new(client, shared, timeouts, self.ack, near))
+                let events = Events::single(self.events.clone());
+                Ok(Server::new(
+                    client, shared, timeouts, self.ack, near, events,
+                ))
             }
             role => Err(StoreError::new(format!("ROLE is {role}, not master"))),
         }

@@ -36,7 +36,9 @@ use crate::store::redis::error::setup_error;
 use crate::store::redis::near_cache::{Counters, NearCacheCounts};
 use crate::store::redis::net::{Connector, Dialer, TlsFiles};
 use crate::store::redis::settings::ServerSettings;
-use crate::store::{Command, MemoryPolicy, Reply, Store, StoreError, Transaction};
+use crate::store::{
+    Command, EventRange, MemoryPolicy, Reply, Store, StoreError, StoredEvent, Transaction,
+};
 
 /// How to find the master through Redis Sentinel; in a config file, the
 /// `[store]` table with `kind = "sentinel"`.
@@ -157,6 +159,7 @@ impl SentinelStore {
             ack,
             config.server.near_cache,
             counters,
+            config.server.events,
         ));
         follower.master().await?;
         Follower::follow(Arc::downgrade(&follower));
@@ -237,6 +240,16 @@ impl Store for SentinelStore {
 
     fn near_cache(&self) -> Option<NearCacheCounts> {
         self.near_cache.as_ref().map(|counters| counters.snapshot())
+    }
+
+    /// The master's stream; read from the next master when the one in
+    /// use went.
+    async fn read_events(&self, range: EventRange) -> Result<Vec<StoredEvent>, StoreError> {
+        self.on_master(
+            true,
+            |master| async move { master.read_events(range).await },
+        )
+        .await
     }
 
     /// The master's; read from the next master when the one in use went.
