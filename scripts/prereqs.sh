@@ -30,7 +30,8 @@ ensure_build_tools() {
 # examples/policy-python/build.sh (which installs componentize-py itself),
 # Node with npm for examples/policy-js/build.sh (which installs
 # ComponentizeJS itself, and needs Node 20 or newer), and iproute2 and
-# nftables for the partitions test's network namespaces.
+# nftables for the partitions test's network namespaces, and Chromium for
+# the admin console's browser test.
 ensure_test_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
@@ -43,6 +44,9 @@ ensure_test_packages() {
     # The fault lab of the partitions test: namespaces and packet filters.
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nft >/dev/null || missing+=(nftables)
+    # The admin console's browser test drives Debian's Chromium through
+    # Playwright (scripts/tools-requirements.txt), which downloads none.
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
     apt_install "${missing[@]}"
 }
 

@@ -8,8 +8,8 @@ use std::process::Command;
 use dsession_service::{LoaderConfig, LoaderKind};
 
 use crate::support::served::{Served, policy_file, serving};
-use crate::support::tools::tool;
 use crate::support::user_service::UserService;
+use dsession_tests::tools::tool;
 
 /// Cases per operation and phase: the whole run stays within CI's budget
 /// of about two minutes.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::served::Served;
-use crate::support::tools::tool;
+use dsession_tests::tools::tool;
 
 /// An upstream that answers with the `X-User-Id` it was sent.
 async fn upstream() -> u16 {

@@ -8,6 +8,7 @@ pub mod netns;
 pub mod proxy;
 mod sentinel;
 mod server;
+pub mod tools;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

@@ -8,7 +8,6 @@ pub mod failover;
 pub mod http;
 pub mod served;
 mod stores;
-pub mod tools;
 pub mod user_service;
 
 use std::time::Duration;

@@ -151,6 +151,10 @@
         el("td", { className: "mono" }, k.default ?? "—"),
         el("td", {}, k.description || ""));
     });
+    if (rows.length === 0) {
+      rows.push(el("tr", {}, el("td", { colSpan: 4, className: "muted" },
+        "This policy reads no settings of its own.")));
+    }
     $("config").tBodies[0].replaceChildren(...rows);
   }
 
