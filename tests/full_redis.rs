@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use dsession::store::{RedisConfig, StoreConfig};
+use dsession::store::{EventRange, RedisConfig, StoreConfig};
 use dsession::{Error, SessionManager, Settings};
 use dsession_service::ServeConfig;
 use serde_json::json;
@@ -122,6 +122,45 @@ async fn on_a_full_redis_logins_and_refreshes_fail_naming_it_and_delete_token_re
     assert!(valid(&sessions, &kept).await, "checks still work");
     let listed = listed(&sessions, "alice").await;
     assert_eq!(listed, [kept]);
+}
+
+#[tokio::test]
+async fn on_a_full_redis_a_revocation_runs_without_its_event_under_both_policies() {
+    for hardened in [None, Some("0")] {
+        let server = small_redis();
+        let mut builder = SessionManager::builder()
+            .store(redis_store(&server).await)
+            .record_events(true);
+        if let Some(max_sessions) = hardened {
+            builder = builder
+                .policy(hardened_policy())
+                .policy_config([("max_sessions", max_sessions)]);
+        }
+        let sessions = builder.build().unwrap();
+        let one = sessions.set_token("alice", 600).await.unwrap().token;
+        let other = sessions.set_token("alice", 600).await.unwrap().token;
+        let recorded = |sessions: SessionManager| async move {
+            sessions
+                .read_events(EventRange::Last(100))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|event| event.event)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(recorded(sessions.clone()).await, ["login", "login"]);
+        fill(&server).await;
+
+        sessions.delete_token(&one).await.unwrap();
+        sessions.delete_user_token("alice").await.unwrap();
+        assert!(!valid(&sessions, &one).await && !valid(&sessions, &other).await);
+        assert_eq!(
+            recorded(sessions.clone()).await,
+            ["login", "login"],
+            "a full Redis refuses the events, and the revocations run without them"
+        );
+        assert_out_of_memory("login", sessions.set_token("bob", 600).await);
+    }
 }
 
 #[tokio::test]

@@ -2,12 +2,13 @@
 //! absolute expiry, at most N sessions, O(1) revoke-all, its settings, and
 //! hot swaps between it and the default policy and under load.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use dsession::store::{MemoryStore, Tap};
+use dsession::store::{EventId, EventRange, MemoryStore, Tap};
 use dsession::{Error, Policy, SessionAttributes, SessionManager, Settings};
 use dsession_service::ServeConfig;
 use serde_json::json;
@@ -312,7 +313,8 @@ on_every_store!(
     a_policy_config_value_changes_the_layout_and_a_bad_one_is_refused,
     fifty_racing_logins_on_one_device_leave_exactly_its_limit_and_spare_other_devices,
     fifty_racing_logins_past_a_reject_new_limit_are_refused_by_name_and_exact,
-    a_label_of_device_limits_replaces_the_per_device_limit;
+    a_label_of_device_limits_replaces_the_per_device_limit,
+    racing_logins_record_each_eviction_and_each_refusal_as_an_event;
     policy = crate::support::hardened_policy, cluster
 );
 
@@ -659,4 +661,82 @@ fn policy_config_values_in_toml_reach_the_policy_as_text() {
     let nested = toml::from_str::<ServeConfig>("[policy.config]\nlimits = { a = 1 }\n");
     let message = nested.unwrap_err().to_string();
     assert!(message.contains("policy.config.limits"), "{message}");
+}
+
+/// The events of `user`, as (event, session, device, detail).
+async fn events_of(
+    sessions: &SessionManager,
+    user: &str,
+) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+    let all = sessions
+        .read_events(EventRange::After(EventId::ZERO, usize::MAX))
+        .await
+        .unwrap();
+    all.into_iter()
+        .filter(|event| event.user == user)
+        .map(|event| (event.event, event.session, event.device, event.detail))
+        .collect()
+}
+
+async fn racing_logins_record_each_eviction_and_each_refusal_as_an_event(env: Env) {
+    let evicting = Arc::new(
+        env.builder()
+            .policy(hardened_policy())
+            .policy_config([("max_sessions_per_device", "2")])
+            .record_events(true)
+            .build()
+            .unwrap(),
+    );
+    let (tokens, refused) = race_logins(&evicting, "carol", "phone", 50).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    let events = events_of(&evicting, "carol").await;
+    let logins: Vec<_> = events.iter().filter(|e| e.0 == "login").collect();
+    let evictions: Vec<_> = events.iter().filter(|e| e.0 == "evict").collect();
+    assert_eq!((logins.len(), evictions.len()), (50, 48), "{events:?}");
+    assert!(evictions.iter().all(|e| {
+        e.2.as_deref() == Some("phone") && e.3.as_deref() == Some("max_sessions_per_device")
+    }));
+    // Exactly the sessions no eviction names are live.
+    let evicted: BTreeSet<_> = evictions.iter().map(|e| e.1.clone().unwrap()).collect();
+    let live: BTreeSet<_> = evicting
+        .list_user_token("carol")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.session_id)
+        .collect();
+    let issued: BTreeSet<_> = logins.iter().map(|e| e.1.clone().unwrap()).collect();
+    assert_eq!(live.len(), 2);
+    assert_eq!(
+        issued
+            .difference(&evicted)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        live
+    );
+    assert_eq!(tokens.len(), 50);
+
+    let rejecting = Arc::new(
+        env.builder()
+            .policy(hardened_policy())
+            .policy_config([("max_sessions_per_device", "3"), ("on_limit", "reject_new")])
+            .record_events(true)
+            .build()
+            .unwrap(),
+    );
+    let (tokens, refused) = race_logins(&rejecting, "dan", "tv", 50).await;
+    assert_eq!((tokens.len(), refused.len()), (3, 47));
+    let events = events_of(&rejecting, "dan").await;
+    let count = |kind: &str| events.iter().filter(|e| e.0 == kind).count();
+    assert_eq!(
+        (count("login"), count("reject"), count("evict")),
+        (3, 47, 0)
+    );
+    assert!(events.iter().filter(|e| e.0 == "reject").all(|e| {
+        e.1.is_none()
+            && e.2.as_deref() == Some("tv")
+            && e.3
+                .as_deref()
+                .is_some_and(|detail| detail.contains("max_sessions_per_device"))
+    }));
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real `redis-server` processes.
 
+mod admin;
 mod behaviour;
 mod cluster;
 mod compat;

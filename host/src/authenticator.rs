@@ -8,7 +8,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::error::Error;
 use crate::manager::SessionManager;
-use crate::types::User;
+use crate::types::{SessionAttributes, User};
 
 /// `X-Session-Token`: a token for clients that cannot set `Authorization`.
 pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
@@ -118,15 +118,34 @@ impl Authenticator {
 
     /// Checks the token `headers` present.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authentication, Error> {
+        self.authenticate_from(headers, None).await
+    }
+
+    /// [`Self::authenticate`] of a request whose client is known, which the
+    /// policy may keep ([`SessionManager::check_token_from`]).
+    pub async fn authenticate_from(
+        &self,
+        headers: &HeaderMap,
+        client: Option<&SessionAttributes>,
+    ) -> Result<Authentication, Error> {
         match self.token(headers) {
-            Some(token) => self.authenticate_token(&token).await,
+            Some(token) => self.authenticate_token_from(&token, client).await,
             None => Ok(Authentication::Missing),
         }
     }
 
     /// Checks `token`, then slides its expiry when configured.
     pub async fn authenticate_token(&self, token: &str) -> Result<Authentication, Error> {
-        let user = match self.check(token, self.load_user_ttl).await {
+        self.authenticate_token_from(token, None).await
+    }
+
+    /// [`Self::authenticate_token`] of a request whose client is known.
+    pub async fn authenticate_token_from(
+        &self,
+        token: &str,
+        client: Option<&SessionAttributes>,
+    ) -> Result<Authentication, Error> {
+        let user = match self.check_from(token, self.load_user_ttl, client).await {
             Ok(Some(user)) => user,
             // A token the policy cannot even parse is as invalid as an
             // unknown one.
@@ -155,16 +174,30 @@ impl Authenticator {
         token: &str,
         user_ttl_seconds: Option<i64>,
     ) -> Result<Option<User>, Error> {
+        self.check_from(token, user_ttl_seconds, None).await
+    }
+
+    /// [`Self::check`] of a request whose client is known.
+    pub async fn check_from(
+        &self,
+        token: &str,
+        user_ttl_seconds: Option<i64>,
+        client: Option<&SessionAttributes>,
+    ) -> Result<Option<User>, Error> {
         let Some(ttl) = user_ttl_seconds else {
-            return self.sessions.check_token(token).await;
+            return self.sessions.check_token_from(token, client).await;
         };
-        match self.sessions.check_token_or_update_user(token, ttl).await {
+        match self
+            .sessions
+            .check_token_or_update_user_from(token, ttl, client)
+            .await
+        {
             // A plain check answers without detail and caches nothing, so
             // the failure is not remembered as "no detail".
             Err(Error::Loader(reason)) if self.no_detail_on_loader_error => {
                 tracing::warn!(%reason, "the user loader failed; answering without detail");
                 self.sessions.observer().loader_fallback();
-                self.sessions.check_token(token).await
+                self.sessions.check_token_from(token, client).await
             }
             checked => checked,
         }

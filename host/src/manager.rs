@@ -469,7 +469,22 @@ impl SessionManager {
     /// The user of a live token, without detail; `None` when the token is
     /// dead or malformed.
     pub async fn check_token(&self, token: &str) -> Result<Option<User>> {
+        self.check_token_from(token, None).await
+    }
+
+    /// [`Self::check_token`] of a request whose client is known: the
+    /// policy may keep `client`'s IP and user agent as the session's
+    /// latest when its check writes anyway (the hardened policy's throttled
+    /// touch); `list_user_token` then shows them. A client past the bounds
+    /// of [`SessionAttributes`] is left out, never an error of the check.
+    pub async fn check_token_from(
+        &self,
+        token: &str,
+        client: Option<&SessionAttributes>,
+    ) -> Result<Option<User>> {
+        let client = checked_client(client);
         self.call(Operation::CheckToken, async |api, store| {
+            store.data_mut().set_client(client);
             api.call_check_token(store, &self.0.settings, token).await
         })
         .await
@@ -483,7 +498,21 @@ impl SessionManager {
         token: &str,
         user_ttl_seconds: i64,
     ) -> Result<Option<User>> {
+        self.check_token_or_update_user_from(token, user_ttl_seconds, None)
+            .await
+    }
+
+    /// [`Self::check_token_or_update_user`] of a request whose client is
+    /// known, as [`Self::check_token_from`].
+    pub async fn check_token_or_update_user_from(
+        &self,
+        token: &str,
+        user_ttl_seconds: i64,
+        client: Option<&SessionAttributes>,
+    ) -> Result<Option<User>> {
+        let client = checked_client(client);
         self.call(Operation::CheckTokenOrUpdateUser, async |api, store| {
+            store.data_mut().set_client(client);
             api.call_check_token_or_update_user(store, &self.0.settings, token, user_ttl_seconds)
                 .await
         })
@@ -579,4 +608,18 @@ impl SessionManager {
 /// waited for the replicas (see [`SessionManager::confirm_revocation`]).
 fn confirmed(deleted: Returned<()>, store: &PolicyStore) -> Returned<bool> {
     deleted.map(|deleted| deleted.map(|()| store.data().wrote_atomically()))
+}
+
+/// A request's client as a policy gets it (`client.current`): within the
+/// bounds of [`SessionAttributes`], or left out.
+fn checked_client(client: Option<&SessionAttributes>) -> Option<WitAttributes> {
+    let client = client?.clone().check();
+    match client {
+        Ok(client) if !client.is_empty() => Some(WitAttributes::from(&client)),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::debug!(%error, "the request's client is left out of the check");
+            None
+        }
+    }
 }

@@ -30,7 +30,7 @@ mod description {
 
 pub(crate) use self::description::exports::dsession::session::describe;
 pub(crate) use self::description::{PolicyDescription, PolicyDescriptionIndices};
-pub(crate) use self::policy::dsession::session::{store, types, user_loader};
+pub(crate) use self::policy::dsession::session::{client, store, types, user_loader};
 pub(crate) use self::policy::exports::dsession::session::token_manage;
 pub(crate) use self::policy::{Policy, PolicyIndices};
 

@@ -24,7 +24,7 @@
 
 use dsession_policy_sdk::ttl::MAX_TTL_SECONDS;
 use dsession_policy_sdk::user_id;
-use dsession_policy_sdk::{Error, random, token, ttl};
+use dsession_policy_sdk::{Error, SessionAttributes, attributes, client, random, token, ttl};
 use sha2::{Digest, Sha256};
 
 /// Hex digits in a token's secret (256 bits).
@@ -406,6 +406,18 @@ impl Stored {
             Some(json) => format!("{epoch} {created_ns} {deadline} {last_seen} {json}"),
             None => format!("{epoch} {created_ns} {deadline} {last_seen}"),
         }
+    }
+
+    /// Keeps `client`'s IP and user agent as the session's latest.
+    pub fn seen_from(&mut self, client: &SessionAttributes) -> Result<(), Error> {
+        let kept = match &self.attributes {
+            Some(json) => attributes::decode(json)?,
+            None => attributes::none(),
+        };
+        if let Some(merged) = client::merged(&kept, client) {
+            self.attributes = Some(attributes::encode(&merged));
+        }
+        Ok(())
     }
 
     /// Reads a token key's value; one written before `last_seen` was kept

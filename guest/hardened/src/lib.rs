@@ -44,7 +44,7 @@ use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, ConfigKey, Describe, Error, IssuedToken, PageRequest, Policy, Reply, SelfCheckReport,
     SessionAttributes, Settings, TokenEntry, TokenPage, User, UserCache, UserDetail, attributes,
-    cmd, config, random, store, time, ttl,
+    client, cmd, config, random, store, time, ttl,
 };
 use layout::{EPOCH_FIELD, OnLimit, Record, Stored};
 
@@ -563,11 +563,15 @@ impl Policy for Hardened {
         let left = stored.record.deadline - now;
         let remaining = match self.layout.touch(key_ttl, left) {
             Some(slid) => {
-                // The slide records when the token was last seen. SET XX
-                // never creates a key: a token revoked or expired since the
-                // read stays dead, and is answered as the read would answer
-                // it now.
+                // The slide records when the token was last seen, and from
+                // where when the host knows the client (a gateway's check).
+                // SET XX never creates a key: a token revoked or expired
+                // since the read stays dead, and is answered as the read
+                // would answer it now.
                 stored.last_seen = now;
+                if let Some(client) = client::current() {
+                    stored.seen_from(&client)?;
+                }
                 let touched = cmd::set(token_key, stored.encode()).ttl(slid).if_present();
                 if !store::one(touched.into())?.written("SET token")? {
                     return Ok(None);

@@ -112,6 +112,7 @@
 
 pub mod attributes;
 pub mod bindings;
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod event;

@@ -3,6 +3,7 @@
 //! or slow clients can neither exhaust descriptors nor hold the process up.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -78,11 +79,11 @@ pub async fn serve(
             () = &mut shutdown => break,
             slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, or a connection reset before
                     // accept: back off briefly instead of spinning.
@@ -95,6 +96,7 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         connections.spawn(serve_connection(
             stream,
+            peer,
             router.clone(),
             limits.clone(),
             closed.clone(),
@@ -119,6 +121,7 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
     mut closed: watch::Receiver<bool>,
@@ -131,9 +134,14 @@ async fn serve_connection(
         activity: Arc::clone(&activity),
         linger: None,
     });
-    let service = TowerToHyperService::new(
-        router.map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
-    );
+    // Forward-auth believes a client's forwarded address only from a
+    // trusted peer.
+    let service =
+        TowerToHyperService::new(router.map_request(move |request: Request<Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        }));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);

@@ -2,12 +2,15 @@
 //! gateways: one decision ([`decide`]), answered over HTTP here and over
 //! gRPC by [`crate::grpc`].
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dsession::authenticator::bearer;
-use dsession::{Authentication, Authenticator};
+use dsession::{Authentication, Authenticator, SessionAttributes};
 use subtle::ConstantTimeEq as _;
 
 use crate::{AppError, AppState};
@@ -68,8 +71,9 @@ pub(crate) async fn decide(
     authenticator: &Authenticator,
     headers: &HeaderMap,
     original: Original<'_>,
+    client: Option<&SessionAttributes>,
 ) -> Result<Verdict, dsession::Error> {
-    let (verdict, outcome) = match authenticator.authenticate(headers).await {
+    let (verdict, outcome) = match authenticator.authenticate_from(headers, client).await {
         Ok(Authentication::Valid(user)) => (
             Verdict::Allow(Authenticator::upstream_headers(&user)),
             "valid",
@@ -118,17 +122,22 @@ fn original<'a>(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Ori
     }
 }
 
-/// Forward-auth over HTTP, for `/auth` and every path under it.
+/// Forward-auth over HTTP, for `/auth` and every path under it, from
+/// `peer`.
 async fn answer(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, AppError> {
+    let peer = peer.map(|Extension(ConnectInfo(peer))| peer.ip());
+    let client = crate::client::client(headers, peer, &state.0.trusted_proxies);
     match decide(
         state.authenticator(),
         headers,
         original(method, uri, headers),
+        client.as_ref(),
     )
     .await?
     {
@@ -162,8 +171,9 @@ pub async fn forward_auth(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, AppError> {
-    answer(&state, &method, &uri, &headers).await
+    answer(&state, &method, &uri, &headers, peer).await
 }
 
 /// `/auth/{path}`: forward-auth for Envoy's HTTP `ext_authz`, whose
@@ -188,8 +198,9 @@ pub async fn forward_auth_prefixed(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, AppError> {
-    answer(&state, &method, &uri, &headers).await
+    answer(&state, &method, &uri, &headers, peer).await
 }
 
 #[cfg(test)]

@@ -60,7 +60,8 @@ impl Authorization for ExtAuthz {
             method: http.map_or("", |http| http.method.as_str()),
             uri: http.map_or("", |http| http.path.as_str()),
         };
-        let decided = forward_auth::decide(self.state.authenticator(), &headers, original).await;
+        let decided =
+            forward_auth::decide(self.state.authenticator(), &headers, original, None).await;
         let (answer, outcome) = match decided {
             Ok(Verdict::Allow(upstream)) => (Ok(allowed(&upstream)), "ok"),
             Ok(Verdict::Deny { presented }) => (Ok(denied(presented)), "denied"),

@@ -7,6 +7,7 @@
 //! SIGHUP or file change, and shuts down gracefully.
 
 mod admin;
+mod client;
 mod config;
 mod connections;
 mod error;
@@ -58,6 +59,7 @@ struct RouteContext {
     policy_path: Option<PathBuf>,
     policy_config: std::collections::BTreeMap<String, String>,
     policy_history: admin::PolicyHistory,
+    trusted_proxies: Vec<client::Network>,
     body_limit: usize,
     body_timeout: Duration,
     connections: ConnectionLimits,
@@ -85,6 +87,7 @@ impl AppState {
             policy_path: config.policy.path.clone(),
             policy_config: config.policy.config.clone(),
             policy_history: admin::PolicyHistory::new(),
+            trusted_proxies: config.trusted_proxies().unwrap_or_default(),
             body_limit: limits.body_bytes,
             body_timeout: Duration::from_millis(limits.body_timeout_ms),
             connections: ConnectionLimits {

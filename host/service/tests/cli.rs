@@ -9,13 +9,13 @@ mod scaffold;
 #[path = "cli/serving.rs"]
 mod serving;
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use dsession::Policy;
 use dsession_tests::{RedisCluster, RedisServer};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use self::serving::{http, reloads, serve, signal, wait_for};
 
@@ -244,6 +244,68 @@ fn token_list_shows_where_each_login_came_from_a_page_at_a_time() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("ip"),
         "{bad:?}"
+    );
+}
+
+#[test]
+fn events_tail_prints_the_recorded_events_and_follows_new_ones() {
+    let server = RedisServer::start();
+    let with_redis = on_redis(&server);
+    let created = with_redis(&[
+        "token", "create", "--user", "alice", "--device", "tv", "--events", "--json",
+    ]);
+    assert_eq!(code(&created), 0, "{created:?}");
+    let token = json(&created)["token"].as_str().unwrap().to_owned();
+    let revoked = with_redis(&["token", "revoke", "--token", &token, "--events"]);
+    assert_eq!(code(&revoked), 0, "{revoked:?}");
+    // Without --events nothing is recorded.
+    with_redis(&["token", "create", "--user", "bob"]);
+
+    let tail = with_redis(&["events", "tail", "--json"]);
+    assert_eq!(code(&tail), 0, "{tail:?}");
+    let events: Vec<Value> = stdout(&tail)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["user"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("login", "alice"), ("revoke", "alice")]);
+    assert_eq!(events[0]["device"], "tv");
+    assert!(!stdout(&tail).contains(&token), "no event shows a token");
+    let text = stdout(&with_redis(&["events", "tail", "--last", "1"]));
+    assert!(
+        text.contains("revoke  user \"alice\", session \""),
+        "{text}"
+    );
+    let first = events[0]["id"].as_str().unwrap();
+    let after = with_redis(&["events", "tail", "--after", first, "--json"]);
+    assert_eq!(stdout(&after).lines().count(), 1, "{after:?}");
+    let bad = with_redis(&["events", "tail", "--after", "soon"]);
+    assert_error_says(&bad, "not a stream id");
+
+    // --follow then prints each event as it is recorded.
+    let last = events[1]["id"].as_str().unwrap();
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_dsession"))
+        .args(["events", "tail", "--follow", "--after", last, "--json"])
+        .args(["--redis", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    with_redis(&["token", "create", "--user", "carol", "--events"]);
+    let mut line = String::new();
+    let mut reader = BufReader::new(follow.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
+    follow.kill().unwrap();
+    let output = follow.wait_with_output().unwrap();
+    let followed: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?} {}", stderr(&output)));
+    assert_eq!(
+        (&followed["event"], &followed["user"]),
+        (&json!("login"), &json!("carol")),
+        "{line}"
     );
 }
 

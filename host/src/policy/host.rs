@@ -19,7 +19,8 @@ use crate::error::{Error, SetupError};
 use crate::loader::UserLoader;
 use crate::store::{self, Store};
 use crate::wit::{
-    self, PolicyDescription, PolicyDescriptionIndices, PolicyIndices, WitError, token_manage,
+    self, PolicyDescription, PolicyDescriptionIndices, PolicyIndices, WitAttributes, WitError,
+    token_manage,
 };
 
 /// Bytes of a policy's stderr kept to explain a trap.
@@ -62,6 +63,9 @@ pub(crate) struct CallState {
     wrote_atomically: bool,
     /// The operator's `[policy.config]`, read through `wasi:config/store`.
     config: Arc<WasiConfigVariables>,
+    /// The client of the request the running call serves, for `client`;
+    /// set for a check only, cleared as each call starts.
+    client: Option<WitAttributes>,
 }
 
 impl CallState {
@@ -85,7 +89,13 @@ impl CallState {
             out_of_memory: false,
             wrote_atomically: false,
             config,
+            client: None,
         }
+    }
+
+    /// The client of the request the running call serves (`client.current`).
+    pub(crate) fn set_client(&mut self, client: Option<WitAttributes>) {
+        self.client = client;
     }
 
     /// A store answer as the guest gets it, noting whether a failure was a
@@ -215,6 +225,12 @@ impl wit::store::HostTransaction for CallState {
     }
 }
 
+impl wit::client::Host for CallState {
+    async fn current(&mut self) -> wasmtime::Result<Option<WitAttributes>> {
+        Ok(self.client.clone())
+    }
+}
+
 impl wit::user_loader::Host for CallState {
     async fn load(&mut self, user_id: String) -> wasmtime::Result<Result<Option<String>, String>> {
         Ok(match &self.loader {
@@ -231,7 +247,7 @@ fn host_provides() -> String {
         "WASI 0.2.12, which any 0.2.x import matches (wasi:io, wasi:clocks, wasi:random, \
          wasi:cli, wasi:filesystem, wasi:sockets; no files, environment or network are \
          reachable through them), wasi:config/store@0.2.0-rc.1, and dsession:session/types, \
-         store and user-loader @{CONTRACT_VERSION}"
+         store, user-loader and client @{CONTRACT_VERSION}"
     )
 }
 
@@ -245,6 +261,7 @@ fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<CallState>> {
     wit::types::add_to_linker::<_, Host>(&mut linker, |s| s)?;
     wit::store::add_to_linker::<_, Host>(&mut linker, |s| s)?;
     wit::user_loader::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+    wit::client::add_to_linker::<_, Host>(&mut linker, |s| s)?;
     // Always provided, so that a policy may read settings or not.
     wasmtime_wasi_config::add_to_linker(&mut linker, |s| WasiConfig::from(&*s.config))?;
     Ok(linker)
@@ -387,6 +404,7 @@ impl Instance {
         state.deadline = Instant::now() + timeout;
         state.out_of_memory = false;
         state.wrote_atomically = false;
+        state.client = None;
         self.store.set_epoch_deadline(1);
     }
 

@@ -241,6 +241,12 @@ pub struct AuthConfig {
     /// Sliding expiry: extend a valid token to this many seconds on each
     /// check. Absent: tokens keep their expiry.
     pub sliding_expiry: Option<i64>,
+    /// The gateways (addresses or networks, `10.0.0.0/8`) whose
+    /// `X-Real-IP`, `X-Forwarded-For` and `User-Agent` name the client of
+    /// a forward-auth check; the policy may keep them as the session's
+    /// latest (the hardened policy does, in its throttled touch). Empty,
+    /// the default: no client is recorded.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -250,6 +256,7 @@ impl Default for AuthConfig {
             load_user: false,
             user_ttl: 0,
             sliding_expiry: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -316,6 +323,18 @@ impl ServeConfig {
         authenticator
     }
 
+    /// `[auth] trusted_proxies`, read.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<crate::client::Network>> {
+        self.auth
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                crate::client::Network::parse(text)
+                    .map_err(|error| anyhow::anyhow!("auth.trusted_proxies: {error}"))
+            })
+            .collect()
+    }
+
     /// The admin key without the white space a file or `echo` leaves around
     /// it: clients' keys are trimmed too, so an untrimmed one locks them out.
     pub fn admin_key(&self) -> Option<&str> {
@@ -327,6 +346,8 @@ impl ServeConfig {
     /// loader's config is checked by [`Self::open`], which every command
     /// that builds a manager goes through.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.trusted_proxies()?;
+        self.events.stream()?;
         match self.admin_key() {
             Some("") => anyhow::bail!("admin_key must not be empty"),
             None if !self.listen.ip().is_loopback() => anyhow::bail!(
