@@ -147,7 +147,12 @@ async fn session_events_stream_to_the_admin_as_they_happen() {
         .collect();
     assert_eq!(kinds, [("revoke", "alice"), ("login", "bob")]);
     let mut none = get(&served, "/v1/events?last=0").await;
-    assert_eq!(session_events(&mut none, 1).await.len(), 0);
+    assert_eq!(none.status(), 200);
+    assert_eq!(
+        session_events(&mut none, 1).await.len(),
+        0,
+        "none before, none since"
+    );
 
     for bad in [
         "/v1/events?last=5000",
@@ -189,6 +194,38 @@ async fn the_policy_route_says_what_serves_and_the_console_is_served_under_a_str
     assert_eq!(reloaded.status(), 200);
     let policy: Value = get(&served, "/v1/policy").await.json().await.unwrap();
     assert_eq!(policy["last_reload"]["ok"], true);
+
+    // A session the hardened policy lists by name is revoked by that name,
+    // as the console does.
+    let token = create(&served, json!({ "user_id": "erin" })).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let [session] = &listed(&served, "erin").await[..] else {
+        panic!("one session")
+    };
+    let name = session["token"].as_str().unwrap();
+    let secret = token.rsplit_once('_').unwrap().1;
+    assert!(
+        name.starts_with("sha256:") && !name.contains(secret),
+        "{name}"
+    );
+    let revoked = client()
+        .post(served.url("/v1/tokens/revoke"))
+        .bearer_auth(KEY)
+        .json(&json!({ "token": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert!(listed(&served, "erin").await.is_empty());
+    let checked = client()
+        .get(served.url("/auth"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checked.status(), 401);
 
     for (path, content_type) in [
         ("/admin", "text/html"),

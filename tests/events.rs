@@ -27,17 +27,25 @@ const RACE: Duration = Duration::from_secs(4);
 struct Answers {
     /// Sessions whose login answered ok.
     issued: Vec<String>,
+    /// Sessions whose refresh answered ok.
+    refreshed: Vec<String>,
     /// Sessions whose revocation answered ok.
     revoked: Vec<String>,
     /// Calls that failed, each with a store error.
     failed: usize,
 }
 
-async fn manager(policy: &Option<Policy>, address: SocketAddr) -> SessionManager {
+/// The policy raced, and its `[policy.config]`.
+type Racer = (Option<Policy>, &'static [(&'static str, &'static str)]);
+
+async fn manager((policy, config): &Racer, address: SocketAddr) -> SessionManager {
     let store = RedisStore::connect(RedisConfig::new(format!("redis://{address}")))
         .await
         .unwrap();
-    let builder = SessionManager::builder().store(store).record_events(true);
+    let builder = SessionManager::builder()
+        .store(store)
+        .record_events(true)
+        .policy_config(config.iter().copied());
     match policy {
         Some(policy) => builder.policy(policy.clone()),
         None => builder,
@@ -66,7 +74,8 @@ fn session_of(hardened: bool, token: &str) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    session_id(&format!("sha256:{digest}"))
+    let (user, _) = token.rsplit_once('_').unwrap();
+    session_id(&format!("sha256:{digest}:{user}"))
 }
 
 /// One user's calls until `stop`: log in, refresh, revoke, and now and
@@ -95,12 +104,15 @@ async fn race(
         };
         let session = session_of(hardened, &issued.token);
         answers.issued.push(session.clone());
-        if let Err(error) = sessions.refresh_token(&issued.token, 900).await {
-            assert!(
-                matches!(error, Error::Store(_) | Error::NotFound),
-                "{error:?}"
-            );
-            answers.failed += 1;
+        match sessions.refresh_token(&issued.token, 900).await {
+            Ok(_) => answers.refreshed.push(session.clone()),
+            Err(error) => {
+                assert!(
+                    matches!(error, Error::Store(_) | Error::NotFound),
+                    "{error:?}"
+                );
+                answers.failed += 1;
+            }
         }
         let revoked = match round % 7 {
             0 => sessions.delete_user_token(&user).await,
@@ -121,7 +133,7 @@ async fn race(
 /// Races `TASKS` users through a proxy that cuts their connection in the
 /// middle of a write every few milliseconds, then checks, straight on
 /// Redis, that each change and its event went together.
-async fn changes_and_their_events_go_together(policy: Option<Policy>) {
+async fn changes_and_their_events_go_together(policy: Racer) {
     let redis = RedisServer::start();
     let upstream: SocketAddr = format!("127.0.0.1:{}", redis.port()).parse().unwrap();
     let proxy = Arc::new(LatencyProxy::start(
@@ -136,7 +148,7 @@ async fn changes_and_their_events_go_together(policy: Option<Policy>) {
         .map(|user| {
             let racing = race(
                 sessions.clone(),
-                policy.is_some(),
+                policy.0.is_some(),
                 user.clone(),
                 Arc::clone(&stop),
             );
@@ -171,33 +183,30 @@ async fn changes_and_their_events_go_together(policy: Option<Policy>) {
         .read_events(EventRange::After(EventId::ZERO, usize::MAX))
         .await
         .unwrap();
-    let mut recorded: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-    for event in &events {
+    // Where each (event, user, session) first stands in the stream: one
+    // Redis, so one order.
+    let mut recorded: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    for (at, event) in events.iter().enumerate() {
         let session = event.session.as_deref().unwrap_or("");
         recorded
-            .entry(event.event.as_str())
-            .or_default()
-            .insert((event.user.as_str(), session));
+            .entry((event.event.as_str(), event.user.as_str(), session))
+            .or_insert(at);
     }
-    let has = |kind: &str, user: &str, session: &str| {
-        recorded
-            .get(kind)
-            .is_some_and(|events| events.contains(&(user, session)))
-    };
-    let revoked_all = |user: &str| has("revoke-all", user, "");
+    let has = |kind: &str, user: &str, session: &str| recorded.contains_key(&(kind, user, session));
     let mut live = 0;
     for (user, answers) in users.iter().zip(&answers) {
-        for session in &answers.issued {
-            assert!(
-                has("login", user, session),
-                "login of {session} answered ok without its event"
-            );
-        }
-        for session in &answers.revoked {
-            assert!(
-                has("revoke", user, session),
-                "revoke of {session} answered ok without its event"
-            );
+        let calls = [
+            ("login", &answers.issued),
+            ("refresh", &answers.refreshed),
+            ("revoke", &answers.revoked),
+        ];
+        for (kind, sessions) in calls {
+            for session in sessions {
+                assert!(
+                    has(kind, user, session),
+                    "a {kind} of {session} answered ok without its event"
+                );
+            }
         }
         let listed = direct.list_user_token(user).await.unwrap();
         for entry in &listed {
@@ -207,35 +216,42 @@ async fn changes_and_their_events_go_together(policy: Option<Policy>) {
                 "{user}'s live session {} has no login event",
                 entry.session_id
             );
-            assert!(
-                !has("revoke", user, &entry.session_id),
-                "{user}'s session {} is live after its revoke event",
-                entry.session_id
-            );
+            for ended in ["revoke", "evict"] {
+                assert!(
+                    !has(ended, user, &entry.session_id),
+                    "{user}'s session {} is live after its {ended} event",
+                    entry.session_id
+                );
+            }
         }
         let listed: BTreeSet<&str> = listed.iter().map(|e| e.session_id.as_str()).collect();
-        for (_, session) in recorded
-            .get("login")
-            .into_iter()
-            .flatten()
-            .filter(|(u, _)| u == user)
-        {
-            let gone = has("revoke", user, session) || revoked_all(user);
-            assert!(
-                listed.contains(session) || gone,
-                "{user}'s session {session} has a login event, but is neither live nor revoked"
-            );
-        }
-        for (_, session) in recorded
-            .get("refresh")
-            .into_iter()
-            .flatten()
-            .filter(|(u, _)| u == user)
-        {
-            assert!(
-                has("login", user, session),
-                "a refresh of {session}, never issued"
-            );
+        let revoked_all: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.event == "revoke-all" && e.user == *user)
+            .map(|(at, _)| at)
+            .collect();
+        for (&(kind, who, session), &at) in &recorded {
+            if who != user {
+                continue;
+            }
+            match kind {
+                "login" => {
+                    // Gone: revoked, or by a revoke-all recorded after it.
+                    let gone = has("revoke", user, session)
+                        || has("evict", user, session)
+                        || revoked_all.iter().any(|&all| all > at);
+                    assert!(
+                        listed.contains(session) || gone,
+                        "{user}'s session {session} has a login event, but is neither live nor revoked"
+                    );
+                }
+                "refresh" => assert!(
+                    has("login", user, session),
+                    "a refresh of {session}, never issued"
+                ),
+                _ => {}
+            }
         }
     }
     let failed: usize = answers.iter().map(|a| a.failed).sum();
@@ -250,17 +266,24 @@ async fn changes_and_their_events_go_together(policy: Option<Policy>) {
         "the connection was cut often enough ({cuts}, {failed})"
     );
     assert!(
-        issued > 100,
+        issued >= TASKS,
         "calls went through between the cuts ({issued})"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_policy_changes_and_their_events_are_both_or_neither_when_cut() {
-    changes_and_their_events_go_together(None).await;
+    changes_and_their_events_go_together((None, &[])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardened_policy_changes_and_their_events_are_both_or_neither_when_cut() {
-    changes_and_their_events_go_together(Some(hardened_policy())).await;
+    changes_and_their_events_go_together((Some(hardened_policy()), &[])).await;
+}
+
+/// Each login past the device's limit evicts the oldest in its step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_and_their_events_are_both_or_neither_when_cut() {
+    let limit = &[("max_sessions_per_device", "1")];
+    changes_and_their_events_go_together((Some(hardened_policy()), limit)).await;
 }

@@ -202,7 +202,9 @@ impl Gosession {
         );
         let won = match won {
             Err(refused @ Error::Store(_)) if !old.is_empty() => {
-                store::atomic(&self.forget(user_id, old))?;
+                let mut evict = self.forget(user_id, old.clone()).to_vec();
+                evict.extend(self.evictions(user_id, &old));
+                store::atomic(&evict)?;
                 return Err(refused);
             }
             won => won?,

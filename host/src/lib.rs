@@ -75,6 +75,7 @@ mod manager;
 pub mod observe;
 mod policy;
 pub mod store;
+mod tail;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod types;
@@ -92,6 +93,7 @@ pub use policy::pool::InstanceStats;
 #[cfg(feature = "redis")]
 pub use policy::slot_layout::{CrossSlot, SlotLayoutError, check_slot_layout};
 pub use policy::{BUILTIN_POLICIES, CompileCacheStats, Policy, Runtime, RuntimeBuilder};
+pub use tail::EventTail;
 pub use types::{
     IssuedToken, MAX_DEVICE_CHARS, MAX_LABEL_NAME_CHARS, MAX_LABEL_VALUE_CHARS, MAX_LABELS,
     MAX_USER_AGENT_CHARS, PageRequest, SelfCheck, SessionAttributes, SessionEvent, Settings,

@@ -548,6 +548,9 @@ impl SessionManager {
     /// Session events from the store's stream, oldest first: those after
     /// an id, or the latest. Store errors are [`Error::Store`].
     pub async fn read_events(&self, range: EventRange) -> Result<Vec<SessionEvent>> {
+        if range.count() == 0 {
+            return Ok(Vec::new());
+        }
         let events = self
             .0
             .store

@@ -186,7 +186,8 @@ fn printable(field: &str, value: &str, min: usize, max: usize) -> Result<(), Str
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenEntry {
     /// The token, or the policy's name for it when it keeps no token (the
-    /// hardened policy: `sha256:{digest}`).
+    /// hardened policy: `sha256:{digest}:{user id}`), which
+    /// [`crate::SessionManager::delete_token`] takes.
     pub token: String,
     /// The session's id, as its events name it ([`session_id`] of
     /// `token`): safe to show, where the token is a secret.

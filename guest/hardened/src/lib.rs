@@ -44,7 +44,7 @@ use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, ConfigKey, Describe, Error, IssuedToken, PageRequest, Policy, Reply, SelfCheckReport,
     SessionAttributes, Settings, TokenEntry, TokenPage, User, UserCache, UserDetail, attributes,
-    client, cmd, config, random, store, time, ttl,
+    client, cmd, config, random, store, time, token, ttl,
 };
 use layout::{EPOCH_FIELD, OnLimit, Record, Stored};
 
@@ -110,10 +110,22 @@ fn split_token(token: &str) -> Result<Option<(&str, String)>, Error> {
     Ok(layout::split_token(token)?.map(|(user_id, secret)| (user_id, layout::digest(secret))))
 }
 
-/// The name `list-user-token` gives the session of `digest`: the store
-/// holds no token to list, and no check accepts this.
-fn listed_name(digest: &str) -> String {
-    format!("sha256:{digest}")
+/// The name `list-user-token` gives the session of `digest` of user
+/// `user_id`, `sha256:{digest}:{user id}`: the store holds no token to
+/// list, and no check accepts this; delete-token takes it, so that an
+/// operator revokes what a listing shows.
+fn listed_name(user_id: &str, digest: &str) -> String {
+    format!("sha256:{digest}:{user_id}")
+}
+
+/// `(user id, digest)` of a name [`listed_name`] gave; None for any other
+/// text.
+fn split_listed_name(name: &str) -> Option<(&str, String)> {
+    let rest = name.strip_prefix("sha256:")?;
+    let (digest, user_id) = rest.split_at_checked(layout::SECRET_HEX)?;
+    let user_id = user_id.strip_prefix(':')?;
+    (token::is_hex(digest) && dsession_policy_sdk::user_id::check(user_id).is_ok())
+        .then(|| (user_id, digest.to_owned()))
 }
 
 /// One session in a user's index.
@@ -338,20 +350,23 @@ impl Hardened {
         ];
         writes.extend(self.event(user_id, || {
             Event::new(Kind::Login, user_id)
-                .session(&listed_name(digest))
+                .session(&listed_name(user_id, digest))
                 .device(device)
         }));
+        doomed.extend(evicted.iter().map(|(session, _)| session.digest.clone()));
+        // The evictions' events ride with their deletions, which a login
+        // refused by the store still runs on their own.
+        let mut forget = self.forget(user_id, doomed);
         for (session, bound) in &evicted {
-            writes.extend(self.event(user_id, || {
+            forget.extend(self.event(user_id, || {
                 Event::new(Kind::Evict, user_id)
-                    .session(&listed_name(&session.digest))
+                    .session(&listed_name(user_id, &session.digest))
                     .device(session.device.as_deref())
                     .detail(*bound)
             }));
         }
-        doomed.extend(evicted.iter().map(|(session, _)| session.digest.clone()));
         Ok(Login {
-            forget: self.forget(user_id, doomed),
+            forget,
             writes,
             deadline,
         })
@@ -360,7 +375,8 @@ impl Hardened {
 
 /// One login attempt, as [`Hardened::login`] plans it.
 struct Login {
-    /// Deletes the sessions it prunes and evicts.
+    /// Deletes the sessions it prunes and evicts, with the evictions'
+    /// events.
     forget: Vec<Command>,
     /// Writes the new session.
     writes: Vec<Command>,
@@ -459,8 +475,10 @@ impl Policy for Hardened {
                         .device(attributes.device.as_deref())
                         .detail(why.as_str())
                 });
+                // The refusal stands whether or not its record could be
+                // written: a failing store loses the event, not the answer.
                 if let Some(rejected) = rejected {
-                    store::atomic(&[rejected])?;
+                    let _ = store::atomic(&[rejected]);
                 }
                 return Err(Error::Conflict(why));
             }
@@ -502,7 +520,7 @@ impl Policy for Hardened {
                 let seconds = ttl.min(stored.record.deadline - now).max(1);
                 let mut commands = vec![cmd::expire(&token_key, seconds).into()];
                 commands.extend(self.event(user_id, || {
-                    Event::new(Kind::Refresh, user_id).session(&listed_name(&digest))
+                    Event::new(Kind::Refresh, user_id).session(&listed_name(user_id, &digest))
                 }));
                 Ok((commands, Some(now + seconds)))
             },
@@ -516,12 +534,14 @@ impl Policy for Hardened {
         }
     }
 
+    /// Revokes a token, or the session a listing names.
     fn delete_token(&self, token: &str) -> Result<(), Error> {
-        let Some((user_id, digest)) = split_token(token)? else {
+        let Some((user_id, digest)) = split_token(token)?.or_else(|| split_listed_name(token))
+        else {
             return Ok(());
         };
         let revoke = self.event(user_id, || {
-            Event::new(Kind::Revoke, user_id).session(&listed_name(&digest))
+            Event::new(Kind::Revoke, user_id).session(&listed_name(user_id, &digest))
         });
         let mut commands = self.forget(user_id, vec![digest]);
         commands.extend(revoke);
@@ -631,7 +651,7 @@ impl Policy for Hardened {
             tokens.push(TokenEntry {
                 // The store holds no token to list: this names the session
                 // by the digest of its secret, which no check accepts.
-                token: listed_name(&session.digest),
+                token: listed_name(user_id, &session.digest),
                 token_remain_live_time: remaining,
                 token_expire_time: now + remaining,
                 created_at: Some(session.record.created_ns / 1_000_000_000),

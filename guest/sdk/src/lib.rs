@@ -7,8 +7,9 @@
 //! [`Policy`] trait with defaults for what all policies write the same way,
 //! typed store commands ([`cmd`]) and replies ([`Reply`], [`Replies`]), an
 //! optimistic-transaction helper ([`store::optimistic`]), the user-info
-//! cache ([`users`]), and checks and helpers for user ids, TTLs, tokens,
-//! time and randomness.
+//! cache ([`users`]), session events ([`event`]), the client of the
+//! request a check serves ([`client`]), and checks and helpers for user
+//! ids, TTLs, tokens, time and randomness.
 //!
 //! A whole policy: one token key per token, the user in its value.
 //!

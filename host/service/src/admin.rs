@@ -19,8 +19,8 @@ use utoipa::ToSchema;
 
 use crate::routes::QueryParams;
 use crate::{AppError, AppState, ErrorBody};
-use dsession::SessionEvent;
-use dsession::store::{EventId, EventRange};
+use dsession::store::EventId;
+use dsession::{EventTail, SessionEvent};
 
 /// The console's content security policy: its own files and API only, no
 /// inline script or style, no frames, no forms posted elsewhere.
@@ -54,9 +54,6 @@ const CONSOLE_FILES: [(&str, &str, &str); 4] = [
 
 /// How often the event stream asks the store for new events.
 const EVENTS_POLL: Duration = Duration::from_millis(200);
-
-/// The most events one poll reads.
-const EVENTS_BATCH: usize = 1000;
 
 /// The latest events an event stream starts with, by default.
 const DEFAULT_LAST_EVENTS: usize = 50;
@@ -187,7 +184,9 @@ pub struct PolicyInfo {
     pub path: Option<String>,
     /// What it exports.
     pub exports: Vec<String>,
-    /// `[policy.config]` as given.
+    /// `[policy.config]` as given; the value of a key the policy does not
+    /// declare (in `config_keys`) is hidden, as it may be a secret of a
+    /// policy that says nothing of its settings.
     pub config: BTreeMap<String, String>,
     /// The settings it says it reads; empty when it does not say.
     pub config_keys: Vec<PolicyConfigKey>,
@@ -207,7 +206,7 @@ pub struct PolicyInfo {
 pub async fn policy_info(State(state): State<AppState>) -> Result<Json<PolicyInfo>, AppError> {
     let sessions = state.sessions();
     let policy = sessions.policy();
-    let config_keys = policy
+    let config_keys: Vec<PolicyConfigKey> = policy
         .config_keys()
         .await?
         .unwrap_or_default()
@@ -216,6 +215,19 @@ pub async fn policy_info(State(state): State<AppState>) -> Result<Json<PolicyInf
             name: key.name,
             default: key.default,
             description: key.description,
+        })
+        .collect();
+    let config = state
+        .0
+        .policy_config
+        .iter()
+        .map(|(name, value)| {
+            let declared = config_keys.iter().any(|key| key.name == *name);
+            let shown = match declared {
+                true => value.clone(),
+                false => "(hidden: the policy does not declare this key)".to_owned(),
+            };
+            (name.clone(), shown)
         })
         .collect();
     let path = state.0.policy_path.as_ref();
@@ -238,7 +250,7 @@ pub async fn policy_info(State(state): State<AppState>) -> Result<Json<PolicyInf
             .filter(|_| !builtin)
             .map(|path| path.display().to_string()),
         exports: policy.describe_exports(),
-        config: state.0.policy_config.clone(),
+        config,
         config_keys,
         loaded_at,
         last_reload,
@@ -262,8 +274,13 @@ pub struct EventsQuery {
     pub last: Option<usize>,
 }
 
-/// Where an event stream starts.
-fn first_range(query: &EventsQuery, headers: &HeaderMap) -> Result<EventRange, AppError> {
+/// Where an event stream starts: after an id, or with the latest `last`.
+enum Start {
+    After(EventId),
+    Latest(usize),
+}
+
+fn start(query: &EventsQuery, headers: &HeaderMap) -> Result<Start, AppError> {
     let resume = headers
         .get("last-event-id")
         .map(|value| {
@@ -275,7 +292,7 @@ fn first_range(query: &EventsQuery, headers: &HeaderMap) -> Result<EventRange, A
     if let Some(after) = resume.or(query.after.as_deref()) {
         let after =
             EventId::parse(after).map_err(|error| AppError::BadRequest(error.to_string()))?;
-        return Ok(EventRange::After(after, EVENTS_BATCH));
+        return Ok(Start::After(after));
     }
     let last = query.last.unwrap_or(DEFAULT_LAST_EVENTS);
     if last > MAX_LAST_EVENTS {
@@ -283,7 +300,7 @@ fn first_range(query: &EventsQuery, headers: &HeaderMap) -> Result<EventRange, A
             "last must be at most {MAX_LAST_EVENTS}, got {last}"
         )));
     }
-    Ok(EventRange::Last(last))
+    Ok(Start::Latest(last))
 }
 
 /// Session events as server-sent events: first the latest (or those after
@@ -299,30 +316,26 @@ pub async fn events(
     headers: HeaderMap,
     QueryParams(query): QueryParams<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let first = first_range(&query, &headers)?;
-    let sessions = state.sessions().clone();
+    let sessions = state.sessions();
     // The first read answers the request, so that a store that is down is
     // a 503 rather than a stream of errors.
-    let events = sessions.read_events(first).await?;
-    let last = match first {
-        EventRange::After(after, _) => after,
-        EventRange::Last(_) => EventId::ZERO,
+    let (tail, first) = match start(&query, &headers)? {
+        Start::After(after) => {
+            let mut tail = EventTail::after(sessions, after);
+            let first = tail.next().await?;
+            (tail, first)
+        }
+        Start::Latest(last) => EventTail::latest(sessions, last).await?,
     };
     let stream = futures_util::stream::unfold(
-        (sessions, events.into_iter(), last, false),
-        |(sessions, mut pending, mut last, mut failing)| async move {
+        (tail, first.into_iter(), false),
+        |(mut tail, mut pending, mut failing)| async move {
             loop {
                 if let Some(event) = pending.next() {
-                    if let Ok(id) = EventId::parse(&event.id) {
-                        last = last.max(id);
-                    }
-                    return Some((Ok(sse(&event)), (sessions, pending, last, failing)));
+                    return Some((Ok(sse(&event)), (tail, pending, failing)));
                 }
                 tokio::time::sleep(EVENTS_POLL).await;
-                match sessions
-                    .read_events(EventRange::After(last, EVENTS_BATCH))
-                    .await
-                {
+                match tail.next().await {
                     Ok(events) => {
                         failing = false;
                         pending = events.into_iter();
@@ -333,7 +346,7 @@ pub async fn events(
                             .event("error")
                             .json_data(body)
                             .unwrap_or_default();
-                        return Some((Ok(event), (sessions, pending, last, true)));
+                        return Some((Ok(event), (tail, pending, true)));
                     }
                     Err(_) => {}
                 }

@@ -56,10 +56,12 @@ impl Network {
 }
 
 /// The client of a forward-auth request from `peer`: when `peer` is one
-/// of `trusted`, the IP `X-Real-IP` names, else the last address of
-/// `X-Forwarded-For` that is not itself a trusted proxy (the first, when
-/// all are), and the `User-Agent` cut to its bound; None from any other
-/// peer, or when neither is known.
+/// of `trusted`, the last address of `X-Forwarded-For` that is not itself
+/// a trusted proxy (the first, when all are; none when a hop on the way
+/// is not an address, as what lies before it is the client's own
+/// writing), else without that header the IP `X-Real-IP` names, and the
+/// `User-Agent` cut to its bound; None from any other peer, or when
+/// neither is known.
 pub fn client(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
@@ -71,22 +73,29 @@ pub fn client(
         return None;
     }
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let real_ip = header("x-real-ip").and_then(|ip| ip.trim().parse::<IpAddr>().ok());
-    let forwarded = || {
-        let hops: Vec<IpAddr> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|hop| hop.trim().parse().ok())
-            .collect();
-        hops.iter()
-            .rev()
-            .find(|hop| !is_trusted(**hop))
-            .or(hops.first())
-            .copied()
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|value| value.to_str().unwrap_or(""))
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let ip = if hops.is_empty() {
+        header("x-real-ip").and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+    } else {
+        let mut client = None;
+        for hop in hops.iter().rev() {
+            let Ok(hop) = hop.parse::<IpAddr>() else {
+                client = None;
+                break;
+            };
+            client = Some(hop);
+            if !is_trusted(hop) {
+                break;
+            }
+        }
+        client
     };
-    let ip = real_ip.or_else(forwarded);
     let user_agent = header("user-agent").map(|agent| {
         agent
             .chars()
@@ -158,7 +167,12 @@ mod tests {
         assert_eq!(client(&headers, None, &trusted), None);
         assert_eq!(client(&headers, gateway, &[]), None);
 
+        // X-Real-IP, which a gateway may pass on as the client sent it,
+        // only counts without X-Forwarded-For.
         headers.insert("x-real-ip", HeaderValue::from_static("::ffff:192.0.2.7"));
+        let seen = client(&headers, gateway, &trusted).unwrap();
+        assert_eq!(seen.ip.as_deref(), Some("203.0.113.9"));
+        headers.remove("x-forwarded-for");
         let long = format!("agent-{}", "a".repeat(2000));
         headers.insert("user-agent", HeaderValue::from_str(&long).unwrap());
         let seen = client(&headers, gateway, &trusted).unwrap();
@@ -168,5 +182,15 @@ mod tests {
             MAX_USER_AGENT_CHARS
         );
         assert_eq!(seen.device, None);
+
+        // A hop that is no address ends the walk: what lies before it is
+        // the client's own writing. Every hop trusted: the first is the client.
+        let forwarded = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", HeaderValue::from_static(value));
+            client(&headers, gateway, &trusted).and_then(|seen| seen.ip)
+        };
+        assert_eq!(forwarded("198.51.100.1, unknown, 10.0.0.2"), None);
+        assert_eq!(forwarded("10.9.9.9, 10.0.0.2").as_deref(), Some("10.9.9.9"));
     }
 }

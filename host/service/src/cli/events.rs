@@ -6,16 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use dsession::SessionEvent;
-use dsession::store::{EventId, EventRange};
+use dsession::store::EventId;
+use dsession::{EventTail, SessionEvent};
 
-use super::{error_json, token::Common};
+use super::{fail, token::Common};
 
 /// How often `--follow` asks the store for new events.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
-
-/// The most events one read of `--follow` takes.
-const FOLLOW_BATCH: usize = 1000;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventsCommand {
@@ -86,64 +83,44 @@ fn print(event: &SessionEvent, as_json: bool) {
 pub(crate) async fn run(command: EventsCommand) -> ExitCode {
     let EventsCommand::Tail(args) = command;
     let as_json = args.common.wants_json();
-    let fail = |code: &str, message: String| {
-        if as_json {
-            println!("{}", error_json(code, &message));
-        } else {
-            eprintln!("error: {message}");
-        }
-        ExitCode::from(2)
-    };
-    let first = match &args.after {
-        Some(after) => match EventId::parse(after) {
-            Ok(after) => EventRange::After(after, usize::MAX),
-            Err(error) => return fail("invalid_argument", error.to_string()),
-        },
-        None => EventRange::Last(args.last),
+    let after = match args.after.as_deref().map(EventId::parse).transpose() {
+        Ok(after) => after,
+        Err(error) => return fail("invalid_argument", &error.to_string(), as_json),
     };
     let manager = match args.common.manager().await {
         Ok(manager) => manager,
-        Err(error) => return fail("setup", format!("{error:#}")),
+        Err(error) => return fail("setup", &format!("{error:#}"), as_json),
     };
-    let mut last = match first {
-        EventRange::After(after, _) => after,
-        EventRange::Last(_) => EventId::ZERO,
+    let (mut tail, mut events) = match after {
+        Some(after) => (EventTail::after(&manager, after), Vec::new()),
+        None => match EventTail::latest(&manager, args.last).await {
+            Ok(latest) => latest,
+            Err(error) => return fail(error.code(), &error.to_string(), as_json),
+        },
     };
-    let events = match manager.read_events(first).await {
-        Ok(events) => events,
-        Err(error) => return fail(error.code(), error.to_string()),
-    };
-    let seen = |events: Vec<SessionEvent>, last: &mut EventId| {
-        for event in events {
-            if let Ok(id) = EventId::parse(&event.id) {
-                *last = (*last).max(id);
+    // Those after an id: every one of them, a batch at a time.
+    if after.is_some() {
+        loop {
+            match tail.next().await {
+                Ok(batch) if batch.is_empty() => break,
+                Ok(batch) => events.extend(batch),
+                Err(error) => return fail(error.code(), &error.to_string(), as_json),
             }
-            print(&event, as_json);
         }
-    };
-    seen(events, &mut last);
+    }
+    for event in &events {
+        print(event, as_json);
+    }
     if !args.follow {
         return ExitCode::SUCCESS;
-    }
-    if last == EventId::ZERO {
-        // Nothing yet: follow from now, not from whatever a slow store
-        // lists first.
-        if let Ok(latest) = manager.read_events(EventRange::Last(1)).await
-            && let Some(event) = latest.first()
-        {
-            last = EventId::parse(&event.id).unwrap_or(EventId::ZERO);
-        }
     }
     let mut failing = false;
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        match manager
-            .read_events(EventRange::After(last, FOLLOW_BATCH))
-            .await
-        {
+        match tail.next().await {
             Ok(events) => {
                 failing = false;
-                seen(events, &mut last);
+                events.iter().for_each(|event| print(event, as_json));
             }
             Err(error) if !failing => {
                 failing = true;

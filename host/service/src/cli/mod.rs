@@ -199,7 +199,7 @@ pub(crate) fn error_json(code: &str, message: &str) -> serde_json::Value {
     json!(ErrorBody::new(code, message))
 }
 
-fn fail(code: &str, message: &str, as_json: bool) -> ExitCode {
+pub(crate) fn fail(code: &str, message: &str, as_json: bool) -> ExitCode {
     if as_json {
         println!("{}", error_json(code, message));
     } else {

@@ -338,6 +338,18 @@
     } catch (_) {
       return;
     }
+    // The stream goes on after a store failure; say so until it recovers.
+    if (raw.event === "error") {
+      const { code, message } = data.error || {};
+      $("events-status").textContent = `${code || "error"}: ${message || "the events cannot be read"}`;
+      $("events-status").className = "status bad";
+      return;
+    }
+    if (raw.event !== "session") return;
+    if ($("events-status").className !== "status good") {
+      $("events-status").textContent = "connected";
+      $("events-status").className = "status good";
+    }
     const id = data.id || raw.id;
     if (id && events.seen.has(id)) return; // replayed after a reconnect
     if (id) events.seen.add(id);

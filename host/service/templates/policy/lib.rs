@@ -5,11 +5,16 @@
 //! hash of their tokens' secrets, so that their tokens can be listed and
 //! revoked at once. Every key of a user carries the hash tag `{user id}`,
 //! so the policy runs on Redis Cluster too. Single-login mode is not kept:
-//! the policy refuses it.
+//! the policy refuses it. With session events on (`settings.events`), a
+//! login, a revoke and a revoke-all each append their event in their own
+//! atomic step; a refresh records none, as one step cannot make its event
+//! depend on whether `EXPIRE` found the token (the built-in policies watch
+//! the token to record it).
 //!
 //! Change anything: `dsession policy test` tells you whether the contract
 //! still holds.
 
+use dsession_policy_sdk::event::{Event, Kind};
 use dsession_policy_sdk::page::{self, Latest};
 use dsession_policy_sdk::{
     Command, Error, IssuedToken, PageRequest, Policy, SelfCheckReport, SessionAttributes,
@@ -29,6 +34,7 @@ struct Starter {
     default_ttl: i64,
     index_ttl: i64,
     user_loader: bool,
+    events: bool,
 }
 
 dsession_policy_sdk::export!(Starter);
@@ -46,6 +52,12 @@ impl Starter {
     /// other token, which is "not valid".
     fn parse<'a>(&self, token: &'a str) -> Result<Option<(&'a str, &'a str)>, Error> {
         Ok(token::parse(token, SECRET_HEX)?.filter(|(user_id, _)| self.check_user_id(user_id).is_ok()))
+    }
+
+    /// `event`, for the atomic step that writes the user's index, when
+    /// events are recorded.
+    fn event(&self, user_id: &str, event: impl FnOnce() -> Event) -> Option<Command> {
+        self.events.then(|| event().command(self.index_key(user_id)))
     }
 
     /// The index keeps living as long as the longest token in it.
@@ -82,6 +94,7 @@ impl Policy for Starter {
             default_ttl: settings.default_expire_seconds,
             index_ttl: settings.index_expire_seconds.max(1),
             user_loader: settings.user_loader,
+            events: settings.events,
         })
     }
 
@@ -111,6 +124,7 @@ impl Policy for Starter {
         _: &SessionAttributes,
     ) -> Result<IssuedToken, Error> {
         let secret = random::hex(16);
+        let token = format!("{user_id}_{secret}");
         let mut writes = vec![
             cmd::set(self.token_key(user_id, &secret), user_id)
                 .ttl(ttl)
@@ -118,9 +132,10 @@ impl Policy for Starter {
             cmd::hset(self.index_key(user_id), vec![(secret.clone(), time::now().to_string())]),
         ];
         writes.extend(self.stretch_index(user_id, ttl));
+        writes.extend(self.event(user_id, || Event::new(Kind::Login, user_id).session(&token)));
         store::atomic(&writes)?;
         Ok(IssuedToken {
-            token: format!("{user_id}_{secret}"),
+            token,
             token_expire_time: time::now() + ttl,
         })
     }
@@ -146,11 +161,12 @@ impl Policy for Starter {
         let Some((user_id, secret)) = self.parse(token)? else {
             return Ok(());
         };
-        store::atomic(&[
+        let mut revoke = vec![
             cmd::del([self.token_key(user_id, secret)]),
             cmd::hdel(self.index_key(user_id), vec![secret.to_owned()]),
-        ])
-        .map(drop)
+        ];
+        revoke.extend(self.event(user_id, || Event::new(Kind::Revoke, user_id).session(token)));
+        store::atomic(&revoke).map(drop)
     }
 
     fn check_token(&self, token: &str, detail: UserDetail) -> Result<Option<User>, Error> {
@@ -240,7 +256,9 @@ impl Policy for Starter {
                     .map(|(secret, _)| self.token_key(user_id, &secret))
                     .collect();
                 keys.push(index.clone());
-                Ok((vec![cmd::del(keys)], ()))
+                let mut revoke = vec![cmd::del(keys)];
+                revoke.extend(self.event(user_id, || Event::new(Kind::RevokeAll, user_id)));
+                Ok((revoke, ()))
             },
         )?;
         revoked.ok_or_else(|| Error::Conflict("logins kept racing the revoke".into()))

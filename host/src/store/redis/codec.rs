@@ -108,6 +108,10 @@ fn encode(command: &Command, events: &Events) -> Cmd {
             cmd.arg("HGET").arg(key).arg(field);
         }
         Command::AppendEvent(EventArgs { beside, fields }) => {
+            debug_assert!(
+                !events.stream.key.is_empty(),
+                "an event queued on a pipeline that names no stream"
+            );
             cmd.arg("XADD")
                 .arg(events.key(beside).as_ref())
                 .arg("MAXLEN")
@@ -151,8 +155,11 @@ pub(super) fn read_stream(key: &str, range: crate::store::EventRange) -> Cmd {
 /// The events of an `XRANGE` or `XREVRANGE` reply, oldest first.
 pub(super) fn stream_events(value: Value) -> Result<Vec<crate::store::StoredEvent>, StoreError> {
     let unexpected = |value: &Value| StoreError::new(format!("unexpected stream reply {value:?}"));
-    let Value::Array(entries) = value else {
-        return Err(unexpected(&value));
+    let entries = match value {
+        Value::Array(entries) => entries,
+        // `COUNT 0` answers nil.
+        Value::Nil => Vec::new(),
+        other => return Err(unexpected(&other)),
     };
     let mut events = entries
         .into_iter()
@@ -291,7 +298,7 @@ pub(super) fn events_unwritten(commands: &[Command], replies: Vec<Reply>) -> Vec
     if lost > 0 {
         tracing::warn!(
             lost,
-            "redis is full: a revocation ran without its session events, which it refused"
+            "redis is full: a step of deletions ran without its session events, which redis refused"
         );
     }
     replies

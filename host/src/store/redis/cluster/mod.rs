@@ -272,6 +272,9 @@ impl ClusterStore {
                 let Some(deletions) = only_deletions(commands) else {
                     return Err(refused);
                 };
+                if deletions.is_empty() {
+                    return Ok(events_unwritten(commands, Vec::new()));
+                }
                 let deletions = Request {
                     commands: &deletions,
                     transaction: false,
