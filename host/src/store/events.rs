@@ -126,6 +126,7 @@ impl EventRange {
 
 /// The events of several streams as one list: merged by id, then cut to
 /// what `range` asks for.
+#[cfg(feature = "redis")]
 pub(crate) fn merge(streams: Vec<Vec<StoredEvent>>, range: EventRange) -> Vec<StoredEvent> {
     let mut events: Vec<StoredEvent> = streams.into_iter().flatten().collect();
     events.sort_by_key(|event| event.id);
@@ -189,6 +190,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn streams_merge_by_id_and_cut_to_the_range() {
         let event = |ms| StoredEvent {
             id: EventId { ms, seq: 0 },

@@ -16,6 +16,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 pub use self::config::StoreConfig;
+#[cfg(feature = "redis")]
 pub(crate) use self::events::merge as merge_events;
 pub use self::events::{DEFAULT_EVENTS_MAX_LEN, EventId, EventRange, EventStream, StoredEvent};
 pub use self::memory::MemoryStore;
