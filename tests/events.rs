@@ -256,9 +256,13 @@ async fn changes_and_their_events_go_together(policy: Racer) {
     }
     let failed: usize = answers.iter().map(|a| a.failed).sum();
     let issued: usize = answers.iter().map(|a| a.issued.len()).sum();
+    let named = match &policy {
+        (None, _) => "default".to_owned(),
+        (Some(_), config) => format!("hardened {config:?}"),
+    };
     println!(
-        "{cuts} cuts in {racing:?}: {issued} logins answered ok, {failed} calls cut off, \
-         {} events, {live} sessions live",
+        "{named}: {cuts} cuts in {racing:?}: {issued} logins answered ok, {failed} calls cut \
+         off, {} events, {live} sessions live",
         events.len()
     );
     assert!(
