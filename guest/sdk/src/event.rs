@@ -100,11 +100,7 @@ impl Event {
 /// digits of the SHA-256 of `name`, the name `list-user-token` gives the
 /// session. It names the session without revealing its token.
 pub fn session_id(name: &str) -> String {
-    let digest = Sha256::digest(name.as_bytes());
-    digest[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::random::to_hex(&Sha256::digest(name.as_bytes())[..8])
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use redis::{Cmd, Pipeline, Value};
 
 use crate::store::{
-    Command, EventArgs, EventStream, ExpireCondition, GetExpireArgs, HashDeleteArgs,
-    HashExistsArgs, HashGetArgs, HashSetArgs, Reply, SetCondition, StoreError,
+    Command, EventArgs, EventId, EventRange, EventStream, ExpireCondition, GetExpireArgs,
+    HashDeleteArgs, HashExistsArgs, HashGetArgs, HashSetArgs, Reply, SetCondition, StoreError,
+    StoredEvent, key_slot,
 };
 
 /// Where a store's `append-event` commands go: its event stream, or on a
@@ -44,7 +45,7 @@ impl Events {
     /// The key of the stream an event beside `key` goes to.
     fn key(&self, beside: &str) -> Cow<'_, str> {
         match self.sharded {
-            true => Cow::Owned(self.stream.slot_key(crate::store::key_slot(beside))),
+            true => Cow::Owned(self.stream.slot_key(key_slot(beside))),
             false => Cow::Borrowed(&self.stream.key),
         }
     }
@@ -127,12 +128,12 @@ fn encode(command: &Command, events: &Events) -> Cmd {
 }
 
 /// `XRANGE` or `XREVRANGE` of the stream at `key` for `range`.
-pub(super) fn read_stream(key: &str, range: crate::store::EventRange) -> Cmd {
+pub(super) fn read_stream(key: &str, range: EventRange) -> Cmd {
     // Redis reads COUNT as a signed 64-bit number.
     let count = i64::try_from(range.count()).unwrap_or(i64::MAX);
     let mut cmd = Cmd::new();
     match range {
-        crate::store::EventRange::After(after, _) => {
+        EventRange::After(after, _) => {
             cmd.arg("XRANGE")
                 .arg(key)
                 .arg(format!("({after}"))
@@ -140,7 +141,7 @@ pub(super) fn read_stream(key: &str, range: crate::store::EventRange) -> Cmd {
                 .arg("COUNT")
                 .arg(count);
         }
-        crate::store::EventRange::Last(_) => {
+        EventRange::Last(_) => {
             cmd.arg("XREVRANGE")
                 .arg(key)
                 .arg("+")
@@ -153,7 +154,7 @@ pub(super) fn read_stream(key: &str, range: crate::store::EventRange) -> Cmd {
 }
 
 /// The events of an `XRANGE` or `XREVRANGE` reply, oldest first.
-pub(super) fn stream_events(value: Value) -> Result<Vec<crate::store::StoredEvent>, StoreError> {
+pub(super) fn stream_events(value: Value) -> Result<Vec<StoredEvent>, StoreError> {
     let unexpected = |value: &Value| StoreError::new(format!("unexpected stream reply {value:?}"));
     let entries = match value {
         Value::Array(entries) => entries,
@@ -171,26 +172,9 @@ pub(super) fn stream_events(value: Value) -> Result<Vec<crate::store::StoredEven
                 .try_into()
                 .map_err(|parts| unexpected(&Value::Array(parts)))?;
             let id = text(id).map_err(|value| unexpected(&value))?;
-            let fields = match fields {
-                Value::Array(items) => {
-                    let mut pairs = Vec::with_capacity(items.len() / 2);
-                    let mut items = items.into_iter();
-                    while let (Some(field), Some(value)) = (items.next(), items.next()) {
-                        let field = text(field).map_err(|value| unexpected(&value))?;
-                        let value = text(value).map_err(|value| unexpected(&value))?;
-                        pairs.push((field, value));
-                    }
-                    pairs
-                }
-                Value::Map(pairs) => pairs
-                    .into_iter()
-                    .map(|(field, value)| Ok((text(field)?, text(value)?)))
-                    .collect::<Result<_, Value>>()
-                    .map_err(|value| unexpected(&value))?,
-                other => return Err(unexpected(&other)),
-            };
-            Ok(crate::store::StoredEvent {
-                id: crate::store::EventId::parse(&id)?,
+            let fields = pairs(fields).map_err(|value| unexpected(&value))?;
+            Ok(StoredEvent {
+                id: EventId::parse(&id)?,
                 fields,
             })
         })
@@ -284,17 +268,17 @@ pub(super) fn only_deletions(commands: &[Command]) -> Option<Vec<Command>> {
 /// deletions' `replies`: nil for each event, which was not written.
 pub(super) fn events_unwritten(commands: &[Command], replies: Vec<Reply>) -> Vec<Reply> {
     let mut replies = replies.into_iter();
+    let mut lost = 0;
     let replies: Vec<Reply> = commands
         .iter()
         .map(|command| match command {
-            Command::AppendEvent(_) => Reply::Nil,
+            Command::AppendEvent(_) => {
+                lost += 1;
+                Reply::Nil
+            }
             _ => replies.next().unwrap_or(Reply::Nil),
         })
         .collect();
-    let lost = commands
-        .iter()
-        .filter(|command| matches!(command, Command::AppendEvent(_)))
-        .count();
     if lost > 0 {
         tracing::warn!(
             lost,
@@ -354,6 +338,27 @@ pub(super) fn text(value: Value) -> Result<String, Value> {
     }
 }
 
+/// Field and value pairs, as `HGETALL` and a stream entry answer them: a
+/// RESP3 map, or a RESP2 array of fields and values by turns; anything
+/// else, or a field or value that is not text, back as it came.
+fn pairs(value: Value) -> Result<Vec<(String, String)>, Value> {
+    match value {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(field, value)| Ok((text(field)?, text(value)?)))
+            .collect(),
+        Value::Array(items) => {
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((text(field)?, text(value)?));
+            }
+            Ok(pairs)
+        }
+        other => Err(other),
+    }
+}
+
 /// `command`'s reply from Redis's `value`, RESP2 or RESP3.
 pub(super) fn reply(command: &Command, value: Value) -> Result<Reply, StoreError> {
     let unexpected =
@@ -378,22 +383,8 @@ pub(super) fn reply(command: &Command, value: Value) -> Result<Reply, StoreError
             | Command::HashExists(_),
             Value::Int(n),
         ) => Reply::Integer(n),
-        (Command::HashGetAll(_), Value::Map(pairs)) => Reply::Pairs(
-            pairs
-                .into_iter()
-                .map(|(field, value)| Ok((text(field)?, text(value)?)))
-                .collect::<Result<_, Value>>()
-                .map_err(|value| unexpected(&value))?,
-        ),
-        (Command::HashGetAll(_), Value::Array(items)) => {
-            let mut pairs = Vec::with_capacity(items.len() / 2);
-            let mut items = items.into_iter();
-            while let (Some(field), Some(value)) = (items.next(), items.next()) {
-                let field = text(field).map_err(|value| unexpected(&value))?;
-                let value = text(value).map_err(|value| unexpected(&value))?;
-                pairs.push((field, value));
-            }
-            Reply::Pairs(pairs)
+        (Command::HashGetAll(_), value @ (Value::Map(_) | Value::Array(_))) => {
+            Reply::Pairs(pairs(value).map_err(|value| unexpected(&value))?)
         }
         (_, value) => return Err(unexpected(&value)),
     })

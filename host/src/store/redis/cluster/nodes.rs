@@ -83,14 +83,9 @@ impl Nodes {
         pipe: Pipeline,
         count: usize,
     ) -> Result<Vec<Value>, RedisError> {
-        let (host, port) = node(address)?;
-        let node = SingleNodeRoutingInfo::ByAddress {
-            host: host.to_owned(),
-            port,
-        };
         self.cluster
             .clone()
-            .route_pipeline(pipe, 0, count, node)
+            .route_pipeline(pipe, 0, count, route(address)?)
             .await
     }
 
@@ -342,14 +337,9 @@ impl Nodes {
 
     /// Sends `cmd` to the node at `address`, `host:port`.
     pub(super) async fn ask(&self, address: &str, cmd: Cmd) -> Result<Value, RedisError> {
-        let (host, port) = node(address)?;
-        let node = SingleNodeRoutingInfo::ByAddress {
-            host: host.to_owned(),
-            port,
-        };
         self.cluster
             .clone()
-            .route_command(cmd, RoutingInfo::SingleNode(node))
+            .route_command(cmd, RoutingInfo::SingleNode(route(address)?))
             .await
     }
 
@@ -370,5 +360,14 @@ fn node(address: &str) -> Result<(&str, u16), RedisError> {
             "invalid node address",
             address.to_owned(),
         ))
+    })
+}
+
+/// The route to the node at `host:port`.
+fn route(address: &str) -> Result<SingleNodeRoutingInfo, RedisError> {
+    let (host, port) = node(address)?;
+    Ok(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port,
     })
 }
